@@ -1,0 +1,76 @@
+"""What every backend family provides to the runner."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+from harness.exports import ExportCache
+from harness.hardware import Hardware
+
+
+class Backend(ABC):
+    """One configured backend: how to export it, load it, and what it really ran with."""
+
+    st_backend: ClassVar[str]  # the `backend=` argument of sentence-transformers
+
+    def __init__(self, cfg: Any, hw: Hardware, threads: int):
+        self.cfg = cfg
+        self.hw = hw
+        self.threads = threads
+
+    @property
+    def device(self) -> str:
+        if self.cfg.device == "auto":
+            return "cuda" if self.hw.gpu else "cpu"
+        return self.cfg.device
+
+    def unsupported_reason(self) -> str | None:
+        """Why this backend cannot run on this machine, or None."""
+        if self.device == "cuda" and not self.hw.gpu:
+            return f"{self.cfg.name} on device=cuda needs a CUDA GPU; this machine has none"
+        return None
+
+    def export_key(self) -> tuple[str, dict[str, Any]] | None:
+        """Cache key and settings of the export this backend loads; None when it loads the weights as they are."""
+        return None
+
+    def needs_export(self, cache: ExportCache, folder: Path) -> bool:
+        key = self.export_key()
+        return key is not None and cache.lookup(folder, *key) is None
+
+    def prepare(self, folder: Path, model_kind: str, cache: ExportCache, calibration_texts: list[str]) -> None:  # noqa: B027
+        """Export what this backend loads into the cache (runs in its own process). Default: nothing."""
+
+    @abstractmethod
+    def load_spec(self, source_dir: Path, export_dir: Path, cache: ExportCache) -> tuple[Path, dict[str, Any]]:
+        """The folder sentence-transformers loads and the JSON-able model_kwargs (what a user would write)."""
+
+    def model_kwargs(self, described: dict[str, Any]) -> dict[str, Any]:
+        """Turn the JSON-able description into real kwargs (e.g. build session option objects)."""
+        return dict(described)
+
+    @abstractmethod
+    def runtime(self, model: Any) -> dict[str, Any]:
+        """Settings read back from the loaded runtime; must include 'precision' (fp32/fp16/bf16/int8)."""
+
+    def load(self, model_kind: str, folder: Path, described: dict[str, Any], trust_remote_code: bool) -> Any:
+        from sentence_transformers import CrossEncoder, SentenceTransformer
+
+        cls = SentenceTransformer if model_kind == "bi-encoder" else CrossEncoder
+        return cls(
+            str(folder),
+            backend=self.st_backend,
+            device=self.device,
+            model_kwargs=self.model_kwargs(described),
+            trust_remote_code=trust_remote_code,
+        )
+
+
+def st_export_model(model_kind: str, folder: Path, st_backend: str) -> Any:
+    """Load `folder` with an export-capable sentence-transformers backend (exports in memory if needed)."""
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    cls = SentenceTransformer if model_kind == "bi-encoder" else CrossEncoder
+    return cls(str(folder), backend=st_backend, device="cpu")

@@ -1,0 +1,128 @@
+"""OpenVINO backends: openvino, and openvino-qint8 (export_static_quantized_openvino_model
+calibrated on local texts: its default calibration set lives on the Hub)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import Backend, st_export_model
+from harness.exports import ExportCache
+
+log = logging.getLogger(__name__)
+
+BASE_KEY = "openvino"
+BASE_FILE = "openvino/openvino_model.xml"
+PRECISION = {
+    "f32": "fp32",
+    "float32": "fp32",
+    "bf16": "bf16",
+    "bfloat16": "bf16",
+    "f16": "fp16",
+    "float16": "fp16",
+}
+
+
+class OpenVINOBackend(Backend):
+    st_backend = "openvino"
+
+    def unsupported_reason(self) -> str | None:
+        if self.device == "cuda":
+            return "OpenVINO has no CUDA device; it runs on CPU (and Intel GPUs)"
+        return super().unsupported_reason()
+
+    @property
+    def device(self) -> str:
+        return "cpu" if self.cfg.device == "auto" else self.cfg.device
+
+    def export_key(self) -> tuple[str, dict[str, Any]]:
+        if self.cfg.quantization == "static":
+            return "openvino-qint8", {"calibration_samples": self.cfg.calibration_samples}
+        return BASE_KEY, {}
+
+    def prepare(self, folder: Path, model_kind: str, cache: ExportCache, calibration_texts: list[str]) -> None:
+        def export_base(staging: Path) -> None:
+            st_export_model(model_kind, folder, "openvino").save_pretrained(str(staging))
+            for extra in [p for p in staging.iterdir() if p.name != "openvino"]:
+                extra.unlink() if extra.is_file() else shutil.rmtree(extra)
+
+        cache.produce(folder, BASE_KEY, {}, export_base)
+        key, settings = self.export_key()
+        if key == BASE_KEY:
+            return
+
+        def export_quantized(staging: Path) -> None:
+            from optimum.intel import OVQuantizationConfig
+            from sentence_transformers import (
+                CrossEncoder,
+                SentenceTransformer,
+                export_static_quantized_openvino_model,
+            )
+
+            cls = SentenceTransformer if model_kind == "bi-encoder" else CrossEncoder
+            model = cls(str(folder), backend="openvino", device="cpu", model_kwargs={"file_name": BASE_FILE})
+            with tempfile.TemporaryDirectory() as data_dir:
+                # A local folder is a valid `datasets` name: calibration never touches the Hub.
+                with open(Path(data_dir) / "train.jsonl", "w", encoding="utf-8") as f:
+                    for text in calibration_texts:
+                        f.write(json.dumps({"text": text}) + "\n")
+                export_static_quantized_openvino_model(
+                    model,
+                    OVQuantizationConfig(num_samples=min(self.cfg.calibration_samples, len(calibration_texts))),
+                    str(staging),
+                    dataset_name=data_dir,
+                    dataset_config_name="default",
+                    dataset_split="train",
+                    column_name="text",
+                )
+
+        cache.produce(folder, key, settings, export_quantized)
+
+    def load_spec(self, source_dir: Path, export_dir: Path, cache: ExportCache) -> tuple[Path, dict[str, Any]]:
+        key, settings = self.export_key()
+        files = cache.lookup(export_dir, key, settings)
+        if not files:
+            raise RuntimeError(f"export {key} is missing from the cache at {export_dir}")
+        ov_config: dict[str, Any] = {
+            "INFERENCE_NUM_THREADS": self.threads,
+            "PERFORMANCE_HINT": self.cfg.ov_hint,
+        }
+        if self.cfg.ov_precision:
+            ov_config["INFERENCE_PRECISION_HINT"] = self.cfg.ov_precision
+        return export_dir, {"file_name": next(f for f in files if f.endswith(".xml")), "ov_config": ov_config}
+
+    def runtime(self, model: Any) -> dict[str, Any]:
+        import openvino as ov
+
+        ov_model = model.transformers_model
+        if ov_model.request is None:
+            ov_model.compile()
+        compiled = ov_model.request
+        compiled = compiled.get_compiled_model() if hasattr(compiled, "get_compiled_model") else compiled
+        props = {}
+        for name in (
+            "INFERENCE_NUM_THREADS",
+            "PERFORMANCE_HINT",
+            "INFERENCE_PRECISION_HINT",
+            "EXECUTION_DEVICES",
+        ):
+            try:
+                props[name] = str(compiled.get_property(name))
+            except Exception:  # noqa: BLE001 - a property a device does not report
+                props[name] = None
+        hint = (props["INFERENCE_PRECISION_HINT"] or "").lower()
+        compute = next((v for k, v in PRECISION.items() if k in hint), hint or "unknown")
+        quantized = any(op.get_type_name() == "FakeQuantize" for op in ov_model.model.get_ops())
+        return {
+            "precision": "int8" if quantized else compute,
+            "compute_precision": compute,
+            "threads": props["INFERENCE_NUM_THREADS"],
+            "performance_hint": props["PERFORMANCE_HINT"],
+            "inference_precision_hint": props["INFERENCE_PRECISION_HINT"],
+            "execution_devices": props["EXECUTION_DEVICES"],
+            "openvino": ov.__version__,
+        }

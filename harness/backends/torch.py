@@ -1,0 +1,35 @@
+"""PyTorch backends: torch-fp32 / fp16 / bf16 through model_kwargs={"torch_dtype": ...}."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import Backend
+
+PRECISION = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}
+
+
+class TorchBackend(Backend):
+    st_backend = "torch"
+
+    def load_spec(self, source_dir: Path, export_dir: Path, cache: Any) -> tuple[Path, dict[str, Any]]:
+        return source_dir, {"torch_dtype": self.cfg.dtype}
+
+    def model_kwargs(self, described: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        return {"torch_dtype": getattr(torch, described["torch_dtype"])}
+
+    def runtime(self, model: Any) -> dict[str, Any]:
+        import torch
+
+        dtype = str(next(model.parameters()).dtype)
+        return {
+            "precision": PRECISION.get(dtype, dtype),
+            "torch_dtype": dtype,
+            "device": str(next(model.parameters()).device),
+            "intra_op_threads": torch.get_num_threads(),
+            "inter_op_threads": torch.get_num_interop_threads(),
+            "torch": torch.__version__,
+        }

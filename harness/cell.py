@@ -1,0 +1,104 @@
+"""Work that runs in its own spawned process: exports, speed cells, accuracy cells.
+
+One process per unit means a backend's threads, allocator state or crash (segfault, OOM kill)
+never touches another's, and a hang is cut off by the timeout. The child writes its result to a
+JSON file; the parent reads it or, if the child died, records how it died.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import resource
+import signal
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS")
+
+
+def _configure_process(threads: int, offline: bool) -> None:
+    """Before torch is imported: the thread budget for every runtime in this process."""
+    for var in THREAD_ENV:
+        os.environ[var] = str(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["HF_DATASETS_OFFLINE"] = "1"
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Third-party advice ("save the exported model", deprecations, tracer warnings) is noise here:
+    # the harness saves exports itself. Errors still surface, and as the row's reason.
+    for noisy in ("sentence_transformers", "transformers", "optimum", "nncf", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+
+
+def _child(task: str, spec: dict[str, Any], out_path: str) -> None:
+    _configure_process(spec["threads"], spec["offline"])
+    try:
+        from harness import work
+
+        result: dict[str, Any] = {"ok": getattr(work, task)(spec)}
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a row with its reason
+        from harness.config import ConfigError
+
+        result = {
+            "error": str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+        }
+    result["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    tmp = out_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(result, f, default=float)
+    os.replace(tmp, out_path)
+
+
+def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str, dict[str, Any] | None, str | None]:
+    """Run `harness.work.<task>(spec)` in a fresh process. Returns (status, result, reason)."""
+    ctx = mp.get_context("spawn")
+    fd, out_path = tempfile.mkstemp(prefix="harness-cell-", suffix=".json")
+    os.close(fd)
+    os.unlink(out_path)
+    proc = ctx.Process(target=_child, args=(task, spec, out_path), name=f"harness-{task}")
+    start = time.monotonic()
+    proc.start()
+    try:
+        proc.join(timeout_s)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+            return "timeout", None, f"{task} exceeded the {timeout_s:g}s timeout and was killed"
+    except BaseException:  # Ctrl-C: take the child down with us
+        proc.kill()
+        proc.join()
+        raise
+    finally:
+        log.debug("%s took %.1fs", task, time.monotonic() - start)
+    path = Path(out_path)
+    if not path.exists():
+        code = proc.exitcode
+        how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
+        hint = " (likely out of memory)" if code == -signal.SIGKILL else ""
+        return "failed", None, f"{task} process died with {how}{hint}"
+    result = json.loads(path.read_text(encoding="utf-8"))
+    path.unlink(missing_ok=True)
+    if "error" in result:
+        log.debug("%s failed:\n%s", task, result.get("traceback"))
+        return "failed", None, result["error"]
+    return "ok", {**result["ok"], "peak_memory_mb": result["peak_memory_mb"]}, None

@@ -1,0 +1,85 @@
+"""`harness` entry point: dispatches subcommands; `sweep` hands its arguments to Hydra."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from harness.config import ConfigError, register_configs
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+log = logging.getLogger("harness")
+
+# subcommand -> "module:function(argv) -> int"; imported only when used
+COMMANDS = {
+    "sweep": "harness.cli:sweep_main",
+    "report": "harness.report.cli:main",
+    "recommend": "harness.recommend:main",
+    "compare": "harness.compare:main",
+    "overhead": "harness.overhead:main",
+}
+USAGE = """usage: harness <command> [args]
+
+commands:
+  sweep      run a benchmark sweep (Hydra overrides; e.g. harness sweep backend=onnx,openvino batch_sizes=[16,32])
+  report     charts + HTML/Markdown report from the results store
+  recommend  which backend to use on this machine, and why
+  compare    set two runs side by side (repeatability)
+  overhead   harness timing vs a bare encode loop
+
+`harness <command> --help` for details. Sweeps: `harness sweep --help` lists config groups."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        from harness.config import did_you_mean
+
+        print(f"error: command: {command!r} is unknown; choose one of {', '.join(COMMANDS)}."
+              + did_you_mean(command, list(COMMANDS)), file=sys.stderr)  # fmt: skip
+        return 2
+    module_name, _, func = COMMANDS[command].partition(":")
+    try:
+        return int(getattr(importlib.import_module(module_name), func)(rest) or 0)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: every finished cell is saved; rerun the same command to resume.", file=sys.stderr)
+        return 130
+
+
+def sweep_main(args: list[str]) -> int:
+    from harness.validate import check_overrides
+
+    if not any(a.lstrip("+~").startswith("experiment=") for a in args):
+        args = ["+experiment=default", *args]
+    check_overrides(args, CONF_DIR)
+    sys.argv = ["harness sweep", *args]
+    register_configs()
+    _hydra_sweep()
+    return 0
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _hydra_sweep(cfg: DictConfig) -> None:
+    from harness.sweep import run_job
+
+    try:
+        run_job(cfg)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The run schema: structured configs (dataclasses) that Hydra composes and validates.
+
+YAML under conf/ only composes named variants of these. Validation lives in `validate()`,
+which names the field, the value given and what is allowed, so the CLI can answer a mistake
+with one line.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+MODEL_KINDS = ("bi-encoder", "cross-encoder")
+BACKEND_NAMES = (
+    "torch-fp32",
+    "torch-fp16",
+    "torch-bf16",
+    "onnx",
+    "onnx-O1",
+    "onnx-O2",
+    "onnx-O3",
+    "onnx-O4",
+    "onnx-qint8",
+    "openvino",
+    "openvino-qint8",
+)
+FAMILIES = ("torch", "onnx", "openvino")
+DEVICES = ("auto", "cpu", "cuda")
+TORCH_DTYPES = ("float32", "float16", "bfloat16")
+ONNX_OPTIMIZATIONS = ("O1", "O2", "O3", "O4")
+ONNX_QUANTIZATIONS = ("auto", "arm64", "avx2", "avx512", "avx512_vnni")
+OV_QUANTIZATIONS = ("static",)
+OV_HINTS = ("LATENCY", "THROUGHPUT")
+OV_PRECISIONS = ("f32", "bf16", "f16")
+DATASET_SOURCES = ("builtin", "local", "hub")
+DATASET_FORMATS = ("lines", "sts", "beir", "hf")
+BUILTIN_BUCKETS = ("short", "medium", "long")
+ACCURACY_TASKS = ("sts", "retrieval")
+
+
+class ConfigError(ValueError):
+    """A user mistake in configuration; its message is the one line the CLI prints."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    kind: str = "bi-encoder"
+    # "package:<module>" (a Python package whose get_model_path() returns the folder),
+    # a local folder, or a Hugging Face Hub id.
+    source: str = MISSING
+    trust_remote_code: bool = False
+    max_seq_length: Optional[int] = None  # None: the model's own limit
+    batch_sizes: list[int] = field(default_factory=lambda: [32])  # the model's grid (the docs list one per model)
+    batch_sizes_gpu: Any = "${.batch_sizes}"  # the docs use larger batches on GPU for some models
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    source: str = "builtin"
+    bucket: Optional[str] = None  # builtin: short | medium | long
+    path: Optional[str] = None  # local: file or folder (relative to data_dir unless absolute)
+    format: str = "lines"  # how to read a local source: lines | sts | beir ; hub: hf
+    hub_name: Optional[str] = None
+    hub_config: Optional[str] = None
+    split: str = "test"
+    column: Optional[str] = None
+    samples: int = 256  # texts (or pairs) per timed pass
+    multiply: int = 1  # repeat each text N times (the docs' "imdb x4" long texts)
+    seed: int = 0
+
+
+@dataclass
+class BackendConfig:
+    name: str = MISSING
+    family: str = MISSING
+    device: str = "auto"
+    dtype: str = "float32"  # torch only
+    optimization: Optional[str] = None  # onnx: O1..O4
+    quantization: Optional[str] = None  # onnx: auto|arm64|avx2|avx512|avx512_vnni ; openvino: static
+    # runtime knobs (fair defaults; sweepable: -m backend.ort_spinning=true,false)
+    ort_spinning: bool = False  # spinning ORT workers steal cycles from ST's torch post-processing
+    ov_hint: str = "LATENCY"
+    ov_precision: Optional[str] = "f32"  # null: OpenVINO's own default (bf16 on AMX/AVX512-BF16 CPUs)
+    calibration_samples: int = 300  # openvino static int8 (sentence-transformers' default)
+
+
+@dataclass
+class MeasureConfig:
+    threads: Optional[int] = None  # None: physical cores; the same budget for every runtime
+    warmup_batches: int = 3
+    min_time_s: float = 3.0
+    min_repeats: int = 3  # timed passes over the texts
+    max_repeats: int = 50
+    max_time_s: float = 60.0  # stop after the pass that crosses this, even below min_repeats (slow backends)
+    sort_by_length: bool = True  # as encode() does over a whole corpus
+    breakdown: bool = True  # tokenize / forward / rest shares
+    cell_timeout_s: int = 900
+    export_timeout_s: int = 1800
+    contention_threshold: float = 0.1  # cores used by other processes during a timed cell
+    contention_retries: int = 2
+
+
+@dataclass
+class AccuracyConfig:
+    enabled: bool = True
+    tasks: list[str] = field(default_factory=lambda: list(ACCURACY_TASKS))
+    batch_size: int = 32
+    sts: dict[str, Any] = field(default_factory=lambda: {"local": "stsbenchmark", "hub": "sentence-transformers/stsb"})
+    retrieval: dict[str, Any] = field(
+        default_factory=lambda: {"local": "beir/dbpedia-5k", "hub": "NanoMSMARCO", "max_queries": None}
+    )
+
+
+@dataclass
+class SweepConfig:
+    model: ModelConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    backend: BackendConfig = MISSING
+    batch_sizes: Optional[list[int]] = None  # None: model.batch_sizes
+    run: str = "default"
+    speed: bool = True
+    results_dir: str = "results"
+    cache_dir: str = "${oc.env:HARNESS_CACHE_DIR,'~/.cache/harness'}"
+    data_dir: Optional[str] = "${oc.env:HARNESS_DATA_DIR,null}"
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
+
+
+def did_you_mean(value: Any, allowed: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(str(value), list(allowed), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def check_choice(field_name: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(
+            f"{field_name}: {value!r} is not allowed; choose one of {', '.join(map(str, allowed))}."
+            + did_you_mean(value, allowed)
+        )
+
+
+def check_positive_int(field_name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{field_name}: {value!r} is not allowed; it must be a whole number > 0.")
+
+
+def validate(cfg: Any) -> None:
+    """Check a composed SweepConfig; raise ConfigError naming field, value and what is allowed."""
+    check_choice("model.kind", cfg.model.kind, MODEL_KINDS)
+    sizes = cfg.batch_sizes if cfg.batch_sizes is not None else cfg.model.batch_sizes
+    field_name = "batch_sizes" if cfg.batch_sizes is not None else "model.batch_sizes"
+    if not sizes:
+        raise ConfigError(f"{field_name}: the list is empty; give at least one batch size > 0, e.g. [32].")
+    for size in sizes:
+        check_positive_int(field_name, size)
+    b = cfg.backend
+    check_choice("backend.family", b.family, FAMILIES)
+    check_choice("backend.device", b.device, DEVICES)
+    check_choice("backend.dtype", b.dtype, TORCH_DTYPES)
+    if b.optimization is not None:
+        check_choice("backend.optimization", b.optimization, ONNX_OPTIMIZATIONS)
+    if b.quantization is not None:
+        allowed = OV_QUANTIZATIONS if b.family == "openvino" else ONNX_QUANTIZATIONS
+        check_choice("backend.quantization", b.quantization, allowed)
+    check_choice("backend.ov_hint", b.ov_hint, OV_HINTS)
+    if b.ov_precision is not None:
+        check_choice("backend.ov_precision", b.ov_precision, OV_PRECISIONS)
+    check_positive_int("backend.calibration_samples", b.calibration_samples)
+    d = cfg.dataset
+    check_choice("dataset.source", d.source, DATASET_SOURCES)
+    check_choice("dataset.format", d.format, DATASET_FORMATS)
+    if d.source == "builtin":
+        check_choice("dataset.bucket", d.bucket, BUILTIN_BUCKETS)
+    if d.source == "local" and not d.path:
+        raise ConfigError("dataset.path: a local dataset needs a file or folder path.")
+    if d.source == "hub" and not d.hub_name:
+        raise ConfigError("dataset.hub_name: a hub dataset needs a dataset id.")
+    check_positive_int("dataset.samples", d.samples)
+    check_positive_int("dataset.multiply", d.multiply)
+    m = cfg.measure
+    if m.threads is not None:
+        check_positive_int("measure.threads", m.threads)
+    check_positive_int("measure.min_repeats", m.min_repeats)
+    check_positive_int("measure.cell_timeout_s", m.cell_timeout_s)
+    if not 0 <= m.contention_threshold:
+        raise ConfigError(f"measure.contention_threshold: {m.contention_threshold!r} must be >= 0 (cores).")
+    for task in cfg.accuracy.tasks:
+        check_choice("accuracy.tasks", task, ACCURACY_TASKS)
+    check_positive_int("accuracy.batch_size", cfg.accuracy.batch_size)
+
+
+def register_configs() -> None:
+    """Register the schema and the 11 backends in Hydra's ConfigStore (one line per backend)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="sweep_schema", node=SweepConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
+    for name, node in BACKENDS.items():
+        cs.store(group="backend", name=name, node=node)
+
+
+BACKENDS: dict[str, BackendConfig] = {
+    "torch-fp32": BackendConfig(name="torch-fp32", family="torch", dtype="float32"),
+    "torch-fp16": BackendConfig(name="torch-fp16", family="torch", dtype="float16"),
+    "torch-bf16": BackendConfig(name="torch-bf16", family="torch", dtype="bfloat16"),
+    "onnx": BackendConfig(name="onnx", family="onnx"),
+    "onnx-O1": BackendConfig(name="onnx-O1", family="onnx", optimization="O1"),
+    "onnx-O2": BackendConfig(name="onnx-O2", family="onnx", optimization="O2"),
+    "onnx-O3": BackendConfig(name="onnx-O3", family="onnx", optimization="O3"),
+    "onnx-O4": BackendConfig(name="onnx-O4", family="onnx", optimization="O4"),
+    "onnx-qint8": BackendConfig(name="onnx-qint8", family="onnx", quantization="auto"),
+    "openvino": BackendConfig(name="openvino", family="openvino"),
+    "openvino-qint8": BackendConfig(name="openvino-qint8", family="openvino", quantization="static"),
+}
+assert tuple(BACKENDS) == BACKEND_NAMES

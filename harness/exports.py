@@ -1,0 +1,150 @@
+"""A persistent cache of exported models, laid out as sentence-transformers lays them out.
+
+``<cache>/exports/<model>-<source hash>/<versions hash>/`` is a copy of the model folder; every
+export for that model lands in its ``onnx/`` or ``openvino/`` subfolder under the file names
+sentence-transformers uses, so the folder loads directly with
+``SentenceTransformer(folder, backend=..., model_kwargs={"file_name": ...})``.
+
+An export is built in a staging folder, moved into place, and only then marked complete
+(``.harness/<key>.json``); a file without its marker is never trusted. A file lock per key keeps
+two workers from exporting the same thing at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+LIBRARIES = (
+    "sentence-transformers",
+    "transformers",
+    "torch",
+    "optimum",
+    "optimum-onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "optimum-intel",
+    "openvino",
+    "nncf",
+)
+EXPORT_SUBDIRS = ("onnx", "openvino")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that decide what an export looks like and how it runs."""
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ExportCache:
+    def __init__(self, root: Path | str):
+        self.root = Path(root).expanduser() / "exports"
+
+    def model_dir(self, model_name: str, source_dir: Path) -> Path:
+        """The cached copy of a model folder (created once, atomically), keyed by source and versions."""
+        slug = re.sub(r"[^\w.-]+", "_", model_name)
+        folder = self.root / f"{slug}-{_hash(str(source_dir))}" / _hash(library_versions())
+        marker = folder / ".harness" / "base.json"
+        if marker.exists():
+            return folder
+        with file_lock(folder.parent / f".{folder.name}.lock"):
+            if marker.exists():
+                return folder
+            staging = folder.parent / f".staging-{uuid.uuid4().hex}"
+            shutil.copytree(
+                source_dir,
+                staging,
+                copy_function=_link_or_copy,
+                ignore=shutil.ignore_patterns(*EXPORT_SUBDIRS, ".harness", ".git"),
+            )
+            if folder.exists():  # a half-made folder from an interrupted run
+                shutil.rmtree(folder)
+            os.replace(staging, folder)
+            _write_json(marker, {"source": str(source_dir), "versions": library_versions()})
+        return folder
+
+    def lookup(self, folder: Path, key: str, settings: dict[str, Any]) -> list[str] | None:
+        """Files of a complete export with these settings, or None."""
+        marker = folder / ".harness" / f"{key}.json"
+        if not marker.exists():
+            return None
+        try:
+            record = json.loads(marker.read_text(encoding="utf-8"))
+        except ValueError:
+            return None
+        if record.get("settings") != settings or not all((folder / f).exists() for f in record["files"]):
+            return None
+        return record["files"]
+
+    def produce(
+        self, folder: Path, key: str, settings: dict[str, Any], export: Callable[[Path], None]
+    ) -> list[str]:
+        """Run `export(staging)` unless already done; move what it wrote into the cache; mark it done."""
+        with file_lock(folder / ".harness" / f"{key}.lock"):
+            files = self.lookup(folder, key, settings)
+            if files is not None:
+                return files
+            staging = folder.parent / f".staging-{key}-{uuid.uuid4().hex}"
+            try:
+                log.info("exporting %s into %s", key, folder)
+                export(staging)
+                files = []
+                for sub in EXPORT_SUBDIRS:
+                    for produced in sorted((staging / sub).glob("*")) if (staging / sub).exists() else []:
+                        target = folder / sub / produced.name
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(produced, target)
+                        files.append(f"{sub}/{produced.name}")
+                if not files:
+                    raise RuntimeError(f"export {key} wrote no files")
+                _write_json(folder / ".harness" / f"{key}.json", {"settings": settings, "files": files})
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            return files
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
+    tmp.write_text(json.dumps(value, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)

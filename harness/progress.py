@@ -1,0 +1,82 @@
+"""Hydra callback: a progress bar over a sweep's jobs and the summary table at the end (CLI output)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import pandas as pd
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from harness import results
+from harness.hardware import detect
+
+
+def count_jobs(config: DictConfig) -> int:
+    """Jobs in a multirun: the product of the swept values (sweeper params, then the command line)."""
+    params = config.hydra.sweeper.get("params") or {}
+    overrides = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    sizes: dict[str, int] = {}
+    for o in OverridesParser.create().parse_overrides(overrides):
+        sizes[o.key_or_group] = len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1
+    return math.prod(sizes.values()) if sizes else 1
+
+
+def summary(results_dir: str, run: str) -> str:
+    """This machine's rows of a run: one line per speed cell, then accuracy."""
+    df = results.load(results_dir, [run])
+    df = df[df["machine"] == detect().fingerprint]
+    if df.empty:
+        return "no results"
+    lines = []
+    speed = df[df["kind"] == "speed"]
+    if not speed.empty:
+        table = speed[["model", "dataset", "batch_size", "backend", "status", "precision", "throughput",
+                       "speedup", "latency_p50_ms", "cv", "contended"]].copy()  # fmt: skip
+        lines.append(_fmt(table.sort_values(["model", "dataset", "batch_size", "backend"], key=_backend_order)))
+        contended = int(speed["contended"].fillna(False).astype(bool).sum())
+        lines.append(f"\n{contended} of {len(speed)} speed cells were contended (another process used the CPU).")
+    acc = df[df["kind"] == "accuracy"]
+    if not acc.empty:
+        table = acc[["model", "dataset", "backend", "status", "metric", "accuracy", "accuracy_ratio",
+                     "fidelity_mean_cos", "fidelity_spearman"]]  # fmt: skip
+        lines.append("\n" + _fmt(table.sort_values(["model", "dataset", "backend"], key=_backend_order)))
+    failed = df[df["status"] != "ok"]
+    for _, row in failed.drop_duplicates(["backend", "reason"]).iterrows():
+        lines.append(f"{row['backend']}: {row['status']}: {row['reason']}")
+    return "\n".join(lines)
+
+
+def _backend_order(col: pd.Series) -> pd.Series:
+    from harness.config import BACKEND_NAMES
+
+    return col.map(BACKEND_NAMES.index) if col.name == "backend" else col
+
+
+def _fmt(table: pd.DataFrame) -> str:
+    return table.to_string(index=False, float_format=lambda v: f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}")
+
+
+class SweepProgress(Callback):
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.bar = tqdm(total=count_jobs(config), unit="job", desc="sweep", file=sys.stderr, dynamic_ncols=True)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{config.model.name} {config.dataset.name} {config.backend.name}")
+            self.bar.update(1)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        print(summary(config.results_dir, config.run))
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        print(summary(config.results_dir, config.run))

@@ -1,0 +1,1 @@
+"""`harness report`: pure chart functions (`charts`), HTML/Markdown assembly (`pages`), the CLI (`cli`)."""

@@ -1,0 +1,136 @@
+"""Result rows and the store they live in.
+
+The store is a folder: ``<results_dir>/<run>/<cell_id>.json``, one small JSON file per
+finished cell, written to a temp file and renamed into place. That one choice gives
+kill-safety (a file is either whole or absent), resume (a cell whose file exists is done),
+and many writers (workers and machines never touch the same file). Nothing is ever parsed
+out of logs and nothing in a result file is executed.
+
+Ratios are *derived* at load time (`load`), never stored: speedup is a cell's throughput over
+the torch-fp32 cell of the same run, machine, model, dataset and batch size; accuracy_ratio is
+a backend's accuracy over torch-fp32's on the same run, machine, model and dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+BASELINE = "torch-fp32"
+STATUSES = ("ok", "failed", "unsupported", "timeout")
+
+# Columns every row has (None where not applicable). Kept flat so pandas reads it as is.
+COLUMNS = (
+    # identity
+    "run", "cell_id", "kind", "model", "model_kind", "model_source", "dataset", "batch_size", "backend",
+    # outcome
+    "status", "reason",
+    # speed (kind == "speed")
+    "throughput", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
+    "cv", "n_texts", "n_batches", "repeats", "measure_s", "peak_memory_mb",
+    "cpu_self", "cpu_other", "contended", "tries",
+    "tokenize_share", "forward_share", "other_share", "forward_throughput",
+    # accuracy (kind == "accuracy")
+    "metric", "accuracy", "fidelity_mean_cos", "fidelity_min_cos", "fidelity_spearman",
+    "fidelity_max_abs_diff", "accuracy_s",
+    # what the texts were
+    "text_chars_mean", "text_chars_p50", "text_chars_max", "text_tokens_mean", "truncated_share",
+    "max_seq_length",
+    # what it ran under
+    "threads", "precision", "runtime", "settings", "hardware", "machine", "versions",
+    "timestamp", "duration_s",
+)  # fmt: skip
+
+
+def new_row(**fields: Any) -> dict[str, Any]:
+    """A row with every column present; unknown keys are a programming error."""
+    unknown = set(fields) - set(COLUMNS)
+    if unknown:
+        raise KeyError(f"unknown result columns: {sorted(unknown)}")
+    row = dict.fromkeys(COLUMNS)
+    row.update(fields)
+    return row
+
+
+def cell_path(results_dir: Path | str, run: str, cell_id: str) -> Path:
+    return Path(results_dir) / run / f"{cell_id}.json"
+
+
+def is_done(results_dir: Path | str, run: str, cell_id: str) -> bool:
+    return cell_path(results_dir, run, cell_id).exists()
+
+
+def write_row(results_dir: Path | str, row: dict[str, Any]) -> Path:
+    """Write one row atomically (temp file in the same folder + rename)."""
+    path = cell_path(results_dir, row["run"], row["cell_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(row, f, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_rows(results_dir: Path | str, runs: list[str] | None = None) -> list[dict[str, Any]]:
+    """All rows under the store; a corrupt file is reported with its path and skipped."""
+    root = Path(results_dir)
+    if not root.exists():
+        return []
+    rows = []
+    for path in sorted(root.glob("*/*.json")):
+        if path.name.startswith(".tmp-") or (runs and path.parent.name not in runs):
+            continue
+        try:
+            row = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(row, dict) or "cell_id" not in row:
+                raise ValueError("not a result row")
+        except (OSError, ValueError) as exc:
+            log.warning("skipping unreadable result file %s: %s", path, exc)
+            continue
+        rows.append(row)
+    return rows
+
+
+def load(results_dir: Path | str, runs: list[str] | None = None) -> pd.DataFrame:
+    """The store as a DataFrame with every column, plus derived `speedup` and `accuracy_ratio`."""
+    df = pd.DataFrame(read_rows(results_dir, runs), columns=list(COLUMNS))
+    return with_ratios(df)
+
+
+def with_ratios(df: pd.DataFrame) -> pd.DataFrame:
+    """Add speedup (speed rows) and accuracy_ratio (accuracy rows) against torch-fp32."""
+    df = df.copy()
+    df["speedup"] = float("nan")
+    df["accuracy_ratio"] = float("nan")
+    if df.empty:
+        return df
+    ok = df["status"] == "ok"
+    speed_keys = ["run", "machine", "model", "dataset", "batch_size"]
+    acc_keys = ["run", "machine", "model", "dataset", "metric"]
+    for kind, keys, value, ratio in (
+        ("speed", speed_keys, "throughput", "speedup"),
+        ("accuracy", acc_keys, "accuracy", "accuracy_ratio"),
+    ):
+        rows = df[(df["kind"] == kind) & ok]
+        base = rows[rows["backend"] == BASELINE].drop_duplicates(keys, keep="last")
+        if base.empty:
+            continue
+        base = base[keys + [value]].rename(columns={value: "_base"})
+        merged = df.loc[rows.index, keys + [value]].merge(base, on=keys, how="left")
+        merged.index = rows.index
+        df.loc[rows.index, ratio] = merged[value].astype(float) / merged["_base"].astype(float)
+    return df

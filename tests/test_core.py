@@ -1,0 +1,172 @@
+"""Fast unit tests of the core pieces: store, ratios, export cache, config validation, texts, timing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from omegaconf import OmegaConf
+
+from harness import measure, results
+from harness.config import BACKENDS, ConfigError, DatasetConfig, ModelConfig, SweepConfig, validate
+from harness.exports import ExportCache
+from harness.hardware import Hardware, qint8_config_for
+from harness.texts import as_pairs, builtin_texts
+
+
+def _row(**kw):
+    base = dict(run="r", cell_id=f"c{time.perf_counter_ns()}", kind="speed", model="m", dataset="d",
+                batch_size=32, machine="x", status="ok")  # fmt: skip
+    base.update(kw)
+    return results.new_row(**base)
+
+
+def test_new_row_rejects_unknown_columns():
+    with pytest.raises(KeyError):
+        results.new_row(throughput_typo=1)
+
+
+def test_store_roundtrip_and_speedup(tmp_path):
+    results.write_row(tmp_path, _row(backend="torch-fp32", throughput=100.0))
+    results.write_row(tmp_path, _row(backend="onnx", throughput=250.0))
+    results.write_row(tmp_path, _row(backend="onnx", throughput=50.0, machine="other"))  # no baseline there
+    results.write_row(tmp_path, _row(backend="openvino", status="unsupported", reason="no"))
+    df = results.load(tmp_path).set_index(["backend", "machine"])
+    assert df.loc[("onnx", "x"), "speedup"] == pytest.approx(2.5)
+    assert df.loc[("torch-fp32", "x"), "speedup"] == pytest.approx(1.0)
+    assert df.loc[("onnx", "other"), "speedup"] != df.loc[("onnx", "other"), "speedup"]  # NaN
+    assert df.loc[("openvino", "x"), "speedup"] != df.loc[("openvino", "x"), "speedup"]
+
+
+def test_accuracy_ratio(tmp_path):
+    acc = dict(kind="accuracy", batch_size=None, metric="sts_spearman")
+    results.write_row(tmp_path, _row(backend="torch-fp32", accuracy=0.80, **acc))
+    results.write_row(tmp_path, _row(backend="onnx-qint8", accuracy=0.78, **acc))
+    df = results.load(tmp_path).set_index("backend")
+    assert df.loc["onnx-qint8", "accuracy_ratio"] == pytest.approx(0.975)
+
+
+def test_corrupt_files_are_skipped_with_their_path(tmp_path, caplog):
+    path = results.write_row(tmp_path, _row(backend="torch-fp32", throughput=1.0))
+    (path.parent / "broken.json").write_text('{"run": "r", "cell_')
+    (path.parent / "list.json").write_text("[1, 2]")
+    assert len(results.load(tmp_path)) == 1
+    assert "broken.json" in caplog.text and "list.json" in caplog.text
+
+
+def test_write_is_atomic_no_temp_left(tmp_path):
+    results.write_row(tmp_path, _row(backend="torch-fp32"))
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_export_cache_marks_complete_last(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text("{}")
+    (src / "onnx").mkdir()  # pre-exported files of someone else are not copied
+    (src / "onnx" / "model.onnx").write_text("theirs")
+    cache = ExportCache(tmp_path / "cache")
+    folder = cache.model_dir("m", src)
+    assert (folder / "config.json").exists() and not (folder / "onnx").exists()
+
+    def crash(staging):
+        (staging / "onnx").mkdir(parents=True)
+        (staging / "onnx" / "model_O3.onnx").write_text("half")
+        raise RuntimeError("killed mid-export")
+
+    with pytest.raises(RuntimeError):
+        cache.produce(folder, "onnx-O3", {"o": 3}, crash)
+    assert cache.lookup(folder, "onnx-O3", {"o": 3}) is None
+    assert not (folder / "onnx" / "model_O3.onnx").exists()
+
+    calls = []
+
+    def export(staging):
+        calls.append(1)
+        (staging / "onnx").mkdir(parents=True)
+        (staging / "onnx" / "model_O3.onnx").write_text("ok")
+
+    assert cache.produce(folder, "onnx-O3", {"o": 3}, export) == ["onnx/model_O3.onnx"]
+    assert cache.produce(folder, "onnx-O3", {"o": 3}, export) == ["onnx/model_O3.onnx"]
+    assert len(calls) == 1  # the second call re-exports nothing
+    assert cache.lookup(folder, "onnx-O3", {"o": 4}) is None  # other settings: not the same export
+    (folder / "onnx" / "model_O3.onnx").unlink()  # a marker whose file vanished is not trusted
+    assert cache.lookup(folder, "onnx-O3", {"o": 3}) is None
+
+
+def _cfg(**overrides):
+    cfg = OmegaConf.structured(SweepConfig)
+    cfg.model = OmegaConf.structured(ModelConfig(name="m", source="x"))
+    cfg.dataset = OmegaConf.structured(DatasetConfig(name="short", bucket="short"))
+    cfg.backend = OmegaConf.structured(BACKENDS["onnx"])
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "key,value,needle",
+    [
+        ("batch_sizes", [0], "batch_sizes: 0"),
+        ("batch_sizes", [-4], "batch_sizes: -4"),
+        ("batch_sizes", [], "batch_sizes: the list is empty"),
+        ("model.kind", "bi-encodr", "Did you mean 'bi-encoder'"),
+        ("backend.quantization", "avx513", "Did you mean 'avx512'"),
+        ("dataset.bucket", "tiny", "dataset.bucket"),
+        ("accuracy.tasks", ["sts", "retreival"], "Did you mean 'retrieval'"),
+    ],
+)
+def test_validate_names_field_value_and_allowed(key, value, needle):
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        validate(_cfg(**{key: value}))
+
+
+def test_validate_accepts_defaults():
+    validate(_cfg())
+
+
+@pytest.mark.parametrize(
+    "flags,vendor,expected",
+    [
+        (("avx2", "avx512f", "avx512_vnni"), "intel", "avx512_vnni"),
+        (("avx2", "avx512f"), "intel", "avx512"),
+        (("avx", "avx2"), "amd", "avx2"),
+        (("asimd",), "arm", "arm64"),
+    ],
+)
+def test_qint8_config_follows_cpu_flags(flags, vendor, expected):
+    hw = Hardware("cpu", vendor, flags, 2, 2, 8.0)
+    assert qint8_config_for(hw) == expected
+
+
+def test_qint8_config_without_any_fit_says_what_to_set():
+    with pytest.raises(ValueError, match="backend.quantization"):
+        qint8_config_for(Hardware("old", "intel", ("avx",), 2, 2, 8.0))
+
+
+def test_builtin_texts_are_deterministic_and_in_their_length_buckets():
+    assert builtin_texts("short", 50) == builtin_texts("short", 50)
+    lengths = {b: sum(map(len, builtin_texts(b, 50))) / 50 for b in ("short", "medium", "long")}
+    assert 25 <= lengths["short"] <= 70
+    assert 300 <= lengths["medium"] <= 700
+    assert lengths["long"] >= 3000
+    assert as_pairs(["a", "b", "c"]) == [("a", "b"), ("b", "c"), ("c", "a")]
+
+
+def test_timed_passes_meets_minimums_and_counts_calls():
+    calls = []
+    timing = measure.timed_passes(lambda b: calls.append(len(b)), [[1, 2], [3]], 0.0, 4, 10)
+    assert timing.texts_per_pass == 3 and len(timing.pass_seconds) == 4 and len(calls) == 8
+    assert timing.throughput > 0 and timing.fields()["n_batches"] == 8
+
+
+def test_latency_percentiles_from_raw_values():
+    stats = measure.Latency([i / 1000 for i in range(1, 101)]).stats()
+    assert stats["latency_p50_ms"] == pytest.approx(50.5)
+    assert stats["latency_p99_ms"] == pytest.approx(99.01)
+
+
+def test_row_json_has_every_column(tmp_path):
+    path = results.write_row(tmp_path, _row(backend="onnx"))
+    assert set(json.loads(path.read_text())) == set(results.COLUMNS)
