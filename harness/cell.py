@@ -7,6 +7,8 @@ JSON file; the parent reads it or, if the child died, records how it died.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import multiprocessing as mp
@@ -17,12 +19,36 @@ import tempfile
 import time
 import traceback
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS")
+TIMED = ("speed", "bare")  # units whose numbers are timings
+
+
+@contextlib.contextmanager
+def machine_lock(exclusive: bool) -> Iterator[None]:
+    """One timed unit at a time per machine, and nothing else of ours beside it.
+
+    Timed units take the lock exclusively; exports and accuracy passes take it shared, so they
+    run in parallel with each other (many workers) but never while something is being timed.
+    The lock file is local to the machine (HARNESS_LOCK_DIR, default the temp dir), so workers of
+    one sweep on different hosts do not wait for each other.
+    """
+    path = Path(os.environ.get("HARNESS_LOCK_DIR", tempfile.gettempdir())) / "harness-machine.lock"
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for the machine lock (%s)", "a timed cell runs alone" if exclusive else "a cell is timed")
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _configure_process(threads: int, offline: bool) -> None:
@@ -76,20 +102,21 @@ def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str
     os.close(fd)
     os.unlink(out_path)
     proc = ctx.Process(target=_child, args=(task, spec, out_path), name=f"harness-{task}")
-    start = time.monotonic()
-    proc.start()
-    try:
-        proc.join(timeout_s)
-        if proc.is_alive():
+    with machine_lock(exclusive=task in TIMED):
+        start = time.monotonic()
+        proc.start()
+        try:
+            proc.join(timeout_s)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+                return "timeout", None, f"{task} exceeded the {timeout_s:g}s timeout and was killed"
+        except BaseException:  # Ctrl-C: take the child down with us
             proc.kill()
             proc.join()
-            return "timeout", None, f"{task} exceeded the {timeout_s:g}s timeout and was killed"
-    except BaseException:  # Ctrl-C: take the child down with us
-        proc.kill()
-        proc.join()
-        raise
-    finally:
-        log.debug("%s took %.1fs", task, time.monotonic() - start)
+            raise
+        finally:
+            log.debug("%s took %.1fs", task, time.monotonic() - start)
     path = Path(out_path)
     if not path.exists():
         code = proc.exitcode

@@ -20,9 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import backends, models, results
 from harness.cell import run_isolated
-from harness.config import BACKENDS, ConfigError, validate
+from harness.config import BACKENDS, ConfigError
 from harness.exports import ExportCache, file_lock, library_versions
 from harness.hardware import detect
+from harness.preflight import preflight
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def prepare(cfg: DictConfig) -> Job:
 
 def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run every pending cell of this job; return the rows written (skipped cells are not returned)."""
-    validate(cfg)
+    preflight(cfg)
     hw = detect()
     threads = cfg.measure.threads or hw.cores_physical
     cells = plan(cfg, hw.fingerprint, threads)
