@@ -63,11 +63,23 @@ def sweep_main(args: list[str]) -> int:
 
     if not any(a.lstrip("+~").startswith("experiment=") for a in args):
         args = ["+experiment=default", *args]
+    args = [_rounds(a) for a in args]
     check_overrides(args, CONF_DIR)
     sys.argv = ["harness sweep", *args]
     register_configs()
     _hydra_sweep()
     return 0
+
+
+def _rounds(arg: str) -> str:
+    """`rounds=N` -> N interleaved rounds: `round` swept outermost, so every backend of a group is
+    measured once before any is measured again (slow drift hits all alike)."""
+    if not arg.startswith("rounds="):
+        return arg
+    value = arg.partition("=")[2]
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"rounds: {value!r} is not allowed; it must be a whole number >= 1.")
+    return f'hydra.sweeper.params.round="{",".join(str(r) for r in range(int(value)))}"'
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

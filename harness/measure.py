@@ -88,6 +88,8 @@ class Timing:
             "measure_s": sum(self.pass_seconds),
             "cpu_self": self.cpu_self,
             "cpu_other": self.cpu_other,
+            "latencies_ms": [round(v * 1000.0, 4) for v in self.latencies],
+            "pass_s": [round(v, 6) for v in self.pass_seconds],
             **Latency(self.latencies).stats(),
         }
 

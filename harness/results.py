@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,15 @@ STATUSES = ("ok", "failed", "unsupported", "timeout")
 # Columns every row has (None where not applicable). Kept flat so pandas reads it as is.
 COLUMNS = (
     # identity
-    "run", "cell_id", "kind", "model", "model_kind", "model_source", "dataset", "batch_size", "backend",
+    "run", "cell_id", "cell_key", "round", "kind", "model", "model_kind", "model_source", "dataset", "batch_size",
+    "backend",
     # outcome
     "status", "reason",
     # speed (kind == "speed")
     "throughput", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
     "cv", "n_texts", "n_batches", "repeats", "measure_s", "peak_memory_mb",
     "cpu_self", "cpu_other", "contended", "tries",
-    "tokenize_share", "forward_share", "other_share", "forward_throughput",
+    "tokenize_share", "forward_share", "other_share", "forward_throughput", "latencies_ms", "pass_s", "rounds",
     # accuracy (kind == "accuracy")
     "metric", "accuracy", "fidelity_mean_cos", "fidelity_min_cos", "fidelity_spearman",
     "fidelity_max_abs_diff", "accuracy_s",
@@ -106,9 +108,57 @@ def read_rows(results_dir: Path | str, runs: list[str] | None = None) -> list[di
 
 
 def load(results_dir: Path | str, runs: list[str] | None = None) -> pd.DataFrame:
-    """The store as a DataFrame with every column, plus derived `speedup` and `accuracy_ratio`."""
-    df = pd.DataFrame(read_rows(results_dir, runs), columns=list(COLUMNS))
-    return with_ratios(df)
+    """The store as a DataFrame with every column, rounds pooled, plus derived `speedup` and `accuracy_ratio`."""
+    return with_ratios(pool_rounds(read_rows(results_dir, runs)))
+
+
+def pool_rounds(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per speed cell: interleaved rounds of the same cell pooled from their raw values.
+
+    Throughput = all texts / all timed seconds; latency percentiles and CV from the pooled raw
+    per-batch latencies and per-pass times; CPU use weighted by time; contended if any round was.
+    """
+    pooled: dict[tuple, dict[str, Any]] = {}
+    out = []
+    for row in rows:
+        row = {**dict.fromkeys(COLUMNS), **row}
+        if row["kind"] != "speed" or row["status"] != "ok" or not row.get("cell_key") or not row.get("pass_s"):
+            out.append(row)
+            continue
+        key = (row["run"], row["machine"], row["cell_key"])
+        if key not in pooled:
+            pooled[key] = {**row, "rounds": 1}
+            out.append(pooled[key])
+            continue
+        acc = pooled[key]
+        weight_a, weight_b = sum(acc["pass_s"]), sum(row["pass_s"])
+        for cpu in ("cpu_self", "cpu_other"):
+            acc[cpu] = (acc[cpu] * weight_a + row[cpu] * weight_b) / (weight_a + weight_b)
+        acc["latencies_ms"] = acc["latencies_ms"] + row["latencies_ms"]
+        acc["pass_s"] = acc["pass_s"] + row["pass_s"]
+        acc["contended"] = bool(acc["contended"] or row["contended"])
+        acc["tries"] = (acc["tries"] or 0) + (row["tries"] or 0)
+        acc["rounds"] += 1
+    for acc in pooled.values():
+        if acc["rounds"] > 1:
+            acc.update(_speed_stats(acc["latencies_ms"], acc["pass_s"], acc["n_texts"]))
+    return pd.DataFrame(out, columns=list(COLUMNS))
+
+
+def _speed_stats(latencies_ms: list[float], pass_s: list[float], n_texts: int) -> dict[str, float]:
+    ms, passes = np.asarray(latencies_ms), np.asarray(pass_s)
+    rates = n_texts / passes
+    return {
+        "throughput": n_texts * len(passes) / passes.sum(),
+        "latency_mean_ms": float(ms.mean()),
+        "latency_p50_ms": float(np.percentile(ms, 50)),
+        "latency_p90_ms": float(np.percentile(ms, 90)),
+        "latency_p99_ms": float(np.percentile(ms, 99)),
+        "cv": float(rates.std(ddof=1) / rates.mean()) if len(rates) > 1 else float("nan"),
+        "repeats": len(passes),
+        "n_batches": len(ms),
+        "measure_s": float(passes.sum()),
+    }
 
 
 def with_ratios(df: pd.DataFrame) -> pd.DataFrame:

@@ -37,6 +37,7 @@ class Cell:
     cell_id: str
     batch_size: int | None = None
     task: str | None = None
+    cell_key: str | None = None  # the same for every round of a speed cell
 
 
 def _digest(value: Any) -> str:
@@ -57,6 +58,11 @@ def cell_id_speed(cfg: DictConfig, machine: str, batch_size: int, threads: int) 
         "threads": threads,
     }
     return _slug("speed", cfg.model.name, cfg.dataset.name, f"bs{batch_size}", cfg.backend.name, _digest(key))
+
+
+def with_round(cell_key: str, round_: int) -> str:
+    """Each interleaved round of a cell is its own row; the loader pools rows sharing a cell_key."""
+    return cell_key if round_ == 0 else f"{cell_key}-r{round_}"
 
 
 def cell_id_accuracy(cfg: DictConfig, machine: str, task: str, backend_cfg: Any) -> str:
@@ -86,7 +92,11 @@ def accuracy_source(cfg: DictConfig, task: str) -> dict[str, Any]:
 def plan(cfg: DictConfig, machine: str, threads: int) -> list[Cell]:
     cells: list[Cell] = []
     if cfg.speed:
-        cells += [Cell("speed", cell_id_speed(cfg, machine, bs, threads), batch_size=bs) for bs in batch_sizes(cfg)]
+        cells += [
+            Cell("speed", with_round(cell_id_speed(cfg, machine, bs, threads), cfg.round), batch_size=bs,
+                 cell_key=cell_id_speed(cfg, machine, bs, threads))
+            for bs in batch_sizes(cfg)
+        ]  # fmt: skip
     if cfg.accuracy.enabled:
         cells += [Cell("accuracy", cell_id_accuracy(cfg, machine, t, cfg.backend), task=t) for t in cfg.accuracy.tasks]
     return cells
@@ -173,6 +183,8 @@ def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
         row = results.new_row(
             **common,
             cell_id=cell.cell_id,
+            cell_key=cell.cell_key or cell.cell_id,
+            round=cfg.round if cell.kind == "speed" else None,
             kind=cell.kind,
             dataset=cfg.dataset.name if cell.kind == "speed" else accuracy_name(cfg, cell.task),
             batch_size=cell.batch_size,

@@ -5,6 +5,16 @@ from __future__ import annotations
 import pytest
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Tests never touch the user's export cache or the Hub."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("HARNESS_CACHE_DIR", tempfile.mkdtemp(prefix="harness-test-cache-"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Register markers here until pyproject's [tool.pytest.ini_options] declares them."""
     config.addinivalue_line("markers", "slow: needs ../shared data or real models; minutes on CPU")

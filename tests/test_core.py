@@ -170,3 +170,19 @@ def test_latency_percentiles_from_raw_values():
 def test_row_json_has_every_column(tmp_path):
     path = results.write_row(tmp_path, _row(backend="onnx"))
     assert set(json.loads(path.read_text())) == set(results.COLUMNS)
+
+
+def test_interleaved_rounds_pool_from_raw_values(tmp_path):
+    common = dict(backend="onnx", cell_key="k", n_texts=10, cpu_self=1.0, contended=False, tries=1)
+    results.write_row(tmp_path, _row(round=0, pass_s=[1.0, 1.0], latencies_ms=[10.0, 20.0], throughput=10.0,
+                                     cpu_other=0.0, **common))  # fmt: skip
+    results.write_row(tmp_path, _row(round=1, pass_s=[2.0], latencies_ms=[30.0], throughput=5.0,
+                                     cpu_other=0.3, **{**common, "contended": True}))  # fmt: skip
+    df = results.load(tmp_path)
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert row["rounds"] == 2 and row["repeats"] == 3
+    assert row["throughput"] == pytest.approx(30 / 4.0)  # all texts / all timed seconds
+    assert row["latency_p50_ms"] == pytest.approx(20.0)
+    assert row["cpu_other"] == pytest.approx(0.3 * 2 / 4)  # weighted by timed seconds
+    assert bool(row["contended"]) is True
