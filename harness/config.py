@@ -8,10 +8,12 @@ with one line.
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 MODEL_KINDS = ("bi-encoder", "cross-encoder")
 BACKEND_NAMES = (
@@ -39,6 +41,9 @@ DATASET_SOURCES = ("builtin", "local", "hub")
 DATASET_FORMATS = ("lines", "sts", "beir", "hf")
 BUILTIN_BUCKETS = ("short", "medium", "long")
 ACCURACY_TASKS = ("sts", "retrieval")
+# accuracy.<task>: where the data is (local under data_dir, else hub) + what evaluate() reads
+ACCURACY_SOURCE_KEYS = ("local", "hub", "split", "max_queries", "max_corpus", "seed")
+RUN_NAME = re.compile(r"[\w.-]+")
 
 
 class ConfigError(ValueError):
@@ -112,7 +117,7 @@ class AccuracyConfig:
     batch_size: int = 32
     sts: dict[str, Any] = field(default_factory=lambda: {"local": "stsbenchmark", "hub": "sentence-transformers/stsb"})
     retrieval: dict[str, Any] = field(
-        default_factory=lambda: {"local": "beir/dbpedia-5k", "hub": "NanoMSMARCO", "max_queries": None}
+        default_factory=lambda: {"local": "beir/dbpedia-5k", "hub": "NanoMSMARCO", "max_queries": None, "max_corpus": None}
     )
 
 
@@ -150,15 +155,38 @@ def check_positive_int(field_name: str, value: Any) -> None:
         raise ConfigError(f"{field_name}: {value!r} is not allowed; it must be a whole number > 0.")
 
 
+def check_name(field_name: str, value: Any, what: str) -> None:
+    """Names that become folder or file names: no path separators, not hidden, not empty."""
+    if not isinstance(value, str) or not RUN_NAME.fullmatch(value) or value.startswith("."):
+        raise ConfigError(
+            f"{field_name}: {value!r} is not allowed; {what} names a folder, so use letters, digits, '_', '-' and '.' "
+            "(not first), e.g. 2024-06-icelake."
+        )
+
+
+def check_non_negative(field_name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{field_name}: {value!r} is not allowed; it must be a number >= 0.")
+
+
 def validate(cfg: Any) -> None:
     """Check a composed SweepConfig; raise ConfigError naming field, value and what is allowed."""
+    check_name("run", cfg.run, "a run")
+    if not str(cfg.model.name).strip():
+        raise ConfigError("model.name: '' is not allowed; give the model a short name (it names rows and exports).")
     check_choice("model.kind", cfg.model.kind, MODEL_KINDS)
+    if cfg.model.max_seq_length is not None:
+        check_positive_int("model.max_seq_length", cfg.model.max_seq_length)
     sizes = cfg.batch_sizes if cfg.batch_sizes is not None else cfg.model.batch_sizes
     field_name = "batch_sizes" if cfg.batch_sizes is not None else "model.batch_sizes"
+    if not isinstance(sizes, Sequence) and not OmegaConf.is_list(sizes):
+        raise ConfigError(f"{field_name}: {sizes!r} is not allowed; give a list of whole numbers > 0, e.g. [16,32].")
     if not sizes:
-        raise ConfigError(f"{field_name}: the list is empty; give at least one batch size > 0, e.g. [32].")
+        raise ConfigError(f"{field_name}: [] is not allowed; give at least one batch size > 0, e.g. [32].")
     for size in sizes:
         check_positive_int(field_name, size)
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError(f"{field_name}: {list(sizes)!r} is not allowed; each batch size once.")
     b = cfg.backend
     check_choice("backend.family", b.family, FAMILIES)
     check_choice("backend.device", b.device, DEVICES)
@@ -177,8 +205,10 @@ def validate(cfg: Any) -> None:
     check_choice("dataset.format", d.format, DATASET_FORMATS)
     if d.source == "builtin":
         check_choice("dataset.bucket", d.bucket, BUILTIN_BUCKETS)
-    if d.source == "local" and not d.path:
-        raise ConfigError("dataset.path: a local dataset needs a file or folder path.")
+    if d.source == "local":
+        check_choice("dataset.format", d.format, tuple(f for f in DATASET_FORMATS if f != "hf"))
+        if not d.path:
+            raise ConfigError(f"dataset.path: {d.path!r} is not allowed; a local dataset needs a file or folder path.")
     if d.source == "hub" and not d.hub_name:
         raise ConfigError("dataset.hub_name: a hub dataset needs a dataset id.")
     check_positive_int("dataset.samples", d.samples)
@@ -187,12 +217,33 @@ def validate(cfg: Any) -> None:
     if m.threads is not None:
         check_positive_int("measure.threads", m.threads)
     check_positive_int("measure.min_repeats", m.min_repeats)
+    check_positive_int("measure.max_repeats", m.max_repeats)
+    if m.max_repeats < m.min_repeats:
+        raise ConfigError(
+            f"measure.max_repeats: {m.max_repeats!r} is not allowed; "
+            f"it must be >= measure.min_repeats ({m.min_repeats})."
+        )
+    check_non_negative("measure.warmup_batches", m.warmup_batches)
+    check_non_negative("measure.min_time_s", m.min_time_s)
+    check_non_negative("measure.max_time_s", m.max_time_s)
+    check_non_negative("measure.contention_retries", m.contention_retries)
     check_positive_int("measure.cell_timeout_s", m.cell_timeout_s)
-    if not 0 <= m.contention_threshold:
-        raise ConfigError(f"measure.contention_threshold: {m.contention_threshold!r} must be >= 0 (cores).")
-    for task in cfg.accuracy.tasks:
+    check_positive_int("measure.export_timeout_s", m.export_timeout_s)
+    check_non_negative("measure.contention_threshold", m.contention_threshold)
+    a = cfg.accuracy
+    for task in a.tasks:
         check_choice("accuracy.tasks", task, ACCURACY_TASKS)
-    check_positive_int("accuracy.batch_size", cfg.accuracy.batch_size)
+    check_positive_int("accuracy.batch_size", a.batch_size)
+    for task in ACCURACY_TASKS:
+        spec = a[task]
+        for key in spec:
+            check_choice(f"accuracy.{task}", key, ACCURACY_SOURCE_KEYS)
+        for key in ("local", "hub"):
+            if not spec.get(key):
+                raise ConfigError(
+                    f"accuracy.{task}.{key}: {spec.get(key)!r} is not allowed; give the "
+                    + ("folder under data_dir." if key == "local" else "Hugging Face Hub dataset name.")
+                )
 
 
 def register_configs() -> None:

@@ -7,14 +7,18 @@ crashes or times out is recorded with its reason and the sweep goes on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -89,6 +93,29 @@ def accuracy_source(cfg: DictConfig, task: str) -> dict[str, Any]:
     return {"hub": spec["hub"], "name": spec["hub"].rsplit("/", 1)[-1], **extra}
 
 
+@functools.lru_cache(maxsize=1)
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub cannot be used from here, or None. Cheap: one TCP connect."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return "HF_HUB_OFFLINE is set"
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as exc:
+        return f"{host} is unreachable ({exc})"
+    return None
+
+
+def accuracy_skipped(cfg: DictConfig) -> str | None:
+    """Why this sweep measures no accuracy, or None: no local data and no Hub means nothing to measure."""
+    if not cfg.accuracy.enabled:
+        return "accuracy.enabled=false"
+    if cfg.data_dir:
+        return None
+    offline = hub_unreachable()
+    return f"no HARNESS_DATA_DIR (data_dir) and {offline}" if offline else None
+
+
 def plan(cfg: DictConfig, machine: str, threads: int) -> list[Cell]:
     cells: list[Cell] = []
     if cfg.speed:
@@ -97,7 +124,10 @@ def plan(cfg: DictConfig, machine: str, threads: int) -> list[Cell]:
                  cell_key=cell_id_speed(cfg, machine, bs, threads))
             for bs in batch_sizes(cfg)
         ]  # fmt: skip
-    if cfg.accuracy.enabled:
+    skipped = accuracy_skipped(cfg)
+    if skipped and cfg.accuracy.enabled:
+        log.warning("accuracy skipped: %s; set HARNESS_DATA_DIR (e.g. ../shared/data) to measure it", skipped)
+    if not skipped:
         cells += [Cell("accuracy", cell_id_accuracy(cfg, machine, t, cfg.backend), task=t) for t in cfg.accuracy.tasks]
     return cells
 

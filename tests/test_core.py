@@ -110,7 +110,7 @@ def _cfg(**overrides):
     [
         ("batch_sizes", [0], "batch_sizes: 0"),
         ("batch_sizes", [-4], "batch_sizes: -4"),
-        ("batch_sizes", [], "batch_sizes: the list is empty"),
+        ("batch_sizes", [], "batch_sizes: \\[\\] is not allowed"),
         ("model.kind", "bi-encodr", "Did you mean 'bi-encoder'"),
         ("backend.quantization", "avx513", "Did you mean 'avx512'"),
         ("dataset.bucket", "tiny", "dataset.bucket"),
@@ -118,7 +118,7 @@ def _cfg(**overrides):
     ],
 )
 def test_validate_names_field_value_and_allowed(key, value, needle):
-    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=needle):
         validate(_cfg(**{key: value}))
 
 

@@ -247,9 +247,7 @@ def test_bm25_candidates_deterministic() -> None:
 
 def test_fidelity_identical() -> None:
     ref = np.random.default_rng(0).standard_normal((6, 4))
-    assert compare_embeddings(ref, ref) == pytest.approx(
-        {"fidelity_mean_cos": 1.0, "fidelity_min_cos": 1.0}, abs=TIGHT
-    )
+    assert compare_embeddings(ref, ref) == pytest.approx({"fidelity_mean_cos": 1.0, "fidelity_min_cos": 1.0}, abs=TIGHT)
     scores = np.array([0.3, -1.0, 2.0, 0.5])
     assert compare_scores(scores, scores) == {
         "fidelity_spearman": 1.0,
