@@ -35,8 +35,8 @@ import pandas as pd
 from harness import results
 from harness.config import did_you_mean
 
-CELL_KEYS = ["machine", "model", "dataset", "batch_size", "backend"]
-GROUP_KEYS = ["machine", "model", "dataset", "batch_size"]
+CELL_KEYS = ["machine", "model", "dataset", "batch_size", "threads", "backend", "variant"]
+GROUP_KEYS = ["machine", "model", "dataset", "batch_size", "threads"]
 SPREAD_SIGMAS = 2.0  # the band is this many combined cvs wide (see the module docstring)
 
 
@@ -101,7 +101,7 @@ def kendall_tau(a: list[float] | np.ndarray, b: list[float] | np.ndarray) -> flo
 def rank_agreement(cells: pd.DataFrame) -> pd.DataFrame:
     """Per (machine, model, dataset, batch_size): Kendall's tau of the backends' throughput order."""
     rows = []
-    for key, group in cells.groupby(GROUP_KEYS, sort=True):
+    for key, group in cells.groupby(GROUP_KEYS, sort=True, dropna=False):
         group = group.sort_values("backend")
         rows.append({
             **dict(zip(GROUP_KEYS, key, strict=True)),

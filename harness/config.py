@@ -117,7 +117,12 @@ class AccuracyConfig:
     batch_size: int = 32
     sts: dict[str, Any] = field(default_factory=lambda: {"local": "stsbenchmark", "hub": "sentence-transformers/stsb"})
     retrieval: dict[str, Any] = field(
-        default_factory=lambda: {"local": "beir/dbpedia-5k", "hub": "NanoMSMARCO", "max_queries": None, "max_corpus": None}
+        default_factory=lambda: {
+            "local": "beir/dbpedia-5k",
+            "hub": "NanoMSMARCO",
+            "max_queries": None,
+            "max_corpus": None,
+        }
     )
 
 

@@ -305,7 +305,7 @@ class Evidence:
         return d
 
 
-SPEED_KEYS = ["run", "machine", "model", "dataset", "batch_size"]  # what `results.with_ratios` pairs on
+SPEED_KEYS = ["run", "machine", "model", "dataset", "batch_size", "threads"]  # what `results.with_ratios` pairs on
 
 
 def contended_mask(df: pd.DataFrame) -> pd.Series:

@@ -32,7 +32,7 @@ STATUSES = ("ok", "failed", "unsupported", "timeout")
 COLUMNS = (
     # identity
     "run", "cell_id", "cell_key", "round", "kind", "model", "model_kind", "model_source", "dataset", "batch_size",
-    "backend",
+    "backend", "variant",
     # outcome
     "status", "reason",
     # speed (kind == "speed")
@@ -109,7 +109,9 @@ def read_rows(results_dir: Path | str, runs: list[str] | None = None) -> list[di
 
 def load(results_dir: Path | str, runs: list[str] | None = None) -> pd.DataFrame:
     """The store as a DataFrame with every column, rounds pooled, plus derived `speedup` and `accuracy_ratio`."""
-    return with_ratios(pool_rounds(read_rows(results_dir, runs)))
+    df = pool_rounds(read_rows(results_dir, runs))
+    df["variant"] = df["variant"].fillna("")
+    return with_ratios(df)
 
 
 def pool_rounds(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -169,7 +171,7 @@ def with_ratios(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df
     ok = df["status"] == "ok"
-    speed_keys = ["run", "machine", "model", "dataset", "batch_size"]
+    speed_keys = ["run", "machine", "model", "dataset", "batch_size", "threads"]
     acc_keys = ["run", "machine", "model", "dataset", "metric"]
     for kind, keys, value, ratio in (
         ("speed", speed_keys, "throughput", "speedup"),

@@ -33,6 +33,17 @@ log = logging.getLogger(__name__)
 
 # Knobs that change speed but cannot change what a model computes.
 SPEED_ONLY_KNOBS = ("ort_spinning", "ov_hint", "device")
+RUNTIME_KNOBS = ("device", "ort_spinning", "ov_hint", "ov_precision", "calibration_samples")
+
+
+def variant(backend_cfg: Any) -> str:
+    """The runtime knobs that differ from this backend's defaults ("" for the backend as registered),
+    so cells of one backend swept over knobs stay apart in ratios, reports and comparisons."""
+    default = BACKENDS.get(backend_cfg.name)
+    if default is None:
+        return ""
+    changed = [f"{k}={backend_cfg[k]}" for k in RUNTIME_KNOBS if backend_cfg[k] != getattr(default, k)]
+    return ",".join(changed)
 
 
 @dataclass
@@ -201,6 +212,7 @@ def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
         "model_kind": cfg.model.kind,
         "model_source": cfg.model.source,
         "backend": cfg.backend.name,
+        "variant": variant(cfg.backend),
         "threads": threads,
         "hardware": hw.to_dict(),
         "machine": machine,

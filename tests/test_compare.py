@@ -27,6 +27,7 @@ def speed(run, backend, throughput, cv=0.01, **kw):
         cv=cv,
         contended=False,
         machine=FP,
+        threads=2,
         timestamp="2025-01-01T00:00:00+00:00",
     )
     row.update(kw)
@@ -108,7 +109,8 @@ def test_cells_ratios_tau_and_summary(tmp_path):
     assert summary["mean_tau"] == pytest.approx((1 + 1 / 3) / 2)
     assert summary["max_abs_diff_pct"] == pytest.approx(40.0)
     assert summary["max_abs_diff_cell"] == {
-        "machine": FP, "model": "tiny", "dataset": "short", "batch_size": 64, "backend": "onnx"
+        "machine": FP, "model": "tiny", "dataset": "short", "batch_size": 64, "threads": 2, "backend": "onnx",
+        "variant": "",
     }  # fmt: skip
     assert summary["moved"] == 2 and summary["moved_contended"] == 1 and summary["contended"] == 1
 
