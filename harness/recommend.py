@@ -508,7 +508,15 @@ def recommend(df: pd.DataFrame, query: Query, hw: Hardware, machine: str | None 
     reasons: list[str] = []
     model_path = query.model or "<model name or path>"
 
-    if ev.qualifying:
+    accuracy_known = any(c.accuracy_ratio is not None for c in ev.candidates if c.backend != results.BASELINE)
+    if ev.candidates and not accuracy_known:
+        # Only the reference would qualify: that is "accuracy not measured", not "torch-fp32 wins".
+        speeds = ", ".join(f"{c.backend} {c.speedup:.2f}x" for c in sorted(ev.candidates, key=lambda c: -c.speedup))
+        ev.note = (
+            "speed was measured but accuracy was not (sweep with HARNESS_DATA_DIR set, or online); "
+            f"measured speedups here: {speeds}"
+        )
+    if ev.qualifying and accuracy_known:
         best = ev.qualifying[0]
         chars = ", ".join(f"{d} ({c:g} chars)" if c else d for d, c in ev.datasets.items())
         reasons.append(
