@@ -39,6 +39,7 @@ def machine_lock(exclusive: bool) -> Iterator[None]:
     one sweep on different hosts do not wait for each other.
     """
     path = Path(os.environ.get("HARNESS_LOCK_DIR", tempfile.gettempdir())) / "harness-machine.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         try:
             fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
@@ -97,6 +98,9 @@ def _child(task: str, spec: dict[str, Any], out_path: str) -> None:
 
 def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str, dict[str, Any] | None, str | None]:
     """Run `harness.work.<task>(spec)` in a fresh process. Returns (status, result, reason)."""
+    if mp.get_start_method(allow_none=True) not in mp.get_all_start_methods():
+        # inside a joblib (loky) worker the inherited start method is unknown to multiprocessing
+        mp.set_start_method("spawn", force=True)
     ctx = mp.get_context("spawn")
     fd, out_path = tempfile.mkstemp(prefix="harness-cell-", suffix=".json")
     os.close(fd)

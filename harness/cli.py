@@ -62,7 +62,7 @@ def sweep_main(args: list[str]) -> int:
     from harness.validate import check_overrides
 
     if not any(a.lstrip("+~").startswith("experiment=") for a in args):
-        args = ["+experiment=default", *args]
+        args = [*args, "+experiment=default"]  # after the args: a leading -m must stay first
     args = [_rounds(a) for a in args]
     check_overrides(args, CONF_DIR)
     sys.argv = ["harness sweep", *args]

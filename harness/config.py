@@ -199,8 +199,14 @@ def validate(cfg: Any) -> None:
     if b.optimization is not None:
         check_choice("backend.optimization", b.optimization, ONNX_OPTIMIZATIONS)
     if b.quantization is not None:
-        allowed = OV_QUANTIZATIONS if b.family == "openvino" else ONNX_QUANTIZATIONS
-        check_choice("backend.quantization", b.quantization, allowed)
+        allowed = {"openvino": OV_QUANTIZATIONS, "onnx": ONNX_QUANTIZATIONS}.get(b.family, ())
+        if b.quantization not in allowed:
+            raise ConfigError(
+                f"backend.quantization: {b.quantization!r} is not allowed for {b.name}"
+                + (f" ({b.family}); " if b.family != b.name else "; ")
+                + (f"choose one of {', '.join(allowed)}." if allowed else "leave it null.")
+                + did_you_mean(b.quantization, allowed)
+            )
     check_choice("backend.ov_hint", b.ov_hint, OV_HINTS)
     if b.ov_precision is not None:
         check_choice("backend.ov_precision", b.ov_precision, OV_PRECISIONS)

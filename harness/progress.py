@@ -65,6 +65,10 @@ class SweepProgress(Callback):
     def __init__(self) -> None:
         self.bar: Any = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Launchers (joblib, submitit) pickle callbacks: an open progress bar does not travel."""
+        return {**self.__dict__, "bar": None}
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.bar = tqdm(total=count_jobs(config), unit="job", desc="sweep", file=sys.stderr, dynamic_ncols=True)
 
@@ -75,6 +79,8 @@ class SweepProgress(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.bar is not None:
+            # with remote launchers on_job_end runs in the workers: the bar completes here
+            self.bar.update(self.bar.total - self.bar.n)
             self.bar.close()
         print(summary(config.results_dir, config.run))
 

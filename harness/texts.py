@@ -78,49 +78,80 @@ def builtin_texts(bucket: str, n: int, seed: int = 0) -> list[str]:
     raise ConfigError(f"dataset.bucket: {bucket!r} is not one of short, medium, long.")
 
 
-def _local_path(path: str, data_dir: str | None) -> Path:
+# What a local file of each format must look like (named in every error about one).
+FORMAT_HELP = {
+    "lines": "a text file with one text per line",
+    "sts": "an STS-benchmark tab file (genre, file, year, id, score, sentence1, sentence2) or a folder with "
+    "sts-test.csv",
+    "beir": 'a BEIR folder with corpus.jsonl ({"_id", "title", "text"} per line) or the corpus.jsonl file',
+}
+
+
+def _local_path(path: str, data_dir: str | None, fmt: str = "lines") -> Path:
     p = Path(path).expanduser()
     if not p.is_absolute() and data_dir:
         p = Path(data_dir).expanduser() / p
     if not p.exists():
-        raise ConfigError(f"dataset.path: {str(p)!r} does not exist (data_dir={data_dir!r}).")
+        where = f"under data_dir {data_dir!r}" if data_dir and not Path(path).expanduser().is_absolute() else "as given"
+        raise ConfigError(
+            f"dataset.path: {str(p)!r} does not exist ({where}); format {fmt} needs {FORMAT_HELP.get(fmt, 'a file')}."
+        )
     return p
 
 
+def _bad(path: Path, fmt: str, what: str) -> ConfigError:
+    return ConfigError(f"dataset.path: {str(path)!r} {what}; format {fmt} needs {FORMAT_HELP[fmt]}.")
+
+
+def _read_text(path: Path, fmt: str) -> str:
+    if path.is_dir():
+        raise _bad(path, fmt, "is a folder")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _bad(path, fmt, f"cannot be read as UTF-8 text ({exc})") from None
+
+
 def read_lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.strip() for line in _read_text(path, "lines").splitlines() if line.strip()]
 
 
 def read_sts_sentences(path: Path) -> list[str]:
     """Unique sentences of an original STS-benchmark tab file, in file order."""
     if path.is_dir():
+        if not (path / "sts-test.csv").is_file():
+            raise _bad(path, "sts", "is a folder without sts-test.csv")
         path = path / "sts-test.csv"
     seen: dict[str, None] = {}
-    with open(path, encoding="utf-8") as f:
-        for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
-            if len(row) < 7:
-                raise ConfigError(f"dataset.path: {path} line {len(seen) + 1} has {len(row)} columns; STS needs 7.")
-            seen.setdefault(row[5].strip())
-            seen.setdefault(row[6].strip())
+    rows = csv.reader(_read_text(path, "sts").splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
+    for n, row in enumerate(rows, 1):
+        if not row or row == [""]:
+            continue
+        if len(row) < 7:
+            raise _bad(path, "sts", f"line {n} has {len(row)} tab-separated column(s), not 7")
+        seen.setdefault(row[5].strip())
+        seen.setdefault(row[6].strip())
+    seen.pop("", None)
     return list(seen)
 
 
 def read_beir_corpus(path: Path) -> list[str]:
     corpus = path / "corpus.jsonl" if path.is_dir() else path
-    if not corpus.exists():
-        raise ConfigError(f"dataset.path: BEIR folder {path} has no corpus.jsonl.")
+    if not corpus.is_file():
+        raise _bad(path, "beir", "has no corpus.jsonl")
     texts = []
-    with open(corpus, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                doc = json.loads(line)
-            except ValueError as exc:
-                raise ConfigError(f"dataset.path: {corpus} line {n} is not JSON ({exc}).") from exc
-            if "text" not in doc:
-                raise ConfigError(f"dataset.path: {corpus} line {n} has no 'text' field.")
-            texts.append(f"{doc.get('title', '')} {doc['text']}".strip())
+    for n, line in enumerate(_read_text(corpus, "beir").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError as exc:
+            raise _bad(corpus, "beir", f"line {n} is not JSON ({exc})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("text"), str):
+            raise _bad(corpus, "beir", f"line {n} has no 'text' field")
+        text = f"{doc.get('title') or ''} {doc['text']}".strip()
+        if text:
+            texts.append(text)
     return texts
 
 
@@ -151,10 +182,15 @@ def load_texts(cfg: Any, data_dir: str | None = None) -> list[str]:
         if cfg.source == "hub":
             pool = read_hub(cfg)
         else:
-            path = _local_path(cfg.path, data_dir)
+            path = _local_path(cfg.path, data_dir, cfg.format)
             pool = READERS[cfg.format](path)
+            if not pool:
+                raise _bad(path, cfg.format, "has no texts")
         if not pool:
-            raise ConfigError(f"dataset.path: {cfg.name} has no texts.")
+            raise ConfigError(
+                f"dataset.column: {cfg.column!r} of {cfg.hub_name!r} (split {cfg.split!r}) has no non-empty texts; "
+                "choose a text column."
+            )
         rng = random.Random(cfg.seed)
         texts = rng.sample(pool, min(cfg.samples, len(pool)))
     if cfg.multiply > 1:

@@ -20,7 +20,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: needs ../shared data or real models; minutes on CPU")
 
 
-
 def shared_dir():
     """../shared beside the checkout (or HARNESS_SHARED_DIR); None when absent."""
     import os

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         df = results.load(args.results, args.runs)
         if df.empty:
             runs = f" for run(s) {', '.join(args.runs)}" if args.runs else ""
-            raise UsageError(f"no result rows in {args.results}{runs}; run `harness run` first")
+            raise UsageError(f"no result rows in {args.results}{runs}; run `harness sweep` first")
         df = select(df, machine=args.machine, model_kind=args.model_kind)
     except UsageError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
