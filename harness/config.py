@@ -97,11 +97,11 @@ class BackendConfig:
 @dataclass
 class MeasureConfig:
     threads: Optional[int] = None  # None: physical cores; the same budget for every runtime
-    warmup_batches: int = 3
+    warmup_batches: int = 2
     min_time_s: float = 2.0
     min_repeats: int = 3  # timed passes over the texts
     max_repeats: int = 50
-    max_time_s: float = 20.0  # stop after the pass that crosses this, even below min_repeats (slow backends)
+    max_time_s: float = 15.0  # stop after the pass that crosses this, even below min_repeats (slow backends)
     sort_by_length: bool = True  # as encode() does over a whole corpus
     breakdown: bool = True  # tokenize / forward / rest shares
     cell_timeout_s: int = 900

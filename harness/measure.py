@@ -146,21 +146,26 @@ def merge(timings: list[Timing]) -> Timing:
     return out
 
 
-def breakdown(model: Any, batches: list[list[Any]], e2e_seconds: float) -> dict[str, float]:
+def breakdown(model: Any, batches: list[list[Any]], timing: Timing, max_batches: int = 4) -> dict[str, float]:
     """Shares of end-to-end time in tokenization and the forward pass, and forward-only throughput.
 
-    Measured in a separate pass over the same batches (so the timed loop stays bare): preprocess
-    (tokenize) each batch, then run only `model.forward` on the prepared features.
+    Measured after the timed loop (which stays bare) on up to `max_batches` batches spread over
+    the pass: preprocess (tokenize) each, then run only `model.forward` on the prepared features,
+    and compare with the timed end-to-end latency of those same batches.
     """
     import torch
 
+    n_batches = len(batches)
+    picks = sorted({int(round(i)) for i in np.linspace(0, n_batches - 1, min(max_batches, n_batches))})
+    per_batch = np.asarray(timing.latencies).reshape(-1, n_batches).mean(axis=0)
+    e2e = float(per_batch[picks].sum())
     tok_s = fwd_s = 0.0
     n = 0
     clock = time.perf_counter
     with torch.inference_mode():
-        for batch in batches:
+        for i in picks:
             t0 = clock()
-            features = model.preprocess(batch)
+            features = model.preprocess(batches[i])
             t1 = clock()
             features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in features.items()}
             t2 = clock()
@@ -168,10 +173,9 @@ def breakdown(model: Any, batches: list[list[Any]], e2e_seconds: float) -> dict[
             t3 = clock()
             tok_s += t1 - t0
             fwd_s += t3 - t2
-            n += len(batch)
-    per_pass = e2e_seconds
-    tokenize_share = min(tok_s / per_pass, 1.0)
-    forward_share = min(fwd_s / per_pass, 1.0 - tokenize_share)
+            n += len(batches[i])
+    tokenize_share = min(tok_s / e2e, 1.0)
+    forward_share = min(fwd_s / e2e, 1.0 - tokenize_share)
     return {
         "tokenize_share": tokenize_share,
         "forward_share": forward_share,

@@ -123,7 +123,7 @@ def speed(spec: dict[str, Any]) -> dict[str, Any]:
     }
     fields["precision"] = fields["runtime"]["precision"]
     if m["breakdown"]:
-        fields.update(measure.breakdown(model, batches, float(np.mean(timing.pass_seconds))))
+        fields.update(measure.breakdown(model, batches, timing))
     return fields
 
 
