@@ -150,8 +150,9 @@ def breakdown(model: Any, batches: list[list[Any]], timing: Timing, max_batches:
     """Shares of end-to-end time in tokenization and the forward pass, and forward-only throughput.
 
     Measured after the timed loop (which stays bare) on up to `max_batches` batches spread over
-    the pass (the longest and the shortest): preprocess (tokenize) each, then run only `model.forward` on the prepared features,
-    and compare with the timed end-to-end latency of those same batches.
+    the pass (the longest and the shortest first): preprocess (tokenize) each, then run only
+    `model.forward` on the prepared features, and compare with the timed end-to-end latency of
+    those same batches.
     """
     import torch
 

@@ -199,6 +199,8 @@ def _py(value: Any) -> str:
         return "{" + ", ".join(f"{_py(k)}: {_py(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_py(v) for v in value) + "]"
+    if isinstance(value, _Raw):
+        return str(value)
     if isinstance(value, str):
         return json.dumps(value)
     return repr(value)
@@ -213,9 +215,29 @@ def python_snippet(
     args = [_py(model_path)]
     if st != "torch":
         args.append(f"backend={_py(st)}")
-    if model_kwargs:
-        args.append(f"model_kwargs={_py(model_kwargs)}")
-    return f"from sentence_transformers import {cls}\n\nmodel = {cls}({', '.join(args)})"
+    prelude = ""
+    kwargs = dict(model_kwargs or {})
+    options = kwargs.get("session_options")
+    if isinstance(options, dict):  # recorded as data; ONNX Runtime wants a SessionOptions object
+        spin = "1" if options.get("allow_spinning") else "0"
+        prelude = (
+            "import onnxruntime as ort\n"
+            "session_options = ort.SessionOptions()\n"
+            f"session_options.intra_op_num_threads = {int(options['intra_op_num_threads'])}\n"
+            f"session_options.inter_op_num_threads = {int(options['inter_op_num_threads'])}\n"
+            f'session_options.add_session_config_entry("session.intra_op.allow_spinning", "{spin}")\n'
+        )
+        kwargs["session_options"] = _Raw("session_options")
+    if kwargs:
+        args.append(f"model_kwargs={_py(kwargs)}")
+    return f"{prelude}from sentence_transformers import {cls}\n\nmodel = {cls}({', '.join(args)})"
+
+
+class _Raw(str):
+    """A name to print as code, not as a string literal."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def _export_hint(backend: str, model_kind: str, model_path: str, hw: Hardware) -> str:

@@ -411,3 +411,18 @@ def test_speed_only_store_falls_back_to_the_flowchart_and_lists_speedups(tmp_pat
     out = rec_mod.recommend(res.load(tmp_path), query, hw)
     assert out.source == "documented" and out.backend == "openvino-qint8"
     assert "accuracy was not" in " ".join(out.reasons) and "onnx 1.50x" in " ".join(out.reasons)
+
+
+def test_snippet_builds_real_session_options_and_runs():
+    """The recorded session options are data; the printed code must build the object ORT wants."""
+    code = recommend.python_snippet(
+        "bi-encoder", "/m", "onnx-qint8",
+        {"file_name": "onnx/model_quint8_avx2.onnx", "provider": "CPUExecutionProvider",
+         "session_options": {"intra_op_num_threads": 2, "inter_op_num_threads": 1, "allow_spinning": False}},
+    )  # fmt: skip
+    assert "ort.SessionOptions()" in code and '"session_options": session_options' in code
+    prelude = code.split("from sentence_transformers")[0]
+    scope: dict = {}
+    exec(prelude, scope)  # the prelude itself runs and yields a real SessionOptions
+    assert scope["session_options"].intra_op_num_threads == 2
+    assert scope["session_options"].get_session_config_entry("session.intra_op.allow_spinning") == "0"
