@@ -36,23 +36,11 @@ from typing import Any
 import pandas as pd
 
 from harness import hardware, results
+from harness.config import BACKEND_NAMES, MODEL_KINDS
 from harness.hardware import Hardware
 
-MODEL_KINDS = ("bi-encoder", "cross-encoder")
 CPU_VENDORS = ("intel", "amd", "arm")
-BACKENDS = (
-    "torch-fp32",
-    "torch-fp16",
-    "torch-bf16",
-    "onnx",
-    "onnx-O1",
-    "onnx-O2",
-    "onnx-O3",
-    "onnx-O4",
-    "onnx-qint8",
-    "openvino",
-    "openvino-qint8",
-)
+BACKENDS = BACKEND_NAMES  # canonical order, defined once in harness.config
 DOCS_URL = {
     "bi-encoder": "https://sbert.net/docs/sentence_transformer/usage/efficiency.html",
     "cross-encoder": "https://sbert.net/docs/cross_encoder/usage/efficiency.html",
