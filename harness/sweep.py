@@ -171,9 +171,14 @@ class Job:
         return status, reason
 
 
-def prepare(cfg: DictConfig) -> Job:
+def budget(cfg: DictConfig) -> tuple[Any, int]:
+    """This machine and the thread budget every runtime of the job gets."""
     hw = detect()
-    threads = cfg.measure.threads or hw.cores_physical
+    return hw, cfg.measure.threads or hw.cores_physical
+
+
+def prepare(cfg: DictConfig) -> Job:
+    hw, threads = budget(cfg)
     source_dir = models.resolve(cfg.model.source)
     models.check_kind(source_dir, cfg.model.kind, cfg.model.name)
     cache = ExportCache(cfg.cache_dir)
@@ -196,8 +201,7 @@ def prepare(cfg: DictConfig) -> Job:
 def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run every pending cell of this job; return the rows written (skipped cells are not returned)."""
     preflight(cfg)
-    hw = detect()
-    threads = cfg.measure.threads or hw.cores_physical
+    hw, threads = budget(cfg)
     cells = plan(cfg, hw.fingerprint, threads)
     pending = [c for c in cells if not results.is_done(cfg.results_dir, cfg.run, c.cell_id)]
     log.info("%s / %s / %s: %d cells, %d to run", cfg.model.name, cfg.dataset.name, cfg.backend.name,
