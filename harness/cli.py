@@ -62,13 +62,20 @@ def sweep_main(args: list[str]) -> int:
     from harness.validate import check_overrides
 
     if not any(a.lstrip("+~").startswith("experiment=") for a in args):
-        args = [*args, "+experiment=default"]  # after the args: a leading -m must stay first
+        args = with_default_experiment(args)
     args = [_rounds(a) for a in args]
     check_overrides(args, CONF_DIR)
     sys.argv = ["harness sweep", *args]
     register_configs()
     _hydra_sweep()
     return 0
+
+
+def with_default_experiment(args: list[str]) -> list[str]:
+    """Add `+experiment=default` next to the first override, so Hydra's parser reads it as one of
+    the overrides wherever flags stand (`-m run=x`, `run=x --cfg job`, `--cfg job run=x`)."""
+    at = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
+    return [*args[:at], "+experiment=default", *args[at:]]
 
 
 def _rounds(arg: str) -> str:

@@ -186,3 +186,28 @@ def test_interleaved_rounds_pool_from_raw_values(tmp_path):
     assert row["latency_p50_ms"] == pytest.approx(20.0)
     assert row["cpu_other"] == pytest.approx(0.3 * 2 / 4)  # weighted by timed seconds
     assert bool(row["contended"]) is True
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ([], ["+experiment=default"]),
+        (["run=x"], ["+experiment=default", "run=x"]),
+        (["-m", "run=x"], ["-m", "+experiment=default", "run=x"]),
+        (["run=x", "--cfg", "job"], ["+experiment=default", "run=x", "--cfg", "job"]),
+        (["--cfg", "job", "run=x"], ["--cfg", "job", "+experiment=default", "run=x"]),
+        (["--cfg", "job"], ["--cfg", "job", "+experiment=default"]),
+    ],
+)
+def test_default_experiment_joins_the_overrides_wherever_flags_stand(args, expected):
+    from harness.cli import with_default_experiment
+
+    assert with_default_experiment(args) == expected
+
+
+def test_sweep_cfg_job_after_overrides_prints_the_config(capsys):
+    from harness.cli import main
+
+    assert main(["sweep", "run=x", "backend=onnx", "--cfg", "job"]) == 0
+    out = capsys.readouterr().out
+    assert "run: x" in out and "onnx" in out
