@@ -12,6 +12,11 @@ per-pass cv, not the (smaller) cv of the mean, is used on purpose: passes within
 independent of the run's conditions (clock, cache, neighbours), so the narrower band would flag
 ordinary run-to-run drift. A cell whose cv is unknown (fewer than 2 passes) has `moved` = None.
 
+The ratio a user acts on is a backend's speedup over torch-fp32 *within* a run; for each cell
+the change of that speedup between the runs is `speedup_diff_pct` (none for torch-fp32 itself).
+Its mean and largest absolute value across cells say how steady the ratios are, which is what
+decides between measuring a grid once and in interleaved rounds (`harness sweep rounds=N`).
+
 For each (machine, model, dataset, batch_size) group: Kendall's tau (scipy, tau-b) between the two
 runs' backend orderings by throughput, over the backends measured ok in both. 1 = same order,
 -1 = reversed; one swap among three backends gives 1/3.
@@ -64,6 +69,7 @@ def speed_cells(df: pd.DataFrame, run: str) -> pd.DataFrame:
     out["batch_size"] = pd.to_numeric(out["batch_size"], errors="coerce").astype("Int64")
     out["throughput"] = pd.to_numeric(rows["throughput"], errors="coerce")
     out["cv"] = pd.to_numeric(rows["cv"], errors="coerce")
+    out["speedup"] = pd.to_numeric(rows["speedup"], errors="coerce")
     out["contended"] = rows["contended"].isin([True]).astype(bool)
     return out.reset_index(drop=True)
 
@@ -86,6 +92,9 @@ def pair_cells(df: pd.DataFrame, run_a: str, run_b: str) -> pd.DataFrame:
     moved = [moved_beyond_spread(r, ca, cb) for r, ca, cb in triples]
     cells["moved"] = pd.Series(moved, index=cells.index, dtype=object)  # True / False / None (unknown)
     cells["contended"] = cells["contended_a"] | cells["contended_b"]
+    # the ratio users act on: how far a backend's speedup over torch-fp32 moved between the runs
+    cells["speedup_diff_pct"] = (cells["speedup_b"] / cells["speedup_a"] - 1.0) * 100.0
+    cells.loc[cells["backend"] == results.BASELINE, "speedup_diff_pct"] = float("nan")
     return cells.sort_values(CELL_KEYS, kind="stable").reset_index(drop=True)
 
 
@@ -122,18 +131,19 @@ def summarize(cells: pd.DataFrame, ranks: pd.DataFrame) -> dict[str, Any]:
         "groups": len(ranks),
         "groups_ranked": int(ranks["tau"].notna().sum()),  # groups with >= 2 backends (and not all tied)
         "mean_tau": float(ranks["tau"].mean()) if ranks["tau"].notna().any() else None,
-        "max_abs_diff_pct": None,
-        "max_abs_diff_cell": None,
         "moved": int(moved.sum()),
         "moved_contended": int((moved & cells["contended"]).sum()),
         "spread_unknown": int(cells["moved"].isna().sum()),
         "contended": int(cells["contended"].sum()),
     }
-    diffs = cells["diff_pct"].abs()
-    if diffs.notna().any():
-        worst = cells.loc[diffs.idxmax()]
-        summary["max_abs_diff_pct"] = float(diffs.max())
-        summary["max_abs_diff_cell"] = {k: _plain(worst[k]) for k in CELL_KEYS}
+    for column, name in (("diff_pct", "diff"), ("speedup_diff_pct", "speedup_diff")):
+        diffs = cells[column].abs()
+        summary[f"max_abs_{name}_pct"] = summary[f"max_abs_{name}_cell"] = None
+        summary[f"mean_abs_{name}_pct"] = float(diffs.mean()) if diffs.notna().any() else None
+        if diffs.notna().any():
+            worst = cells.loc[diffs.idxmax()]
+            summary[f"max_abs_{name}_pct"] = float(diffs.max())
+            summary[f"max_abs_{name}_cell"] = {k: _plain(worst[k]) for k in CELL_KEYS}
     return summary
 
 
@@ -216,6 +226,9 @@ def format_text(run_a: str, run_b: str, cells: pd.DataFrame, ranks: pd.DataFrame
         f"{run_b} /s": cells["throughput_b"].map(lambda x: _fmt(x, ".1f")),
         "B/A": cells["ratio"].map(lambda x: _fmt(x, ".3f")),
         "diff": cells["diff_pct"].map(lambda x: _fmt(x, "+.1f") + "%"),
+        "speedup A": cells["speedup_a"].map(lambda x: _fmt(x, ".2f")),
+        "speedup B": cells["speedup_b"].map(lambda x: _fmt(x, ".2f")),
+        "speedup diff": cells["speedup_diff_pct"].map(lambda x: _fmt(x, "+.1f") + ("%" if math.isfinite(x) else "")),
         "spread": cells["spread_pct"].map(lambda x: "?" if not math.isfinite(x) else f"±{x:.1f}%"),
         "moved": cells["moved"].map({True: "MOVED", False: "", None: "?"}.get),
         "contended": cells["contended"].map({True: "contended", False: ""}.get),
@@ -231,14 +244,18 @@ def format_text(run_a: str, run_b: str, cells: pd.DataFrame, ranks: pd.DataFrame
             lines.append(f"  {where}: tau - (only {r.n_backends} backend in both runs){flag}")
         else:
             lines.append(f"  {where}: tau {r.tau:.3f} over {r.n_backends} backends; {same}{flag}")
-    worst = summary["max_abs_diff_cell"]
-    where = f" ({worst['backend']}, {worst['model']} / {worst['dataset']} / bs {worst['batch_size']})" if worst else ""
+    def where(cell: dict[str, Any] | None) -> str:
+        return f" ({cell['backend']}, {cell['model']} / {cell['dataset']} / bs {cell['batch_size']})" if cell else ""
+
     lines += [
         "",
         "Summary:",
         f"  mean tau:                 {_fmt(summary['mean_tau'], '.3f')} "
         f"over {summary['groups_ranked']} of {summary['groups']} group(s)",
-        f"  largest |difference|:     {_fmt(summary['max_abs_diff_pct'], '.1f')}%{where}",
+        f"  largest |difference|:     {_fmt(summary['max_abs_diff_pct'], '.1f')}%{where(summary['max_abs_diff_cell'])}"
+        f"; mean {_fmt(summary['mean_abs_diff_pct'], '.1f')}%",
+        f"  speedup vs {results.BASELINE} moved: largest {_fmt(summary['max_abs_speedup_diff_pct'], '.1f')}%"
+        f"{where(summary['max_abs_speedup_diff_cell'])}; mean {_fmt(summary['mean_abs_speedup_diff_pct'], '.1f')}%",
         f"  moved beyond own spread:  {summary['moved']} of {summary['cells']} cells "
         f"({summary['moved_contended']} of them contended; rule |B/A-1| > 2*sqrt(cv_a^2+cv_b^2))",
     ]

@@ -9,31 +9,14 @@ import pytest
 
 from harness import compare, results
 from harness.cli import main as harness_main
+from rows import speed_row
 
 FP = "m" * 16
 
 
 def speed(run, backend, throughput, cv=0.01, **kw):
-    row = dict(
-        run=run,
-        kind="speed",
-        model="tiny",
-        model_kind="bi-encoder",
-        dataset="short",
-        batch_size=32,
-        backend=backend,
-        status="ok",
-        throughput=throughput,
-        cv=cv,
-        contended=False,
-        machine=FP,
-        threads=2,
-        timestamp="2025-01-01T00:00:00+00:00",
-    )
-    row.update(kw)
-    if not row.get("cell_id"):
-        row["cell_id"] = "-".join(str(row[k]) for k in ("kind", "model", "dataset", "batch_size", "backend", "machine"))
-    return results.new_row(**row)
+    defaults = dict(run=run, model="tiny", cv=cv, machine=FP, threads=2, timestamp="2025-01-01T00:00:00+00:00")
+    return speed_row(backend, throughput, **{**defaults, **kw})
 
 
 def store(tmp_path, *rows):
@@ -113,6 +96,16 @@ def test_cells_ratios_tau_and_summary(tmp_path):
         "variant": "",
     }  # fmt: skip
     assert summary["moved"] == 2 and summary["moved_contended"] == 1 and summary["contended"] == 1
+
+    # speedups within each run: bs 32 onnx 1.5 -> 180/101; openvino 2.0 -> 201/101; torch-fp32 has none
+    assert onnx["speedup_a"] == pytest.approx(1.5) and onnx["speedup_b"] == pytest.approx(180 / 101)
+    assert onnx["speedup_diff_pct"] == pytest.approx((180 / 101 / 1.5 - 1) * 100)
+    assert math.isnan(fp32["speedup_diff_pct"])
+    moved = [180 / 101 / 1.5, 201 / 101 / 2.0, 210 / 100 / 1.5, 200 / 100 / 2.0]
+    assert summary["mean_abs_speedup_diff_pct"] == pytest.approx(sum(abs(m - 1) for m in moved) / 4 * 100)
+    assert summary["max_abs_speedup_diff_pct"] == pytest.approx(40.0)
+    assert summary["max_abs_speedup_diff_cell"]["backend"] == "onnx"
+    assert summary["max_abs_speedup_diff_cell"]["batch_size"] == 64
 
 
 def test_cells_match_per_machine_and_latest_row_wins(tmp_path):
