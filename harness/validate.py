@@ -55,6 +55,7 @@ def check_overrides(args: list[str], conf_dir: str) -> None:
     """Raise ConfigError (one line) for anything in `args` that cannot run; return when the grid is sound."""
     parsed = _parse_args(args)
     overrides = _parse_overrides(parsed.overrides)
+    _check_cfg_flag(parsed, overrides)
     for o in overrides:
         _check_group_values(o, conf_dir)
         _check_key(o, conf_dir)
@@ -75,6 +76,19 @@ def _parse_args(args: list[str]) -> Any:
 
     parser.error = error  # type: ignore[method-assign]
     return parser.parse_args(args)
+
+
+def _check_cfg_flag(parsed: Any, overrides: list[Override]) -> None:
+    """Hydra prints one job's config with --cfg: it refuses -m and cannot tell a swept a,b from a string."""
+    if not parsed.cfg:
+        return
+    swept = next((o for o in overrides if o.is_sweep_override()), None)
+    if parsed.multirun or swept is not None:
+        given = "-m/--multirun" if parsed.multirun else f"the swept value {swept.input_line!r}"
+        raise ConfigError(
+            f"--cfg: it prints the config of one job and cannot be combined with {given}; give one value "
+            "per key, e.g. `harness sweep backend=onnx --cfg job`."
+        )
 
 
 def _parse_overrides(strings: list[str]) -> list[Override]:

@@ -21,7 +21,7 @@ import pytest
 from harness import results
 
 # The grid kept to one quick job; a case's own key replaces the base value.
-BASE = ["model.name=tiny", "model.source={bi}", "dataset=short", "backend=torch-fp32", "dataset.samples=8",
+BASE = ["rounds=1", "model.name=tiny", "model.source={bi}", "dataset=short", "backend=torch-fp32", "dataset.samples=8",
         "accuracy.enabled=false", "measure.min_time_s=0", "measure.min_repeats=1", "measure.warmup_batches=1",
         "results_dir={results}", "run=t"]  # fmt: skip
 LOCAL = ["dataset.source=local", "dataset.name=local"]
@@ -42,6 +42,10 @@ CASES = [
      ["experiment: 'docs-cpu' cannot be set", "write +experiment=docs-cpu"]),
     ("unknown-launcher", ["sweep", "hydra/launcher=jobib"],
      ["hydra/launcher: 'jobib' is not a known hydra/launcher", "submitit_local", "Did you mean 'joblib'?"]),
+    ("cfg-with-multirun", ["sweep", "--cfg", "job", "-m", "backend=onnx"],
+     ["--cfg: it prints the config of one job", "-m/--multirun", "harness sweep backend=onnx --cfg job"]),
+    ("cfg-with-swept-value", ["sweep", "--cfg", "job", "backend=onnx,openvino"],
+     ["--cfg: it prints the config of one job", "'backend=onnx,openvino'", "one value per key"]),
     ("unknown-command", ["sweeep"], ["command: 'sweeep' is unknown", "choose one of", "Did you mean 'sweep'?"]),
     ("batch-size-zero", ["sweep", "batch_sizes=[0]"], ["batch_sizes: 0 is not allowed", "whole number > 0"]),
     ("batch-size-negative", ["sweep", "batch_sizes=[-1]"], ["batch_sizes: -1 is not allowed", "whole number > 0"]),
@@ -240,4 +244,5 @@ def test_explicit_cuda_is_not_refused_for_a_remote_launcher(paths, tmp_path):
 
     values = {**paths, "results": str(tmp_path / "results")}
     args = command_line(["sweep", "backend.device=cuda", "hydra/launcher=submitit_slurm"], values)
-    check_overrides(["+experiment=default", *args[1:]], CONF_DIR)  # no ConfigError
+    overrides = [a for a in args[1:] if not a.startswith("rounds=")]  # CLI sugar, translated by harness.cli
+    check_overrides(["+experiment=default", *overrides], CONF_DIR)  # no ConfigError
