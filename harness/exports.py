@@ -90,7 +90,8 @@ class ExportCache:
         with file_lock(folder.parent / f".{folder.name}.lock"):
             if marker.exists():
                 return folder
-            staging = folder.parent / f".staging-{uuid.uuid4().hex}"
+            _remove_dead_staging(folder.parent, f"{folder.name}-")
+            staging = folder.parent / f".staging-{folder.name}-{uuid.uuid4().hex}"
             shutil.copytree(
                 source_dir,
                 staging,
@@ -122,7 +123,8 @@ class ExportCache:
             files = self.lookup(folder, key, settings)
             if files is not None:
                 return files
-            staging = folder.parent / f".staging-{key}-{uuid.uuid4().hex}"
+            _remove_dead_staging(folder.parent, f"{folder.name}-{key}-")
+            staging = folder.parent / f".staging-{folder.name}-{key}-{uuid.uuid4().hex}"
             try:
                 log.info("exporting %s into %s", key, folder)
                 export(staging)
@@ -139,6 +141,17 @@ class ExportCache:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
             return files
+
+
+def _remove_dead_staging(parent: Path, prefix: str) -> None:
+    """Staging folders of this lock's own kind left by a killed export (a timed-out cell is
+    SIGKILLed, so its `finally` never ran). Called under the lock, so none of them is in use; the
+    prefix names the versions folder (and export key), whose lock guards exactly those names."""
+    pattern = re.compile(rf"\.staging-{re.escape(prefix)}[0-9a-f]{{32}}")
+    for stale in parent.glob(".staging-*") if parent.is_dir() else []:
+        if pattern.fullmatch(stale.name):
+            log.info("removing %s, left by an interrupted export", stale)
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -95,6 +95,29 @@ def test_export_cache_marks_complete_last(tmp_path):
     assert cache.lookup(folder, "onnx-O3", {"o": 3}) is None
 
 
+def test_export_cache_removes_staging_left_by_a_killed_export(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text("{}")
+    cache = ExportCache(tmp_path / "cache")
+    folder = cache.model_dir("m", src)
+    parent = folder.parent
+    dead = parent / f".staging-{folder.name}-onnx-O3-{'a' * 32}"  # a SIGKILLed export of the same key
+    other_key = parent / f".staging-{folder.name}-onnx-O3x-{'b' * 32}"  # another key: its own lock
+    other_versions = parent / f".staging-0ther-onnx-O3-{'c' * 32}"  # another install's versions folder
+    for d in (dead, other_key, other_versions):
+        d.mkdir()
+
+    def export(staging):
+        (staging / "onnx").mkdir(parents=True)
+        (staging / "onnx" / "model_O3.onnx").write_text("ok")
+
+    cache.produce(folder, "onnx-O3", {"o": 3}, export)
+    assert not dead.exists()
+    assert other_key.exists() and other_versions.exists()
+    assert not list(parent.glob(f".staging-{folder.name}-onnx-O3-*"))  # its own staging is gone too
+
+
 def _cfg(**overrides):
     cfg = OmegaConf.structured(SweepConfig)
     cfg.model = OmegaConf.structured(ModelConfig(name="m", source="x"))
