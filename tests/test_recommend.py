@@ -10,6 +10,7 @@ import pytest
 from harness import hardware, recommend, results
 from harness.hardware import Hardware
 from harness.recommend import Query, evidence, flowchart
+from rows import accuracy_row, speed_row
 
 INTEL = Hardware("Intel Xeon", "intel", ("avx2", "avx512_vnni", "avx512f"), 8, 16, 64.0)
 AMD = Hardware("AMD EPYC", "amd", ("avx2",), 8, 16, 64.0)
@@ -19,47 +20,15 @@ FP = INTEL.fingerprint
 
 
 def speed(backend, throughput, **kw):
-    row = dict(
-        run="r1",
-        kind="speed",
-        model="m",
-        model_kind="bi-encoder",
-        dataset="stsb",
-        batch_size=32,
-        backend=backend,
-        status="ok",
-        throughput=throughput,
-        text_chars_mean=40.0,
-        contended=False,
-        machine=FP,
-        hardware=INTEL.to_dict(),
-        settings={
-            "st_backend": recommend.st_backend(backend),
-            "model_path": f"/cache/{backend}",
-            "model_kwargs": {},
-        },
-    )
-    row.update(kw)
-    row["cell_id"] = "-".join(str(row[k]) for k in ("kind", "model", "dataset", "batch_size", "backend", "machine"))
-    return results.new_row(**row)
+    defaults = dict(
+        dataset="stsb", text_chars_mean=40.0, machine=FP, hardware=INTEL.to_dict(),
+        settings={"st_backend": recommend.st_backend(backend), "model_path": f"/cache/{backend}", "model_kwargs": {}},
+    )  # fmt: skip
+    return speed_row(backend, throughput, **{**defaults, **kw})
 
 
 def acc(backend, accuracy, **kw):
-    row = dict(
-        run="r1",
-        kind="accuracy",
-        model="m",
-        model_kind="bi-encoder",
-        dataset="stsb",
-        backend=backend,
-        status="ok",
-        metric="sts_spearman",
-        accuracy=accuracy,
-        machine=FP,
-    )
-    row.update(kw)
-    row["cell_id"] = "-".join(str(row[k]) for k in ("kind", "model", "dataset", "metric", "backend", "machine"))
-    return results.new_row(**row)
+    return accuracy_row(backend, accuracy, **{"machine": FP, **kw})
 
 
 def frame(*rows):

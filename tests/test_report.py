@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from harness import results
 from harness.hardware import Hardware
 from harness.report import charts, cli, pages
+from rows import accuracy_row, speed_row
 
 CPU_HW = Hardware("Intel(R) Xeon(R) Platinum 8480+", "intel", ("avx2", "avx512_vnni", "avx512f"), 8, 16, 64.0)
 GPU_HW = Hardware("AMD EPYC 9654", "amd", ("avx2", "avx512f"), 16, 32, 128.0, gpu="NVIDIA H100 80GB HBM3")
@@ -120,22 +121,20 @@ def make_rows(
                             forward_share=fwd / (tok + fwd + 0.04),
                             other_share=0.04 / (tok + fwd + 0.04),
                         )
-                    rows.append(results.new_row(**row))
+                    rows.append(speed_row(row.pop("backend"), row.pop("throughput", None), **row))
         for backend, (cpu_x, gpu_x, ratio) in PROFILE.items():
             if (gpu_x if gpu else cpu_x) is None and not (gpu and cpu_x is not None):
                 continue
             for metric, eval_ds, score in (("sts_spearman", "stsb", 0.82), ("ndcg@10", "nanobeir", 0.55)):
                 rows.append(
-                    results.new_row(
+                    accuracy_row(
+                        backend,
+                        score * ratio,
                         run=run,
-                        kind="accuracy",
                         model=model,
                         model_kind=model_kind,
                         dataset=eval_ds,
-                        backend=backend,
-                        status="ok",
                         metric=metric,
-                        accuracy=score * ratio,
                         fidelity_mean_cos=0.9999 if ratio == 1.0 else 0.995,
                         machine=hw.fingerprint,
                         hardware=hw.to_dict(),

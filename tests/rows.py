@@ -1,0 +1,34 @@
+"""Synthetic result rows for tests: the one place that knows the shape of a speed and an accuracy row.
+
+Each test module passes its own defaults (machine, dataset, settings ...) on top; the cell id is
+derived from the row's identity unless a test sets one (e.g. to store a re-measured cell twice).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness import results
+
+SPEED_IDENTITY = ("kind", "model", "dataset", "batch_size", "backend", "machine")
+ACCURACY_IDENTITY = ("kind", "model", "dataset", "metric", "backend", "machine")
+
+
+def speed_row(backend: str, throughput: float | None, **fields: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict(
+        run="r1", kind="speed", model="m", model_kind="bi-encoder", dataset="short", batch_size=32,
+        backend=backend, status="ok", throughput=throughput, contended=False, machine="m" * 16,
+    )  # fmt: skip
+    row.update(fields)
+    row.setdefault("cell_id", "-".join(str(row[k]) for k in SPEED_IDENTITY))
+    return results.new_row(**row)
+
+
+def accuracy_row(backend: str, accuracy: float | None, **fields: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict(
+        run="r1", kind="accuracy", model="m", model_kind="bi-encoder", dataset="stsb", backend=backend,
+        status="ok", metric="sts_spearman", accuracy=accuracy, machine="m" * 16,
+    )  # fmt: skip
+    row.update(fields)
+    row.setdefault("cell_id", "-".join(str(row[k]) for k in ACCURACY_IDENTITY))
+    return results.new_row(**row)
