@@ -38,7 +38,7 @@ COLUMNS = (
     # speed (kind == "speed")
     "throughput", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
     "cv", "n_texts", "n_batches", "repeats", "measure_s", "peak_memory_mb",
-    "cpu_self", "cpu_other", "contended", "tries",
+    "cpu_self", "cpu_other", "contended", "tries", "discarded_tries",
     "tokenize_share", "forward_share", "other_share", "forward_throughput", "latencies_ms", "pass_s", "rounds",
     # accuracy (kind == "accuracy")
     "metric", "accuracy", "fidelity_mean_cos", "fidelity_min_cos", "fidelity_spearman",
@@ -140,6 +140,7 @@ def pool_rounds(rows: list[dict[str, Any]]) -> pd.DataFrame:
         acc["pass_s"] = acc["pass_s"] + row["pass_s"]
         acc["contended"] = bool(acc["contended"] or row["contended"])
         acc["tries"] = (acc["tries"] or 0) + (row["tries"] or 0)
+        acc["discarded_tries"] = (acc["discarded_tries"] or []) + (row["discarded_tries"] or [])
         acc["rounds"] += 1
     for acc in pooled.values():
         if acc["rounds"] > 1:

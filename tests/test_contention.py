@@ -91,7 +91,7 @@ def test_contended_cells_are_remeasured_flagged_and_not_evidence(tiny_models, tm
     }
     store = tmp_path / "results"
     args = [
-        sys.executable, "-m", "harness.cli", "sweep", "backend=torch-fp32,onnx",
+        sys.executable, "-m", "harness.cli", "sweep", "rounds=1", "backend=torch-fp32,onnx",
         "model.name=tiny-bi", f"model.source={tiny_models[0]}", "model.kind=bi-encoder",
         f"results_dir={store}", "run=hog", "accuracy.enabled=false",
         "dataset=short", "dataset.samples=256", "batch_sizes=[16]",
@@ -119,6 +119,9 @@ def test_contended_cells_are_remeasured_flagged_and_not_evidence(tiny_models, tm
         assert row.tries == RETRIES + 1, (row.backend, row.tries, row.cpu_other)
         assert bool(row.contended), (row.backend, row.cpu_other)
         assert row.cpu_other > THRESHOLD, (row.backend, row.cpu_other)
+        # the replaced tries are kept with what they saw
+        assert len(row.discarded_tries) == RETRIES, row.discarded_tries
+        assert all(t["cpu_other"] > THRESHOLD and t["throughput"] > 0 for t in row.discarded_tries)
 
     rec = _recommend(store, capsys)
     assert rec["speedup_source"] == "documented", rec["reasons"]
