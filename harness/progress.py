@@ -16,35 +16,47 @@ from harness import results
 from harness.hardware import detect
 
 
-def count_jobs(config: DictConfig) -> int:
-    """Jobs in a multirun: the product of the swept values (sweeper params, then the command line)."""
+def swept_values(config: DictConfig) -> dict[str, list[str]]:
+    """Each key of a multirun with the values it takes (sweeper params, then the command line)."""
     params = config.hydra.sweeper.get("params") or {}
     overrides = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
-    sizes: dict[str, int] = {}
+    values: dict[str, list[str]] = {}
     for o in OverridesParser.create().parse_overrides(overrides):
-        sizes[o.key_or_group] = len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1
-    return math.prod(sizes.values()) if sizes else 1
+        values[o.key_or_group] = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+    return values
 
 
-def summary(results_dir: str, run: str) -> str:
-    """This machine's rows of a run: one line per speed cell, then accuracy."""
-    df = results.load(results_dir, [run])
+def count_jobs(config: DictConfig) -> int:
+    """Jobs in a multirun: the product of the numbers of swept values."""
+    return math.prod(len(v) for v in swept_values(config).values())
+
+
+def swept_runs(config: DictConfig) -> list[str]:
+    """The run names a multirun wrote to: `run=a,b` sweeps them like any other key."""
+    return swept_values(config).get("run") or [config.run]
+
+
+def summary(results_dir: str, runs: list[str]) -> str:
+    """This machine's rows of the runs: one line per speed cell, then accuracy."""
+    df = results.load(results_dir, runs)
     df = df[df["machine"] == detect().fingerprint]
     if df.empty:
-        return "no results"
+        return f"no results in run(s) {', '.join(runs)} for this machine"
     lines = []
+    first = ["run"] if df["run"].nunique() > 1 else []
     speed = df[df["kind"] == "speed"]
     if not speed.empty:
-        table = speed[["model", "dataset", "batch_size", "backend", "status", "precision", "throughput",
+        table = speed[[*first, "model", "dataset", "batch_size", "backend", "status", "precision", "throughput",
                        "speedup", "latency_p50_ms", "cv", "contended"]].copy()  # fmt: skip
-        lines.append(_fmt(table.sort_values(["model", "dataset", "batch_size", "backend"], key=_backend_order)))
+        order = [*first, "model", "dataset", "batch_size", "backend"]
+        lines.append(_fmt(table.sort_values(order, key=_backend_order)))
         contended = int(speed["contended"].fillna(False).astype(bool).sum())
         lines.append(f"\n{contended} of {len(speed)} speed cells were contended (another process used the CPU).")
     acc = df[df["kind"] == "accuracy"]
     if not acc.empty:
-        table = acc[["model", "dataset", "backend", "status", "metric", "accuracy", "accuracy_ratio",
+        table = acc[[*first, "model", "dataset", "backend", "status", "metric", "accuracy", "accuracy_ratio",
                      "fidelity_mean_cos", "fidelity_spearman"]]  # fmt: skip
-        lines.append("\n" + _fmt(table.sort_values(["model", "dataset", "backend"], key=_backend_order)))
+        lines.append("\n" + _fmt(table.sort_values([*first, "model", "dataset", "backend"], key=_backend_order)))
     failed = df[df["status"] != "ok"]
     for _, row in failed.drop_duplicates(["backend", "reason"]).iterrows():
         lines.append(f"{row['backend']}: {row['status']}: {row['reason']}")
@@ -82,7 +94,7 @@ class SweepProgress(Callback):
             # with remote launchers on_job_end runs in the workers: the bar completes here
             self.bar.update(self.bar.total - self.bar.n)
             self.bar.close()
-        print(summary(config.results_dir, config.run))
+        print(summary(config.results_dir, swept_runs(config)))
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        print(summary(config.results_dir, config.run))
+        print(summary(config.results_dir, [config.run]))
