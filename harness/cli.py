@@ -27,6 +27,7 @@ USAGE = """usage: harness <command> [args]
 
 commands:
   sweep      run a benchmark sweep (Hydra overrides; e.g. harness sweep backend=onnx,openvino batch_sizes=[16,32])
+             speed is measured in 3 interleaved rounds; rounds=1 is a ~3x quicker single pass
   report     charts + HTML/Markdown report from the results store
   recommend  which backend to use on this machine, and why
   compare    set two runs side by side (repeatability)

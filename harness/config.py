@@ -133,7 +133,7 @@ class SweepConfig:
     backend: BackendConfig = MISSING
     batch_sizes: Optional[list[int]] = None  # None: model.batch_sizes
     run: str = "default"
-    round: int = 0  # interleaved measurement rounds: `harness sweep rounds=3` sweeps 0,1,2 outermost
+    round: int = 0  # this job's interleaved round; conf/config.yaml sweeps 0,1,2 outermost (`rounds=N` to change)
     speed: bool = True
     results_dir: str = "results"
     cache_dir: str = "${oc.env:HARNESS_CACHE_DIR,'~/.cache/harness'}"

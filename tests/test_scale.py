@@ -88,7 +88,7 @@ def run_sweep_watching(
     """Run `harness sweep ...`; return the result and the most speed processes ever alive at once."""
     env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache"), "HARNESS_LOCK_DIR": str(tmp_path)}
     env.pop("HARNESS_DATA_DIR", None)
-    command = [sys.executable, "-m", "harness.cli", "sweep", *args]
+    command = [sys.executable, "-m", "harness.cli", "sweep", "rounds=1", *args]
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with open(out, "w") as stdout, open(err, "w") as stderr:
         proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=stdout, stderr=stderr, start_new_session=True)

@@ -20,7 +20,7 @@ EXPECTED_PRECISION = {
     "onnx-O2": "fp32", "onnx-O3": "fp32", "onnx-qint8": "int8", "openvino": "fp32", "openvino-qint8": "int8",
 }  # fmt: skip
 QUICK = [
-    "dataset=short", "dataset.samples=8", "batch_sizes=[4]", "measure.min_time_s=0", "measure.min_repeats=2",
+    "rounds=1", "dataset=short", "dataset.samples=8", "batch_sizes=[4]", "measure.min_time_s=0", "measure.min_repeats=2",
     "measure.warmup_batches=1", "measure.max_time_s=5", "backend.calibration_samples=16",
 ]  # fmt: skip
 
@@ -76,3 +76,28 @@ def test_every_backend_on_a_tiny_model(kind, tiny_models, tiny_data, tmp_path):
     assert sorted((tmp_path / "results" / "t").glob("*.json")) == files
     assert [f.stat().st_mtime_ns for f in files] == mtimes  # nothing measured twice
     assert "export" not in again.stderr.lower() or "exporting" not in again.stderr.lower()
+
+
+def test_interleaved_rounds_run_every_backend_before_repeating_and_pool(tiny_models, tmp_path):
+    """`rounds=2`: round 0 of every backend is timed before any round 1; the store pools each cell."""
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("HARNESS_DATA_DIR", None)
+    quick = [a for a in QUICK if not a.startswith("rounds=")]
+    proc = harness("sweep", "rounds=2", "model.name=tiny", f"model.source={tiny_models[0]}",
+                   "backend=torch-fp32,onnx", "accuracy.enabled=false", f"results_dir={tmp_path / 'results'}",
+                   "run=rr", *quick, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    raw = sorted(results.read_rows(tmp_path / "results"), key=lambda r: r["timestamp"])
+    speed = [r for r in raw if r["kind"] == "speed"]
+    assert [(r["round"], r["backend"]) for r in speed] == [
+        (0, "torch-fp32"), (0, "onnx"), (1, "torch-fp32"), (1, "onnx")
+    ]  # fmt: skip
+    pooled = results.load(tmp_path / "results").query("kind == 'speed'").set_index("backend")
+    assert list(pooled["rounds"]) == [2, 2]
+    for backend in ("torch-fp32", "onnx"):
+        rows = [r for r in speed if r["backend"] == backend]
+        assert pooled.loc[backend, "repeats"] == sum(r["repeats"] for r in rows)
+    assert pooled.loc["torch-fp32", "speedup"] == pytest.approx(1.0)
+    summary = [line for line in proc.stdout.splitlines() if line.strip().startswith("tiny")]
+    assert len(summary) == 2, proc.stdout  # the end-of-sweep table: one line per pooled cell
