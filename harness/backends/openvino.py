@@ -115,14 +115,56 @@ class OpenVINOBackend(Backend):
             except Exception:  # noqa: BLE001 - a property a device does not report
                 props[name] = None
         hint = (props["INFERENCE_PRECISION_HINT"] or "").lower()
-        compute = next((v for k, v in PRECISION.items() if k in hint), hint or "unknown")
+        hinted = next((v for k, v in PRECISION.items() if k in hint), hint or "unknown")
+        kernels = executed_kernels(compiled)
+        executed = dominant_precision(kernels)
         quantized = any(op.get_type_name() == "FakeQuantize" for op in ov_model.model.get_ops())
         return {
-            "precision": "int8" if quantized else compute,
-            "compute_precision": compute,
+            # what the matrix multiplications really ran in (runtime graph); the hint when it has none
+            "precision": executed or ("int8" if quantized else hinted),
+            "precision_source": "runtime graph" if executed else "compiled-model hint",
+            "compute_precision": hinted,
+            "kernels": kernels,
             "threads": props["INFERENCE_NUM_THREADS"],
             "performance_hint": props["PERFORMANCE_HINT"],
             "inference_precision_hint": props["INFERENCE_PRECISION_HINT"],
             "execution_devices": props["EXECUTION_DEVICES"],
             "openvino": ov.__version__,
         }
+
+
+# Layers that carry a transformer's arithmetic; their runtime precision is the model's precision.
+MATMUL_LAYERS = ("FullyConnected", "MatMul", "Convolution")
+RUNTIME_PRECISION = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "u8": "int8", "i8": "int8"}
+
+
+def executed_kernels(compiled: Any) -> dict[str, int]:
+    """Count of the matmul-like layers OpenVINO executed, by "layer:precision:kernel".
+
+    Read from the compiled model's runtime (execution) graph, so it is what ran, not what was
+    asked: e.g. "FullyConnected:bf16:brgemm_avx512_amx_bf16" on a CPU where OpenVINO chose bf16
+    with AMX, "FullyConnected:u8:brgemm_avx512_I8" for a statically quantized model.
+    """
+    counts: dict[str, int] = {}
+    try:
+        ops = compiled.get_runtime_model().get_ops()
+    except Exception:  # noqa: BLE001 - a device without a runtime graph: the caller falls back to the hint
+        return counts
+    for op in ops:
+        info = op.get_rt_info()
+        if "layerType" not in info or info["layerType"].astype(str) not in MATMUL_LAYERS:
+            continue
+        parts = [info[k].astype(str) if k in info else "?" for k in ("layerType", "runtimePrecision", "primitiveType")]
+        key = ":".join(parts)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def dominant_precision(kernels: dict[str, int]) -> str | None:
+    """The precision most matmul-like layers ran in (fp32 / bf16 / fp16 / int8), None if unknown."""
+    by_precision: dict[str, int] = {}
+    for key, count in kernels.items():
+        precision = RUNTIME_PRECISION.get(key.split(":")[1])
+        if precision:
+            by_precision[precision] = by_precision.get(precision, 0) + count
+    return max(by_precision, key=by_precision.get) if by_precision else None

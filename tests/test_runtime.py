@@ -1,0 +1,63 @@
+"""Precision as really executed, read back from the runtime, not copied from the config.
+
+OpenVINO picks bf16 by itself on CPUs with AVX512-BF16 or AMX unless told otherwise, so a row
+named `openvino` is only an fp32 run if the runtime says so. These tests load the tiny model
+through the harness's own backend and check what the compiled model's runtime graph executed.
+"""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from harness import backends
+from harness.config import BACKENDS
+from harness.exports import ExportCache
+from harness.hardware import detect
+from harness.texts import builtin_texts
+
+pytest.importorskip("openvino")
+
+BF16_CPU = any(detect().has(flag) for flag in ("avx512_bf16", "amx_bf16"))
+
+
+@pytest.fixture(scope="module")
+def ov_runtime(tiny_models, tmp_path_factory):
+    """runtime(name, **knobs) -> the backend's read-back for the tiny bi-encoder, after one encode."""
+    cache = ExportCache(tmp_path_factory.mktemp("ov-cache"))
+    folder = tiny_models[0]
+    export_dir = cache.model_dir("tiny", folder)
+
+    def runtime(name: str, **knobs) -> dict:
+        cfg = OmegaConf.structured(BACKENDS[name])
+        for key, value in knobs.items():
+            cfg[key] = value
+        backend = backends.create(cfg, detect(), 1)
+        backend.prepare(export_dir, "bi-encoder", cache, builtin_texts("medium", 32) + builtin_texts("short", 32))
+        path, described = backend.load_spec(folder, export_dir, cache)
+        model = backend.load("bi-encoder", path, described, trust_remote_code=False)
+        model.encode(["a short text", "another one"])
+        return backend.runtime(model)
+
+    return runtime
+
+
+def test_openvino_pinned_f32_executes_fp32(ov_runtime):
+    rt = ov_runtime("openvino")  # the harness's default pins ov_precision=f32
+    assert rt["precision_source"] == "runtime graph"
+    assert rt["kernels"] and all(":f32:" in k for k in rt["kernels"]), rt["kernels"]
+    assert rt["precision"] == "fp32" and "32" in rt["inference_precision_hint"]
+
+
+def test_openvino_default_precision_is_what_the_cpu_makes_of_it(ov_runtime):
+    rt = ov_runtime("openvino", ov_precision=None)
+    # bf16 on AVX512-BF16/AMX CPUs (OpenVINO's own choice), fp32 elsewhere - read back either way
+    expected = "bf16" if BF16_CPU else "fp32"
+    assert rt["precision"] == expected, (rt["kernels"], rt["inference_precision_hint"])
+    assert rt["compute_precision"] == expected
+
+
+def test_openvino_static_int8_executes_int8_kernels(ov_runtime):
+    rt = ov_runtime("openvino-qint8", calibration_samples=16)
+    assert rt["precision"] == "int8" and rt["precision_source"] == "runtime graph"
+    assert any(":u8:" in k or ":i8:" in k for k in rt["kernels"]), rt["kernels"]
