@@ -44,6 +44,11 @@ ACCURACY_TASKS = ("sts", "retrieval")
 # accuracy.<task>: where the data is (local under data_dir, else hub) + what evaluate() reads
 ACCURACY_SOURCE_KEYS = ("local", "hub", "split", "max_queries", "max_corpus", "seed")
 RUN_NAME = re.compile(r"[\w.-]+")
+# Backend fields that tune a runtime rather than name a backend: a row records the ones that differ
+# from the backend's defaults as its `variant`, so swept knobs stay apart everywhere.
+RUNTIME_KNOBS = ("device", "ort_spinning", "ov_hint", "ov_precision", "calibration_samples")
+# Of those, the knobs that change speed but cannot change what a model computes (accuracy is shared).
+SPEED_ONLY_KNOBS = ("ort_spinning", "ov_hint", "device")
 
 
 class ConfigError(ValueError):

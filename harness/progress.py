@@ -22,7 +22,8 @@ def swept_values(config: DictConfig) -> dict[str, list[str]]:
     overrides = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
     values: dict[str, list[str]] = {}
     for o in OverridesParser.create().parse_overrides(overrides):
-        values[o.key_or_group] = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        swept = o.is_sweep_override()
+        values[o.key_or_group] = list(o.sweep_string_iterator()) if swept else [o.get_value_element_as_str()]
     return values
 
 
@@ -46,9 +47,10 @@ def summary(results_dir: str, runs: list[str]) -> str:
     first = ["run"] if df["run"].nunique() > 1 else []
     speed = df[df["kind"] == "speed"]
     if not speed.empty:
-        table = speed[[*first, "model", "dataset", "batch_size", "backend", "status", "precision", "throughput",
-                       "speedup", "latency_p50_ms", "cv", "contended"]].copy()  # fmt: skip
-        order = [*first, "model", "dataset", "batch_size", "backend"]
+        variant = ["variant"] if speed["variant"].astype(bool).any() else []  # swept runtime knobs
+        table = speed[[*first, "model", "dataset", "batch_size", "backend", *variant, "status", "precision",
+                       "throughput", "speedup", "latency_p50_ms", "cv", "contended"]].copy()  # fmt: skip
+        order = [*first, "model", "dataset", "batch_size", "backend", *variant]
         lines.append(_fmt(table.sort_values(order, key=_backend_order)))
         contended = int(speed["contended"].fillna(False).astype(bool).sum())
         lines.append(f"\n{contended} of {len(speed)} speed cells were contended (another process used the CPU).")

@@ -288,9 +288,14 @@ class Candidate:
     n_cells: int
     settings: dict[str, Any] | None = None  # of its fastest cell
     settings_model: str | None = None  # the model of that cell
+    variant: str = ""  # swept runtime knobs that differ from the backend's defaults ("" = as registered)
+
+    @property
+    def label(self) -> str:
+        return results.label(self.backend, self.variant)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "label": self.label}
 
 
 @dataclass
@@ -342,7 +347,7 @@ def _nearest(values: list[float], target: float) -> list[float]:
 
 
 def _sort_key(c: Candidate, preferred: str) -> tuple:
-    return (-round(c.speedup, TIE_DECIMALS), c.backend != preferred, c.backend)
+    return (-round(c.speedup, TIE_DECIMALS), c.label != preferred, c.label)
 
 
 def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None = None) -> Evidence:
@@ -355,11 +360,13 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
       measured batch size(s) nearest `query.batch_size` - both on a log scale, because text lengths
       and batch sizes span orders of magnitude (a 200-character text is closer to 620 than to 39);
       ties keep both;
-    * a backend's speedup is the mean over the cells left (models x datasets x batch sizes);
+    * a candidate is a backend with its swept runtime knobs (`label`, e.g. "openvino [ov_precision=bf16]"):
+      variants of one backend are never averaged together;
+    * a candidate's speedup is the mean over the cells left (models x datasets x batch sizes);
       cells without a torch-fp32 baseline have no speedup: if none has one there is no evidence;
-    * a backend qualifies if its accuracy_ratio (accuracy rows, status ok, same machine and
-      models; mean per metric, then mean over metrics) is >= 1 - tolerance. A backend with no
-      accuracy rows does not qualify - an unmeasured loss is not an acceptable one - except
+    * a candidate qualifies if its accuracy_ratio (accuracy rows of its `accuracy_label`, status ok,
+      same machine and models; mean per metric, then mean over metrics) is >= 1 - tolerance. One
+      with no accuracy rows does not qualify - an unmeasured loss is not an acceptable one - except
       torch-fp32, the reference (ratio 1 by definition);
     * order: speedup (rounded to TIE_DECIMALS), then `preferred` (the flowchart's answer), then name.
     """
@@ -367,6 +374,8 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
     if df.empty:
         ev.note = "the result store is empty"
         return ev
+    if "label" not in df:
+        df = results.with_labels(df)
     speed = df[
         (df["kind"] == "speed")
         & (df["status"] == "ok")
@@ -418,16 +427,17 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
         & (df["model"].isin(ev.models))
         & df["accuracy_ratio"].notna()
     ]
-    acc_ratio = acc.groupby(["backend", "metric"])["accuracy_ratio"].mean().groupby("backend").mean()
+    acc_ratio = acc.groupby(["label", "metric"])["accuracy_ratio"].mean().groupby("label").mean()
 
     floor = 1 - query.tolerance
-    for backend, rows in timed.groupby("backend"):
-        ratio = acc_ratio.get(backend)
+    for _, rows in timed.groupby("label"):
+        backend, variant = str(rows["backend"].iloc[0]), str(rows["variant"].iloc[0] or "")
+        ratio = acc_ratio.get(rows["accuracy_label"].iloc[0])
         if ratio is not None and not pd.isna(ratio):
             ratio = float(ratio)
             ok = ratio >= floor - 1e-9
             why = f"accuracy {ratio:.2%} {'>=' if ok else '<'} {floor:.2%} of torch-fp32"
-        elif backend == results.BASELINE:
+        elif backend == results.BASELINE and not results.accuracy_variant(variant):
             ratio, ok, why = 1.0, True, "the reference (accuracy ratio 1 by definition)"
         else:
             ratio, ok, why = None, False, "no accuracy measurement, so its accuracy loss is unknown"
@@ -443,6 +453,7 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
                 n_cells=len(rows),
                 settings=settings,
                 settings_model=str(best["model"]),
+                variant=variant,
             )
         )
     ev.candidates.sort(key=lambda c: _sort_key(c, preferred or ""))
@@ -521,7 +532,7 @@ def recommend(df: pd.DataFrame, query: Query, hw: Hardware, machine: str | None 
     accuracy_known = any(c.accuracy_ratio is not None for c in ev.candidates if c.backend != results.BASELINE)
     if ev.candidates and not accuracy_known:
         # Only the reference would qualify: that is "accuracy not measured", not "torch-fp32 wins".
-        speeds = ", ".join(f"{c.backend} {c.speedup:.2f}x" for c in sorted(ev.candidates, key=lambda c: -c.speedup))
+        speeds = ", ".join(f"{c.label} {c.speedup:.2f}x" for c in sorted(ev.candidates, key=lambda c: -c.speedup))
         ev.note = (
             "speed was measured but accuracy was not (sweep with HARNESS_DATA_DIR set, or online); "
             f"measured speedups here: {speeds}"
@@ -536,10 +547,10 @@ def recommend(df: pd.DataFrame, query: Query, hw: Hardware, machine: str | None 
             f"nearest to {query.batch_size}; runs {', '.join(ev.runs)}"
         )
         reasons.append(
-            f"{best.backend} is the fastest qualifying backend: {best.speedup:.2f}x torch-fp32 throughput, {best.why}"
+            f"{best.label} is the fastest qualifying backend: {best.speedup:.2f}x torch-fp32 throughput, {best.why}"
         )
-        by_name = {c.backend: c for c in ev.candidates}
-        if best.backend != chart_backend:
+        by_name = {c.label: c for c in ev.candidates}
+        if best.label != chart_backend:
             other = by_name.get(chart_backend)
             if other is None:
                 detail = "was not measured in these cells"
@@ -549,13 +560,13 @@ def recommend(df: pd.DataFrame, query: Query, hw: Hardware, machine: str | None 
                 detail = f"measured {other.speedup:.2f}x, {other.why}"
             reasons.append(
                 f"this differs from the documented flowchart's {chart_backend}, which {detail}; "
-                f"{best.backend} measured {best.speedup:.2f}x"
+                f"{best.label} measured {best.speedup:.2f}x"
             )
         else:
             reasons.append("this agrees with the documented flowchart")
         rejected = [c for c in ev.candidates if not c.qualifies]
         if rejected:
-            reasons.append("not qualifying: " + "; ".join(f"{c.backend} {c.speedup:.2f}x ({c.why})" for c in rejected))
+            reasons.append("not qualifying: " + "; ".join(f"{c.label} {c.speedup:.2f}x ({c.why})" for c in rejected))
         settings = best.settings or {}
         path_ = settings.get("model_path") or (ev.models[0] if len(ev.models) == 1 else model_path)
         kwargs = settings.get("model_kwargs")
@@ -571,7 +582,7 @@ def recommend(df: pd.DataFrame, query: Query, hw: Hardware, machine: str | None 
                 + python
             )
         return Recommendation(
-            backend=best.backend,
+            backend=best.label,  # with its knobs when a swept variant won; the snippet carries them
             source="measured",
             speedup=best.speedup,
             accuracy_ratio=best.accuracy_ratio,

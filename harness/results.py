@@ -108,10 +108,34 @@ def read_rows(results_dir: Path | str, runs: list[str] | None = None) -> list[di
 
 
 def load(results_dir: Path | str, runs: list[str] | None = None) -> pd.DataFrame:
-    """The store as a DataFrame with every column, rounds pooled, plus derived `speedup` and `accuracy_ratio`."""
-    df = pool_rounds(read_rows(results_dir, runs))
-    df["variant"] = df["variant"].fillna("")
-    return with_ratios(df)
+    """The store as a DataFrame with every column, rounds pooled, plus derived `speedup`, `accuracy_ratio`,
+    `label` (what a configuration is called in reports) and `accuracy_label` (whose accuracy it has)."""
+    return with_labels(with_ratios(pool_rounds(read_rows(results_dir, runs))))
+
+
+def label(backend: str, variant: str) -> str:
+    """A backend with swept runtime knobs is its own configuration: "openvino [ov_precision=bf16]"."""
+    return f"{backend} [{variant}]" if variant else backend
+
+
+def accuracy_variant(variant: str) -> str:
+    """The part of a variant that can change outputs: knobs that only change speed share accuracy."""
+    from harness.config import SPEED_ONLY_KNOBS
+
+    return ",".join(p for p in variant.split(",") if p and p.partition("=")[0] not in SPEED_ONLY_KNOBS)
+
+
+def with_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """Add `label` and `accuracy_label`: a speed row's accuracy is the accuracy row whose label equals
+    its accuracy_label (e.g. "onnx [ort_spinning=True]" has the accuracy of "onnx")."""
+    df = df.copy()
+    df["variant"] = df["variant"].fillna("") if "variant" in df else ""
+    backends, variants = df["backend"].astype(str), df["variant"].astype(str)
+    acc_labels = [label(b, accuracy_variant(v)) for b, v in zip(backends, variants, strict=True)]
+    full = [label(b, v) for b, v in zip(backends, variants, strict=True)]
+    df["label"] = [a if k == "accuracy" else f for k, a, f in zip(df["kind"], acc_labels, full, strict=True)]
+    df["accuracy_label"] = acc_labels
+    return df
 
 
 def pool_rounds(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -24,16 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import backends, models, results
 from harness.cell import run_isolated
-from harness.config import BACKENDS, ConfigError
+from harness.config import BACKENDS, RUNTIME_KNOBS, SPEED_ONLY_KNOBS, ConfigError
 from harness.exports import ExportCache, file_lock, library_versions
 from harness.hardware import detect
 from harness.preflight import preflight
 
 log = logging.getLogger(__name__)
-
-# Knobs that change speed but cannot change what a model computes.
-SPEED_ONLY_KNOBS = ("ort_spinning", "ov_hint", "device")
-RUNTIME_KNOBS = ("device", "ort_spinning", "ov_hint", "ov_precision", "calibration_samples")
 
 
 def variant(backend_cfg: Any) -> str:

@@ -6,11 +6,11 @@ import json
 
 import pandas as pd
 import pytest
+from rows import accuracy_row, speed_row
 
 from harness import hardware, recommend, results
 from harness.hardware import Hardware
 from harness.recommend import Query, evidence, flowchart
-from rows import accuracy_row, speed_row
 
 INTEL = Hardware("Intel Xeon", "intel", ("avx2", "avx512_vnni", "avx512f"), 8, 16, 64.0)
 AMD = Hardware("AMD EPYC", "amd", ("avx2",), 8, 16, 64.0)
@@ -395,3 +395,32 @@ def test_snippet_builds_real_session_options_and_runs():
     exec(prelude, scope)  # the prelude itself runs and yields a real SessionOptions
     assert scope["session_options"].intra_op_num_threads == 2
     assert scope["session_options"].get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_swept_knob_variants_are_separate_candidates():
+    """`-m backend.ov_precision=f32,bf16`: each variant is its own candidate with its own accuracy,
+    never an average of both; a speed-only knob (ORT spinning) shares the accuracy of its backend."""
+    bf16 = "ov_precision=bf16"
+    rows = [
+        speed("torch-fp32", 100.0),
+        speed("openvino", 120.0),
+        speed("openvino", 180.0, variant=bf16),
+        speed("onnx", 110.0),
+        speed("onnx", 115.0, variant="ort_spinning=True"),
+        acc("torch-fp32", 0.80),
+        acc("openvino", 0.80),
+        acc("openvino", 0.784, variant=bf16),  # 98 %
+        acc("onnx", 0.80),
+    ]
+    strict = evidence(frame(*rows), Query(tolerance=0.01), FP)
+    by_label = {c.label: c for c in strict.candidates}
+    assert set(by_label) == {"torch-fp32", "openvino", f"openvino [{bf16}]", "onnx", "onnx [ort_spinning=True]"}
+    assert by_label["openvino"].speedup == pytest.approx(1.2)  # not (1.2 + 1.8) / 2
+    assert by_label[f"openvino [{bf16}]"].accuracy_ratio == pytest.approx(0.98)
+    assert not by_label[f"openvino [{bf16}]"].qualifies
+    assert by_label["onnx [ort_spinning=True]"].accuracy_ratio == pytest.approx(1.0)
+    assert strict.qualifying[0].label == "openvino"
+
+    rec = recommend.recommend(frame(*rows), Query(tolerance=0.05), INTEL, FP)
+    assert rec.backend == f"openvino [{bf16}]" and rec.speedup == pytest.approx(1.8)
+    assert rec.evidence.candidates[0].variant == bf16

@@ -7,11 +7,11 @@ import random
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from rows import accuracy_row, speed_row
 
 from harness import results
 from harness.hardware import Hardware
 from harness.report import charts, cli, pages
-from rows import accuracy_row, speed_row
 
 CPU_HW = Hardware("Intel(R) Xeon(R) Platinum 8480+", "intel", ("avx2", "avx512_vnni", "avx512f"), 8, 16, 64.0)
 GPU_HW = Hardware("AMD EPYC 9654", "amd", ("avx2", "avx512f"), 16, 32, 128.0, gpu="NVIDIA H100 80GB HBM3")
@@ -312,3 +312,31 @@ def test_cli_empty_store_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("harness report: error: no result rows")
     assert not (tmp_path / "r").exists()
+
+
+def test_swept_variants_are_their_own_backends_in_tables():
+    """`-m backend.ov_precision=f32,bf16`: the report names each variant, never averages them, shows
+    the precision each ran in, and a speed-only variant shows the accuracy it shares."""
+    fp = CPU_HW.fingerprint
+    common = dict(machine=fp, hardware=CPU_HW.to_dict(), text_chars_mean=40.0)
+    rows = [
+        speed_row("torch-fp32", 100.0, precision="fp32", **common),
+        speed_row("openvino", 120.0, precision="fp32", **common),
+        speed_row("openvino", 180.0, precision="bf16", variant="ov_precision=None", **common),
+        speed_row("onnx", 110.0, precision="fp32", **common),
+        speed_row("onnx", 112.0, precision="fp32", variant="ort_spinning=True", **common),
+        accuracy_row("torch-fp32", 0.80, machine=fp),
+        accuracy_row("openvino", 0.80, machine=fp),
+        accuracy_row("openvino", 0.784, variant="ov_precision=None", machine=fp),
+        accuracy_row("onnx", 0.80, machine=fp),
+    ]
+    df = results.with_labels(results.with_ratios(pd.DataFrame(rows, columns=list(results.COLUMNS))))
+    labelled = charts.by_label(df)
+    summary = {r[1]: r for r in pages.summary_table(labelled, "bi-encoder").rows}
+    assert summary["openvino"][3] == "1.20x" and summary["openvino [ov_precision=None]"][3] == "1.80x"
+    assert summary["openvino [ov_precision=None]"][5] == "98.00%"
+    assert summary["onnx [ort_spinning=True]"][5] == "100.00%"
+    table = pages.cells_table(labelled, "bi-encoder")
+    cells = {r[1]: dict(zip(table.columns, r, strict=True)) for r in table.rows}
+    assert cells["openvino [ov_precision=None]"]["precision"] == "bf16"
+    assert cells["onnx [ort_spinning=True]"]["accuracy ratio"] == "100.00%"

@@ -27,6 +27,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from harness import results
 from harness.recommend import BACKENDS, contended_mask
 
 BACKEND_ORDER = BACKENDS
@@ -128,8 +129,17 @@ def panels(sp: pd.DataFrame) -> list[str]:
     return [p for _, p in sorted(zip(keys["device"], keys["panel"], strict=True))]
 
 
+def by_label(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows named by configuration: a backend with swept runtime knobs ("openvino [ov_precision=bf16]")
+    is a backend of its own in every chart and table, never averaged with the backend's defaults."""
+    if "label" not in df:
+        df = results.with_labels(df)
+    return df.assign(backend=df["label"])
+
+
 def accuracy_by_backend(df: pd.DataFrame, models: Iterable[str], machines: Iterable[str]) -> pd.Series:
-    """Mean accuracy_ratio per backend: mean per metric first, then over metrics."""
+    """Mean accuracy_ratio per backend: mean per metric first, then over metrics. A variant that differs
+    only in speed knobs (see `results.accuracy_variant`) has the accuracy of the configuration it shares."""
     acc = df[
         (df["kind"] == "accuracy")
         & (df["status"] == "ok")
@@ -140,7 +150,12 @@ def accuracy_by_backend(df: pd.DataFrame, models: Iterable[str], machines: Itera
     if acc.empty:
         return pd.Series(dtype=float)
     per_metric = acc.groupby(["backend", "metric"])["accuracy_ratio"].apply(lambda s: s.astype(float).mean())
-    return per_metric.groupby("backend").mean()
+    out = per_metric.groupby("backend").mean()
+    if "accuracy_label" in df:
+        speed = df[df["kind"] == "speed"]
+        shared = {b: a for b, a in zip(speed["backend"], speed["accuracy_label"], strict=True) if b not in out}
+        out = pd.concat([out, pd.Series({b: out[a] for b, a in shared.items() if a in out}, dtype=float)])
+    return out
 
 
 def not_run(sp: pd.DataFrame) -> list[str]:

@@ -183,7 +183,8 @@ def cells_table(df: pd.DataFrame, model_kind: str) -> Table | None:
             fmt(r.get("speedup"), "x"),
             fmt(r.get("latency_p50_ms"), "1"),
             fmt(r.get("latency_p99_ms"), "1"),
-            fmt(acc.get((r.get("machine"), r.get("model"), r.get("backend"))), "pct"),
+            str(r.get("precision") or "-"),
+            fmt(acc.get((r.get("machine"), r.get("model"), r.get("accuracy_label", r.get("backend")))), "pct"),
             status_text(r),
             str(r.get("run")),
         ]
@@ -200,11 +201,12 @@ def cells_table(df: pd.DataFrame, model_kind: str) -> Table | None:
         "speedup",
         "p50 (ms)",
         "p99 (ms)",
+        "precision",
         "accuracy ratio",
         "status",
         "run",
     ]
-    return Table(columns, rows, {4, 5, 6, 7, 8, 9, 10})
+    return Table(columns, rows, {4, 5, 6, 7, 8, 9, 11})
 
 
 def accuracy_table(df: pd.DataFrame, model_kind: str) -> Table | None:
@@ -301,6 +303,7 @@ def build(df: pd.DataFrame, title: str = "Backend benchmark report") -> tuple[li
     """The report as blocks plus the PNGs they reference (file name -> bytes)."""
     images: dict[str, bytes] = {}
     blocks = [Block("h1", title)]
+    df = charts.by_label(df)
     speed = df[df["kind"] == "speed"]
     runs = sorted(df["run"].dropna().unique())
     stamps = pd.to_datetime(df["timestamp"], errors="coerce", utc=True).dropna()
