@@ -244,6 +244,7 @@ def format_text(run_a: str, run_b: str, cells: pd.DataFrame, ranks: pd.DataFrame
             lines.append(f"  {where}: tau - (only {r.n_backends} backend in both runs){flag}")
         else:
             lines.append(f"  {where}: tau {r.tau:.3f} over {r.n_backends} backends; {same}{flag}")
+
     def where(cell: dict[str, Any] | None) -> str:
         return f" ({cell['backend']}, {cell['model']} / {cell['dataset']} / bs {cell['batch_size']})" if cell else ""
 

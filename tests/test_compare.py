@@ -6,10 +6,10 @@ import json
 import math
 
 import pytest
+from rows import speed_row
 
 from harness import compare, results
 from harness.cli import main as harness_main
-from rows import speed_row
 
 FP = "m" * 16
 

@@ -242,7 +242,7 @@ def test_default_sweep_measures_in_three_interleaved_rounds(capsys):
 
     assert main(["sweep", "--cfg", "hydra"]) == 0
     out = capsys.readouterr().out
-    params = out[out.index("params:"):].splitlines()[1:3]
+    params = out[out.index("params:") :].splitlines()[1:3]
     assert params[0].strip() == "round: 0,1,2", params
 
 

@@ -21,7 +21,8 @@ QUICK = ["dataset=short", "dataset.samples=64", "measure.min_time_s=1", "measure
 def sweep(*args: str, tmp_path, env_extra=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache"), **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", "sweep", "rounds=1", f"results_dir={tmp_path / 'results'}", "run=it", *args],
+        [sys.executable, "-m", "harness.cli", "sweep", "rounds=1", f"results_dir={tmp_path / 'results'}", "run=it",
+         *args],
         capture_output=True, text=True, env=env, timeout=1800,
     )  # fmt: skip
 

@@ -26,7 +26,8 @@ BATCH_SIZES = (2, 4)
 
 def sweep_command(model: Path, tmp_path: Path) -> list[str]:
     return [
-        sys.executable, "-m", "harness.cli", "sweep", "rounds=1", "model.name=tiny", f"model.source={model}", "dataset=short",
+        sys.executable, "-m", "harness.cli", "sweep", "rounds=1", "model.name=tiny", f"model.source={model}",
+        "dataset=short",
         f"backend={','.join(BACKENDS)}", f"batch_sizes=[{','.join(map(str, BATCH_SIZES))}]", "accuracy.enabled=false",
         "dataset.samples=16", "measure.min_time_s=0.5", "measure.min_repeats=2", "measure.warmup_batches=1",
         "measure.max_time_s=5", "measure.breakdown=false", "backend.calibration_samples=16",

@@ -20,8 +20,8 @@ EXPECTED_PRECISION = {
     "onnx-O2": "fp32", "onnx-O3": "fp32", "onnx-qint8": "int8", "openvino": "fp32", "openvino-qint8": "int8",
 }  # fmt: skip
 QUICK = [
-    "rounds=1", "dataset=short", "dataset.samples=8", "batch_sizes=[4]", "measure.min_time_s=0", "measure.min_repeats=2",
-    "measure.warmup_batches=1", "measure.max_time_s=5", "backend.calibration_samples=16",
+    "rounds=1", "dataset=short", "dataset.samples=8", "batch_sizes=[4]", "measure.min_time_s=0",
+    "measure.min_repeats=2", "measure.warmup_batches=1", "measure.max_time_s=5", "backend.calibration_samples=16",
 ]  # fmt: skip
 
 
