@@ -49,6 +49,13 @@ RUN_NAME = re.compile(r"[\w.-]+")
 RUNTIME_KNOBS = ("device", "ort_spinning", "ov_hint", "ov_precision", "calibration_samples")
 # Of those, the knobs that change speed but cannot change what a model computes (accuracy is shared).
 SPEED_ONLY_KNOBS = ("ort_spinning", "ov_hint", "device")
+# The knobs each family has: a knob of another family means nothing to it (torch-fp32 in a sweep
+# over backend.ov_precision=f32,bf16 is one cell, measured once).
+FAMILY_KNOBS = {
+    "torch": ("device",),
+    "onnx": ("device", "ort_spinning"),
+    "openvino": ("device", "ov_hint", "ov_precision", "calibration_samples"),
+}
 
 
 class ConfigError(ValueError):

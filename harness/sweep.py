@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import backends, models, results
 from harness.cell import run_isolated
-from harness.config import BACKENDS, RUNTIME_KNOBS, SPEED_ONLY_KNOBS, ConfigError
+from harness.config import BACKENDS, FAMILY_KNOBS, RUNTIME_KNOBS, SPEED_ONLY_KNOBS, ConfigError
 from harness.exports import ExportCache, file_lock, library_versions
 from harness.hardware import detect
 from harness.preflight import preflight
@@ -32,13 +32,25 @@ from harness.preflight import preflight
 log = logging.getLogger(__name__)
 
 
+def own_knobs(family: str) -> tuple[str, ...]:
+    return FAMILY_KNOBS.get(family, RUNTIME_KNOBS)
+
+
+def backend_identity(backend_cfg: Any) -> dict[str, Any]:
+    """The backend's config without the runtime knobs its family does not have: what names its cells."""
+    d = OmegaConf.to_container(backend_cfg, resolve=True) if OmegaConf.is_config(backend_cfg) else dict(backend_cfg)
+    own = own_knobs(d["family"])
+    return {k: v for k, v in d.items() if k not in RUNTIME_KNOBS or k in own}
+
+
 def variant(backend_cfg: Any) -> str:
-    """The runtime knobs that differ from this backend's defaults ("" for the backend as registered),
-    so cells of one backend swept over knobs stay apart in ratios, reports and comparisons."""
+    """The runtime knobs of its family that differ from this backend's defaults ("" for the backend as
+    registered), so cells of one backend swept over knobs stay apart in ratios, reports and comparisons."""
     default = BACKENDS.get(backend_cfg.name)
     if default is None:
         return ""
-    changed = [f"{k}={backend_cfg[k]}" for k in RUNTIME_KNOBS if backend_cfg[k] != getattr(default, k)]
+    own = own_knobs(backend_cfg.family)
+    changed = [f"{k}={backend_cfg[k]}" for k in own if backend_cfg[k] != getattr(default, k)]
     return ",".join(changed)
 
 
@@ -64,7 +76,7 @@ def cell_id_speed(cfg: DictConfig, machine: str, batch_size: int, threads: int) 
         "machine": machine,
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
-        "backend": OmegaConf.to_container(cfg.backend, resolve=True),
+        "backend": backend_identity(cfg.backend),
         "batch_size": batch_size,
         "threads": threads,
     }
@@ -77,7 +89,7 @@ def with_round(cell_key: str, round_: int) -> str:
 
 
 def cell_id_accuracy(cfg: DictConfig, machine: str, task: str, backend_cfg: Any) -> str:
-    backend = {k: v for k, v in OmegaConf.to_container(backend_cfg, resolve=True).items() if k not in SPEED_ONLY_KNOBS}
+    backend = {k: v for k, v in backend_identity(backend_cfg).items() if k not in SPEED_ONLY_KNOBS}
     key = {
         "machine": machine,
         "model": OmegaConf.to_container(cfg.model, resolve=True),
