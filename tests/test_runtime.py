@@ -1,11 +1,14 @@
 """Precision as really executed, read back from the runtime, not copied from the config.
 
 OpenVINO picks bf16 by itself on CPUs with AVX512-BF16 or AMX unless told otherwise, so a row
-named `openvino` is only an fp32 run if the runtime says so. These tests load the tiny model
-through the harness's own backend and check what the compiled model's runtime graph executed.
+named `openvino` is only an fp32 run if the runtime says so; ONNX Runtime on a CPU turns most of
+an fp16 graph (onnx-O4) back into fp32. These tests load the tiny model through the harness's own
+backends and check what the runtime's own graph executed.
 """
 
 from __future__ import annotations
+
+import platform
 
 import pytest
 from omegaconf import OmegaConf
@@ -16,15 +19,13 @@ from harness.exports import ExportCache
 from harness.hardware import detect
 from harness.texts import builtin_texts
 
-pytest.importorskip("openvino")
-
 BF16_CPU = any(detect().has(flag) for flag in ("avx512_bf16", "amx_bf16"))
 
 
 @pytest.fixture(scope="module")
-def ov_runtime(tiny_models, tmp_path_factory):
+def runtime_of(tiny_models, tmp_path_factory):
     """runtime(name, **knobs) -> the backend's read-back for the tiny bi-encoder, after one encode."""
-    cache = ExportCache(tmp_path_factory.mktemp("ov-cache"))
+    cache = ExportCache(tmp_path_factory.mktemp("export-cache"))
     folder = tiny_models[0]
     export_dir = cache.model_dir("tiny", folder)
 
@@ -42,22 +43,48 @@ def ov_runtime(tiny_models, tmp_path_factory):
     return runtime
 
 
-def test_openvino_pinned_f32_executes_fp32(ov_runtime):
-    rt = ov_runtime("openvino")  # the harness's default pins ov_precision=f32
+@pytest.fixture
+def ov():
+    pytest.importorskip("openvino")
+
+
+def test_openvino_pinned_f32_executes_fp32(ov, runtime_of):
+    rt = runtime_of("openvino")  # the harness's default pins ov_precision=f32
     assert rt["precision_source"] == "runtime graph"
     assert rt["kernels"] and all(":f32:" in k for k in rt["kernels"]), rt["kernels"]
     assert rt["precision"] == "fp32" and "32" in rt["inference_precision_hint"]
 
 
-def test_openvino_default_precision_is_what_the_cpu_makes_of_it(ov_runtime):
-    rt = ov_runtime("openvino", ov_precision=None)
+def test_openvino_default_precision_is_what_the_cpu_makes_of_it(ov, runtime_of):
+    rt = runtime_of("openvino", ov_precision=None)
     # bf16 on AVX512-BF16/AMX CPUs (OpenVINO's own choice), fp32 elsewhere - read back either way
     expected = "bf16" if BF16_CPU else "fp32"
     assert rt["precision"] == expected, (rt["kernels"], rt["inference_precision_hint"])
     assert rt["compute_precision"] == expected
 
 
-def test_openvino_static_int8_executes_int8_kernels(ov_runtime):
-    rt = ov_runtime("openvino-qint8", calibration_samples=16)
+def test_openvino_static_int8_executes_int8_kernels(ov, runtime_of):
+    rt = runtime_of("openvino-qint8", calibration_samples=16)
     assert rt["precision"] == "int8" and rt["precision_source"] == "runtime graph"
     assert any(":u8:" in k or ":i8:" in k for k in rt["kernels"]), rt["kernels"]
+
+
+@pytest.mark.parametrize(("name", "expected"), [("onnx", "fp32"), ("onnx-qint8", "int8")])
+def test_onnx_precision_from_the_session_graph(name, expected, runtime_of):
+    pytest.importorskip("onnxruntime")
+    rt = runtime_of(name)
+    assert rt["precision"] == expected and rt["precision_source"] == "optimized session graph", rt["kernels"]
+    assert rt["providers"][0] == "CPUExecutionProvider"
+
+
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64"), reason="ONNX Runtime's CPU fp16 kernels differ on ARM"
+)
+def test_onnx_o4_fp16_file_runs_fp32_matmuls_on_an_x86_cpu(runtime_of):
+    """The O4 file is fp16; ONNX Runtime's CPU provider folds casts into fp32 weights for its matmuls."""
+    pytest.importorskip("onnxruntime")
+    if detect().gpu:
+        pytest.skip("with a GPU, onnx-O4 runs on CUDA")
+    rt = runtime_of("onnx-O4")
+    assert rt["precision"] == "fp32", rt["kernels"]
+    assert all(k.endswith(":fp32") for k in rt["kernels"]), rt["kernels"]

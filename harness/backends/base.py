@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -74,3 +75,16 @@ def st_export_model(model_kind: str, folder: Path, st_backend: str) -> Any:
 
     cls = SentenceTransformer if model_kind == "bi-encoder" else CrossEncoder
     return cls(str(folder), backend=st_backend, device="cpu")
+
+
+def dominant_precision(kernels: dict[str, int], precision_of: Callable[[str], str | None]) -> str | None:
+    """The precision most matmul-like ops ran in (fp32 / fp16 / bf16 / int8), None if none is known.
+
+    `kernels` counts executed ops by a runtime-specific key; `precision_of` reads the precision from a key.
+    """
+    by_precision: dict[str, int] = {}
+    for key, count in kernels.items():
+        precision = precision_of(key)
+        if precision:
+            by_precision[precision] = by_precision.get(precision, 0) + count
+    return max(by_precision, key=by_precision.get) if by_precision else None

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import Backend, st_export_model
+from harness.backends.base import Backend, dominant_precision, st_export_model
 from harness.exports import ExportCache
 from harness.hardware import qint8_config_for
 
@@ -110,8 +110,12 @@ class OnnxBackend(Backend):
 
         session = model.transformers_model.session
         options = session.get_session_options()
+        path = getattr(session, "_model_path", None)
+        kernels, source = executed_ops(path, session.get_providers(), options.intra_op_num_threads)
         return {
-            "precision": onnx_precision(session._model_path if hasattr(session, "_model_path") else None),
+            "precision": dominant_precision(kernels, lambda key: key.rsplit(":", 1)[1]) or "unknown",
+            "precision_source": source,
+            "kernels": kernels,
             "providers": session.get_providers(),
             "intra_op_threads": options.intra_op_num_threads,
             "inter_op_threads": options.inter_op_num_threads,
@@ -121,23 +125,59 @@ class OnnxBackend(Backend):
         }
 
 
-def onnx_precision(path: str | None) -> str:
-    """fp32 / fp16 / int8 from the graph itself: quantized ops or fp16 initializers."""
-    if not path:
-        return "unknown"
-    import onnx
+# Ops that carry a transformer's arithmetic; the quantized ones compute in int8 whatever their inputs.
+QUANTIZED_OPS = {
+    "MatMulInteger",
+    "QLinearMatMul",
+    "QAttention",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+    "QGemm",
+}
+MATMUL_OPS = {"MatMul", "FusedMatMul", "Gemm", "Attention", "MultiHeadAttention"} | QUANTIZED_OPS
+ONNX_PRECISION = {1: "fp32", 10: "fp16", 16: "bf16", 3: "int8", 2: "int8"}  # TensorProto element types
 
-    graph = onnx.load(path, load_external_data=False).graph
-    ops = {node.op_type for node in graph.node}
-    if ops & {
-        "MatMulInteger",
-        "QLinearMatMul",
-        "DynamicQuantizeLinear",
-        "QAttention",
-        "DynamicQuantizeMatMul",
-    }:
-        return "int8"
-    types = {init.data_type for init in graph.initializer}
-    if onnx.TensorProto.FLOAT16 in types:
-        return "fp16"
-    return "fp32"
+
+def executed_ops(path: str | None, providers: list[str], threads: int) -> tuple[dict[str, int], str]:
+    """Matmul-like ops by "op:precision" in the graph ONNX Runtime really runs, and where that was read.
+
+    The session's optimized graph, not the file: on a CPU, ONNX Runtime turns most of an fp16 model
+    (onnx-O4) back into fp32 (casts folded into the weights), so the file's fp16 is not what runs.
+    The precision of an op is that of its weights (initializers); quantized ops are int8.
+    """
+    if not path:
+        return {}, "unknown"
+    import os
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="harness-ort-") as tmp:
+        optimized = os.path.join(tmp, "optimized.onnx")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.log_severity_level = 3  # ORT warns that an optimized dump is hardware specific: that is the point
+        so.optimized_model_filepath = optimized
+        so.add_session_config_entry("session.optimized_model_external_initializers_file_name", "optimized.onnx.data")
+        try:
+            ort.InferenceSession(path, so, providers=providers)
+            graph, source = onnx.load(optimized, load_external_data=False).graph, "optimized session graph"
+        except Exception as exc:  # noqa: BLE001 - e.g. a provider that compiles the graph away
+            log.info("could not read ONNX Runtime's optimized graph (%s); reading the model file", exc)
+            graph, source = onnx.load(path, load_external_data=False).graph, "model file"
+    weights = {init.name: init.data_type for init in graph.initializer}
+    counts: dict[str, int] = {}
+    for node in graph.node:
+        if node.op_type not in MATMUL_OPS:
+            continue
+        if node.op_type in QUANTIZED_OPS:
+            precision = "int8"
+        else:
+            types = [weights[i] for i in node.input if i in weights]
+            if not types:
+                continue  # activation x activation: follows its inputs
+            precision = ONNX_PRECISION.get(max(types, key=types.count), "other")
+        key = f"{node.op_type}:{precision}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts, source

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import Backend, st_export_model
+from harness.backends.base import Backend, dominant_precision, st_export_model
 from harness.exports import ExportCache
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class OpenVINOBackend(Backend):
         hint = (props["INFERENCE_PRECISION_HINT"] or "").lower()
         hinted = next((v for k, v in PRECISION.items() if k in hint), hint or "unknown")
         kernels = executed_kernels(compiled)
-        executed = dominant_precision(kernels)
+        executed = dominant_precision(kernels, lambda key: RUNTIME_PRECISION.get(key.split(":")[1]))
         quantized = any(op.get_type_name() == "FakeQuantize" for op in ov_model.model.get_ops())
         return {
             # what the matrix multiplications really ran in (runtime graph); the hint when it has none
@@ -158,13 +158,3 @@ def executed_kernels(compiled: Any) -> dict[str, int]:
         key = ":".join(parts)
         counts[key] = counts.get(key, 0) + 1
     return counts
-
-
-def dominant_precision(kernels: dict[str, int]) -> str | None:
-    """The precision most matmul-like layers ran in (fp32 / bf16 / fp16 / int8), None if unknown."""
-    by_precision: dict[str, int] = {}
-    for key, count in kernels.items():
-        precision = RUNTIME_PRECISION.get(key.split(":")[1])
-        if precision:
-            by_precision[precision] = by_precision.get(precision, 0) + count
-    return max(by_precision, key=by_precision.get) if by_precision else None
