@@ -26,6 +26,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 BASELINE = "torch-fp32"
+BREAKDOWN = ("tokenize_share", "forward_share", "other_share", "forward_throughput")  # where the time goes
 STATUSES = ("ok", "failed", "unsupported", "timeout")
 
 # Columns every row has (None where not applicable). Kept flat so pandas reads it as is.
@@ -142,9 +143,11 @@ def pool_rounds(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per speed cell: interleaved rounds of the same cell pooled from their raw values.
 
     Throughput = all texts / all timed seconds; latency percentiles and CV from the pooled raw
-    per-batch latencies and per-pass times; CPU use weighted by time; contended if any round was.
+    per-batch latencies and per-pass times; CPU use weighted by time; contended if any round was;
+    the time breakdown (shares, forward-only throughput) is the mean of the rounds that measured it.
     """
     pooled: dict[tuple, dict[str, Any]] = {}
+    breakdowns: dict[tuple, list[dict[str, float]]] = {}
     out = []
     for row in rows:
         row = {**dict.fromkeys(COLUMNS), **row}
@@ -152,9 +155,14 @@ def pool_rounds(rows: list[dict[str, Any]]) -> pd.DataFrame:
             out.append(row)
             continue
         key = (row["run"], row["machine"], row["cell_key"])
-        if key not in pooled:
+        first = key not in pooled
+        if first:
             pooled[key] = {**row, "rounds": 1}
+            breakdowns[key] = []
             out.append(pooled[key])
+        if row.get("forward_throughput") is not None:
+            breakdowns[key].append({k: row[k] for k in BREAKDOWN})
+        if first:
             continue
         acc = pooled[key]
         weight_a, weight_b = sum(acc["pass_s"]), sum(row["pass_s"])
@@ -166,9 +174,11 @@ def pool_rounds(rows: list[dict[str, Any]]) -> pd.DataFrame:
         acc["tries"] = (acc["tries"] or 0) + (row["tries"] or 0)
         acc["discarded_tries"] = (acc["discarded_tries"] or []) + (row["discarded_tries"] or [])
         acc["rounds"] += 1
-    for acc in pooled.values():
+    for key, acc in pooled.items():
         if acc["rounds"] > 1:
             acc.update(_speed_stats(acc["latencies_ms"], acc["pass_s"], acc["n_texts"]))
+            if breakdowns[key]:
+                acc.update({k: float(np.mean([b[k] for b in breakdowns[key]])) for k in BREAKDOWN})
     return pd.DataFrame(out, columns=list(COLUMNS))
 
 

@@ -198,9 +198,11 @@ def test_row_json_has_every_column(tmp_path):
 def test_interleaved_rounds_pool_from_raw_values(tmp_path):
     common = dict(backend="onnx", cell_key="k", n_texts=10, cpu_self=1.0, contended=False, tries=1)
     results.write_row(tmp_path, _row(round=0, pass_s=[1.0, 1.0], latencies_ms=[10.0, 20.0], throughput=10.0,
-                                     cpu_other=0.0, **common))  # fmt: skip
+                                     cpu_other=0.0, tokenize_share=0.1, forward_share=0.8, other_share=0.1,
+                                     forward_throughput=12.0, **common))  # fmt: skip
     results.write_row(tmp_path, _row(round=1, pass_s=[2.0], latencies_ms=[30.0], throughput=5.0,
-                                     cpu_other=0.3, **{**common, "contended": True}))  # fmt: skip
+                                     cpu_other=0.3, tokenize_share=0.2, forward_share=0.6, other_share=0.2,
+                                     forward_throughput=8.0, **{**common, "contended": True}))  # fmt: skip
     df = results.load(tmp_path)
     assert len(df) == 1
     row = df.iloc[0]
@@ -209,6 +211,9 @@ def test_interleaved_rounds_pool_from_raw_values(tmp_path):
     assert row["latency_p50_ms"] == pytest.approx(20.0)
     assert row["cpu_other"] == pytest.approx(0.3 * 2 / 4)  # weighted by timed seconds
     assert bool(row["contended"]) is True
+    # where the time goes: the mean of the rounds, not round 0's alone
+    assert row["tokenize_share"] == pytest.approx(0.15) and row["forward_share"] == pytest.approx(0.7)
+    assert row["forward_throughput"] == pytest.approx(10.0)
 
 
 @pytest.mark.parametrize(
