@@ -56,9 +56,11 @@ def summary(results_dir: str, runs: list[str]) -> str:
         lines.append(f"\n{contended} of {len(speed)} speed cells were contended (another process used the CPU).")
     acc = df[df["kind"] == "accuracy"]
     if not acc.empty:
-        table = acc[[*first, "model", "dataset", "backend", "status", "metric", "accuracy", "accuracy_ratio",
-                     "fidelity_mean_cos", "fidelity_spearman"]]  # fmt: skip
-        lines.append("\n" + _fmt(table.sort_values([*first, "model", "dataset", "backend"], key=_backend_order)))
+        variant = ["variant"] if acc["variant"].astype(bool).any() else []
+        table = acc[[*first, "model", "dataset", "backend", *variant, "status", "metric", "accuracy",
+                     "accuracy_ratio", "fidelity_mean_cos", "fidelity_spearman"]]  # fmt: skip
+        order = [*first, "model", "dataset", "backend", *variant]
+        lines.append("\n" + _fmt(table.sort_values(order, key=_backend_order)))
     failed = df[df["status"] != "ok"]
     for _, row in failed.drop_duplicates(["backend", "reason"]).iterrows():
         lines.append(f"{row['backend']}: {row['status']}: {row['reason']}")
