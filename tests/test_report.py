@@ -340,3 +340,13 @@ def test_swept_variants_are_their_own_backends_in_tables():
     cells = {r[1]: dict(zip(table.columns, r, strict=True)) for r in table.rows}
     assert cells["openvino [ov_precision=None]"]["precision"] == "bf16"
     assert cells["onnx [ort_spinning=True]"]["accuracy ratio"] == "100.00%"
+
+
+def test_variants_follow_their_backend_in_order_and_colour():
+    names = ["openvino-qint8 [ov_precision=None]", "custom", "openvino [ov_precision=None]", "openvino", "torch-fp32"]
+    assert charts.backend_order(names) == [
+        "torch-fp32", "openvino", "openvino [ov_precision=None]", "openvino-qint8 [ov_precision=None]", "custom"
+    ]  # fmt: skip
+    variant, base = charts.color_of("openvino [ov_precision=None]"), charts.color_of("openvino")
+    assert variant != base and variant not in charts.BACKEND_COLORS.values()
+    assert charts.color_of("openvino-qint8 [x=1]") != variant  # each family keeps its own hue
