@@ -47,24 +47,26 @@ def summary(results_dir: str, runs: list[str]) -> str:
     first = ["run"] if df["run"].nunique() > 1 else []
     speed = df[df["kind"] == "speed"]
     if not speed.empty:
-        variant = ["variant"] if speed["variant"].astype(bool).any() else []  # swept runtime knobs
-        table = speed[[*first, "model", "dataset", "batch_size", "backend", *variant, "status", "precision",
-                       "throughput", "speedup", "latency_p50_ms", "cv", "contended"]].copy()  # fmt: skip
-        order = [*first, "model", "dataset", "batch_size", "backend", *variant]
+        order = _identity(speed, [*first, "model", "dataset", "batch_size", "backend"])
+        table = speed[[*order, "status", "precision", "throughput", "speedup", "latency_p50_ms", "cv", "contended"]]
         lines.append(_fmt(table.sort_values(order, key=_backend_order)))
         contended = int(speed["contended"].fillna(False).astype(bool).sum())
         lines.append(f"\n{contended} of {len(speed)} speed cells were contended (another process used the CPU).")
     acc = df[df["kind"] == "accuracy"]
     if not acc.empty:
-        variant = ["variant"] if acc["variant"].astype(bool).any() else []
-        table = acc[[*first, "model", "dataset", "backend", *variant, "status", "metric", "accuracy",
-                     "accuracy_ratio", "fidelity_mean_cos", "fidelity_spearman"]]  # fmt: skip
-        order = [*first, "model", "dataset", "backend", *variant]
+        order = _identity(acc, [*first, "model", "dataset", "backend"])
+        table = acc[[*order, "status", "metric", "accuracy", "accuracy_ratio", "fidelity_mean_cos",
+                     "fidelity_spearman"]]  # fmt: skip
         lines.append("\n" + _fmt(table.sort_values(order, key=_backend_order)))
     failed = df[df["status"] != "ok"]
     for _, row in failed.drop_duplicates(["backend", "reason"]).iterrows():
         lines.append(f"{row['backend']}: {row['status']}: {row['reason']}")
     return "\n".join(lines)
+
+
+def _identity(rows: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The columns that tell the rows apart: `keys`, plus `variant` when some row has swept knobs."""
+    return [*keys, "variant"] if rows["variant"].astype(bool).any() else keys
 
 
 def _backend_order(col: pd.Series) -> pd.Series:

@@ -119,6 +119,11 @@ def label(backend: str, variant: str) -> str:
     return f"{backend} [{variant}]" if variant else backend
 
 
+def backend_of(configuration: str) -> str:
+    """The backend of a label (the inverse of `label`): "openvino [ov_precision=bf16]" -> "openvino"."""
+    return configuration.split(" [", 1)[0]
+
+
 def accuracy_variant(variant: str) -> str:
     """The part of a variant that can change outputs: knobs that only change speed share accuracy."""
     from harness.config import SPEED_ONLY_KNOBS

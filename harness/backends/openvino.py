@@ -118,10 +118,12 @@ class OpenVINOBackend(Backend):
         hinted = next((v for k, v in PRECISION.items() if k in hint), hint or "unknown")
         kernels = executed_kernels(compiled)
         executed = dominant_precision(kernels, lambda key: RUNTIME_PRECISION.get(key.split(":")[1]))
-        quantized = any(op.get_type_name() == "FakeQuantize" for op in ov_model.model.get_ops())
+        precision = executed
+        if not precision:  # no runtime graph: int8 where the model carries quantize ops, else the hint
+            quantized = any(op.get_type_name() == "FakeQuantize" for op in ov_model.model.get_ops())
+            precision = "int8" if quantized else hinted
         return {
-            # what the matrix multiplications really ran in (runtime graph); the hint when it has none
-            "precision": executed or ("int8" if quantized else hinted),
+            "precision": precision,
             "precision_source": "runtime graph" if executed else "compiled-model hint",
             "compute_precision": hinted,
             "kernels": kernels,

@@ -60,22 +60,18 @@ FOOT_LINE_IN = 0.17  # inches per footnote line
 # --------------------------------------------------------------------------------------------
 
 
-def _base(label: str) -> str:
-    """The backend of a configuration label ("openvino [ov_precision=bf16]" -> "openvino")."""
-    return label.split(" [", 1)[0]
-
-
 def backend_order(names: Iterable[str]) -> list[str]:
     """Known backends in canonical order, each followed by its swept variants; then any others by name."""
     rank = {b: i for i, b in enumerate(BACKEND_ORDER)}
-    return sorted(set(names), key=lambda n: (rank.get(_base(n), len(rank)), _base(n), n))
+    base = results.backend_of
+    return sorted(set(names), key=lambda n: (rank.get(base(n), len(rank)), base(n), n))
 
 
 def color_of(backend: str) -> str:
     """A backend's colour; a variant gets its backend's colour, lightened, so the family stays visible."""
     if backend in BACKEND_COLORS:
         return BACKEND_COLORS[backend]
-    base = _base(backend)
+    base = results.backend_of(backend)
     if base in BACKEND_COLORS:
         r, g, b = to_rgb(BACKEND_COLORS[base])
         return to_hex((r + (1 - r) * 0.45, g + (1 - g) * 0.45, b + (1 - b) * 0.45))
