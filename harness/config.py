@@ -102,7 +102,9 @@ class BackendConfig:
     # runtime knobs (fair defaults; sweepable: -m backend.ort_spinning=true,false)
     ort_spinning: bool = False  # spinning ORT workers steal cycles from ST's torch post-processing
     ov_hint: str = "LATENCY"
-    ov_precision: Optional[str] = "f32"  # null: OpenVINO's own default (bf16 on AMX/AVX512-BF16 CPUs)
+    # None: OpenVINO chooses, as SentenceTransformer(backend="openvino") runs it (bf16 on AMX/AVX512-BF16
+    # CPUs); f32 pins fp32 (the sweep measures that beside it where the machine's choice is not fp32)
+    ov_precision: Optional[str] = None
     calibration_samples: int = 128  # openvino static int8 (optimum-intel presets use 128; ST falls back to 300)
 
 

@@ -1,7 +1,8 @@
 """Precision as really executed, read back from the runtime, not copied from the config.
 
-OpenVINO picks bf16 by itself on CPUs with AVX512-BF16 or AMX unless told otherwise, so a row
-named `openvino` is only an fp32 run if the runtime says so; ONNX Runtime on a CPU turns most of
+OpenVINO picks bf16 by itself on CPUs with AVX512-BF16 or AMX unless told otherwise (and the
+harness's `openvino` leaves it to OpenVINO, as sentence-transformers does), so a row named
+`openvino` is only an fp32 run if the runtime says so; ONNX Runtime on a CPU turns most of
 an fp16 graph (onnx-O4) back into fp32. These tests load the tiny model through the harness's own
 backends and check what the runtime's own graph executed.
 """
@@ -49,18 +50,21 @@ def ov():
 
 
 def test_openvino_pinned_f32_executes_fp32(ov, runtime_of):
-    rt = runtime_of("openvino")  # the harness's default pins ov_precision=f32
+    rt = runtime_of("openvino", ov_precision="f32")  # the companion variant on bf16 machines
     assert rt["precision_source"] == "runtime graph"
     assert rt["kernels"] and all(":f32:" in k for k in rt["kernels"]), rt["kernels"]
     assert rt["precision"] == "fp32" and "32" in rt["inference_precision_hint"]
 
 
 def test_openvino_default_precision_is_what_the_cpu_makes_of_it(ov, runtime_of):
-    rt = runtime_of("openvino", ov_precision=None)
+    from harness.backends.openvino import default_precision
+
+    rt = runtime_of("openvino")  # ov_precision None: OpenVINO's own choice, as sentence-transformers runs it
     # bf16 on AVX512-BF16/AMX CPUs (OpenVINO's own choice), fp32 elsewhere - read back either way
     expected = "bf16" if BF16_CPU else "fp32"
     assert rt["precision"] == expected, (rt["kernels"], rt["inference_precision_hint"])
     assert rt["compute_precision"] == expected
+    assert default_precision() == expected  # the probe that decides the f32 companion variant agrees
 
 
 def test_openvino_static_int8_executes_int8_kernels(ov, runtime_of):

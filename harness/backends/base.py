@@ -33,6 +33,12 @@ class Backend(ABC):
             return f"{self.cfg.name} on device=cuda needs a CUDA GPU; this machine has none"
         return None
 
+    def companion_variants(self) -> list[dict[str, Any]]:
+        """Runtime-knob settings the sweep should measure beside this backend as variants (each dict:
+        knob -> value), because this machine makes the runtime's default differ from what the name
+        suggests. Default: none."""
+        return []
+
     def export_key(self) -> tuple[str, dict[str, Any]] | None:
         """Cache key and settings of the export this backend loads; None when it loads the weights as they are."""
         return None

@@ -3,6 +3,7 @@ calibrated on local texts: its default calibration set lives on the Hub)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -27,6 +28,26 @@ PRECISION = {
 }
 
 
+def normalise_precision(hint: str) -> str | None:
+    """fp32 / bf16 / fp16 for an OpenVINO precision hint ("f32", "<Type: 'bfloat16'>"...), None if unknown."""
+    hint = hint.lower()
+    return next((v for k, v in PRECISION.items() if k in hint), None)  # "bf16" is tried before "f16"
+
+
+@functools.cache
+def default_precision(device: str = "CPU") -> str | None:
+    """The precision OpenVINO's plugin computes in on this machine when nothing pins it (fp32 / bf16 /
+    fp16), None when it cannot be asked. This is what `SentenceTransformer(..., backend="openvino")`
+    runs: bf16 on CPUs with AVX512-BF16 or AMX, fp32 elsewhere. Cached: it cannot change in a process."""
+    try:
+        import openvino as ov
+
+        return normalise_precision(str(ov.Core().get_property(device, "INFERENCE_PRECISION_HINT")))
+    except Exception as exc:  # noqa: BLE001 - no openvino, or a device without the property
+        log.info("could not read OpenVINO's default precision on %s (%s)", device, exc)
+        return None
+
+
 class OpenVINOBackend(Backend):
     st_backend = "openvino"
 
@@ -38,6 +59,15 @@ class OpenVINOBackend(Backend):
     @property
     def device(self) -> str:
         return "cpu" if self.cfg.device == "auto" else self.cfg.device
+
+    def companion_variants(self) -> list[dict[str, Any]]:
+        """Left to OpenVINO (ov_precision None, as sentence-transformers runs it), the precision is the
+        machine's choice; where that is not fp32 (bf16 on AMX / AVX512-BF16 CPUs) the f32-pinned run is
+        worth measuring beside it as a variant: its speed and accuracy are what full precision costs."""
+        if self.cfg.ov_precision is not None:
+            return []
+        chosen = default_precision(self.device.upper())
+        return [{"ov_precision": "f32"}] if chosen not in (None, "fp32") else []
 
     def export_key(self) -> tuple[str, dict[str, Any]]:
         if self.cfg.quantization == "static":
@@ -115,7 +145,7 @@ class OpenVINOBackend(Backend):
             except Exception:  # noqa: BLE001 - a property a device does not report
                 props[name] = None
         hint = (props["INFERENCE_PRECISION_HINT"] or "").lower()
-        hinted = next((v for k, v in PRECISION.items() if k in hint), hint or "unknown")
+        hinted = normalise_precision(hint) or hint or "unknown"
         kernels = executed_kernels(compiled)
         executed = dominant_precision(kernels, lambda key: RUNTIME_PRECISION.get(key.split(":")[1]))
         precision = executed
