@@ -38,7 +38,7 @@ OV_QUANTIZATIONS = ("static",)
 OV_HINTS = ("LATENCY", "THROUGHPUT")
 OV_PRECISIONS = ("f32", "bf16", "f16")
 DATASET_SOURCES = ("builtin", "local", "hub")
-DATASET_FORMATS = ("lines", "sts", "beir", "hf")
+DATASET_FORMATS = ("lines", "sts", "beir", "file", "hf")  # file: a user's .txt / .jsonl / .csv, by extension
 BUILTIN_BUCKETS = ("short", "medium", "long")
 ACCURACY_TASKS = ("sts", "retrieval")
 # accuracy.<task>: where the data is (local under data_dir, else hub) + what evaluate() reads
@@ -81,7 +81,7 @@ class DatasetConfig:
     source: str = "builtin"
     bucket: Optional[str] = None  # builtin: short | medium | long
     path: Optional[str] = None  # local: file or folder (relative to data_dir unless absolute)
-    format: str = "lines"  # how to read a local source: lines | sts | beir ; hub: hf
+    format: str = "lines"  # how to read a local source: lines | sts | beir | file (by extension) ; hub: hf
     hub_name: Optional[str] = None
     hub_config: Optional[str] = None
     split: str = "test"
@@ -232,6 +232,11 @@ def validate(cfg: Any) -> None:
         check_choice("dataset.bucket", d.bucket, BUILTIN_BUCKETS)
     if d.source == "local":
         check_choice("dataset.format", d.format, tuple(f for f in DATASET_FORMATS if f != "hf"))
+        if not d.path and d.format == "file":
+            raise ConfigError(
+                f"dataset.path: {d.path!r} is not allowed; dataset=file needs dataset.path=FILE: a .txt file with one "
+                "text per line (text<TAB>text for cross-encoder pairs), or a .jsonl / .csv file with dataset.column=."
+            )
         if not d.path:
             raise ConfigError(f"dataset.path: {d.path!r} is not allowed; a local dataset needs a file or folder path.")
     if d.source == "hub" and not d.hub_name:

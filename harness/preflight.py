@@ -34,7 +34,7 @@ def preflight(cfg: Any) -> None:
     check_lock_dir(os.environ.get("HARNESS_LOCK_DIR"))
     check_model(_key(cfg.model))
     if cfg.speed:
-        check_dataset(_key(cfg.dataset), cfg.data_dir)
+        check_dataset(_key(cfg.dataset), cfg.data_dir, cfg.model.kind)
     if cfg.accuracy.enabled and cfg.data_dir:
         for task in cfg.accuracy.tasks:
             check_accuracy_data(task, str(cfg.accuracy[task]["local"]), cfg.data_dir)
@@ -99,12 +99,15 @@ def check_model(model_json: str) -> None:
 
 
 @lru_cache(maxsize=64)
-def check_dataset(dataset_json: str, data_dir: str | None) -> None:
-    """A builtin or local dataset yields texts (local: the file exists, has the columns, has rows)."""
+def check_dataset(dataset_json: str, data_dir: str | None, model_kind: str = "bi-encoder") -> None:
+    """A builtin or local dataset yields texts (local: the file exists, has the columns, has rows);
+    a user's file of text<TAB>text pairs for a cross-encoder has one pair on every line measured."""
     dataset = OmegaConf.create(json.loads(dataset_json))
     if dataset.source == "hub":
         return  # needs the network: the job reports a dataset it could not load
-    texts.load_texts(dataset, data_dir)
+    loaded = texts.load_texts(dataset, data_dir)
+    if model_kind == "cross-encoder" and dataset.format == "file":
+        texts.check_pairs(loaded, dataset.path)
 
 
 @lru_cache(maxsize=64)

@@ -674,6 +674,10 @@ def build_parser(prog: str = "harness recommend") -> argparse.ArgumentParser:
     )
     p.add_argument("--model-kind", choices=MODEL_KINDS, default="bi-encoder")
     p.add_argument("--text-length", type=float, default=200, help="typical text length in characters (200)")
+    p.add_argument(
+        "--texts", metavar="FILE", help="your texts (.txt, .jsonl, .csv): their mean length replaces --text-length"
+    )
+    p.add_argument("--texts-column", metavar="NAME", help="the text column of a .jsonl / .csv --texts file (text)")
     p.add_argument("--batch-size", type=int, default=32, help="batch size you will encode with (32)")
     p.add_argument(
         "--tolerance",
@@ -773,6 +777,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.texts is not None:  # mean characters per text of the user's file (harness.texts)
+            from harness.texts import mean_chars
+
+            args.text_length = mean_chars(args.texts, args.texts_column)
         query = Query(
             model_kind=args.model_kind,
             text_length=args.text_length,
