@@ -22,6 +22,7 @@ COMMANDS = {
     "recommend": "harness.recommend:main",
     "compare": "harness.compare:main",
     "overhead": "harness.overhead:main",
+    "export": "harness.ship:main",
 }
 USAGE = """usage: harness <command> [args]
 
@@ -32,6 +33,8 @@ commands:
   recommend  which backend to use on this machine, and why
   compare    set two runs side by side (repeatability)
   overhead   harness timing vs a bare encode loop
+  export     write a backend's exported model to a folder sentence-transformers loads offline
+             (e.g. harness export onnx-qint8 --model minilm --out ./minilm-qint8)
 
 `harness <command> --help` for details. Sweeps: `harness sweep --help` lists config groups."""
 
