@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     if reason:
         print(f"error: {args.backend} cannot run on this machine: {reason}", file=sys.stderr)
         return 1
-    status, reason = job.export(cfg.measure.export_timeout_s)
+    try:
+        status, reason = job.export(cfg.measure.export_timeout_s)
+    except ValueError as exc:  # e.g. no int8 config fits this CPU: the message names the setting to give
+        raise ConfigError(f"{args.backend}: {exc}") from None
     if status != "ok":
         print(f"error: export of {args.backend} {status}: {reason}", file=sys.stderr)
         return 1
