@@ -1,4 +1,5 @@
-"""Work that runs in its own spawned process: exports, speed cells, accuracy cells.
+"""Work that runs in its own spawned process: exports, accuracy passes, bare loops (speed cells run in
+a backend's worker: harness.workers); and what every such process sets up first.
 
 One process per unit means a backend's threads, allocator state or crash (segfault, OOM kill)
 never touches another's, and a hang is cut off by the timeout. The child writes its result to a
@@ -52,8 +53,13 @@ def machine_lock(exclusive: bool) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _configure_process(threads: int, offline: bool) -> None:
-    """Before torch is imported: the thread budget for every runtime in this process."""
+# Advice that is noise here (the harness saves exports itself; deprecations are the libraries' business).
+# Everything else, e.g. a RuntimeWarning for an fp16 overflow, is kept and lands in the row's `warnings`.
+QUIET_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def configure_process(threads: int, offline: bool) -> None:
+    """Before torch is used: the thread budget for every runtime in this process."""
     for var in THREAD_ENV:
         os.environ[var] = str(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
@@ -61,11 +67,16 @@ def _configure_process(threads: int, offline: bool) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Third-party advice ("save the exported model", deprecations, tracer warnings) is noise here:
-    # the harness saves exports itself. Errors still surface, and as the row's reason.
+    # Third-party advice ("save the exported model", tracer notes) is noise here: the harness saves
+    # exports itself. Errors still surface, and as the row's reason.
     for noisy in ("sentence_transformers", "transformers", "optimum", "nncf", "datasets"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    for category in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", category=category)
+    with contextlib.suppress(ImportError):
+        from torch.jit import TracerWarning
+
+        warnings.filterwarnings("ignore", category=TracerWarning)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import torch
 
@@ -76,20 +87,60 @@ def _configure_process(threads: int, offline: bool) -> None:
         pass
 
 
-def _child(task: str, spec: dict[str, Any], out_path: str) -> None:
-    _configure_process(spec["threads"], spec["offline"])
+def recorded_warnings(caught: list[warnings.WarningMessage], limit: int = 10) -> list[str]:
+    """The distinct warnings a unit raised, as "Category: message" lines (first `limit`)."""
+    seen: dict[str, None] = {}
+    for w in caught:
+        seen.setdefault(f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}")
+    return list(seen)[:limit]
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS interval for this process (Linux: VmHWM), so a worker's cells each get their own."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory since the last reset_peak_rss (or the process start), in MB."""
     try:
-        from harness import work
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
-        result: dict[str, Any] = {"ok": getattr(work, task)(spec)}
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a row with its reason
-        from harness.config import ConfigError
 
-        result = {
-            "error": str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc(),
-        }
-    result["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def run_unit(task: str, spec: dict[str, Any], *args: Any) -> dict[str, Any]:
+    """`harness.work.<task>(spec, *args)` as {"ok": fields} or {"error", "traceback"}, with the warnings
+    it raised and its peak memory: what a child process or a worker sends back."""
+    reset_peak_rss()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for category in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", category=category)
+        try:
+            from harness import work
+
+            result: dict[str, Any] = {"ok": getattr(work, task)(spec, *args)}
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a row with its reason
+            from harness.config import ConfigError
+
+            result = {
+                "error": str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
+    result["warnings"] = recorded_warnings(caught)
+    result["peak_memory_mb"] = peak_rss_mb()
+    return result
+
+
+def _child(task: str, spec: dict[str, Any], out_path: str) -> None:
+    configure_process(spec["threads"], spec["offline"])
+    result = run_unit(task, spec)
     tmp = out_path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(result, f, default=float)
@@ -132,4 +183,9 @@ def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str
     if "error" in result:
         log.debug("%s failed:\n%s", task, result.get("traceback"))
         return "failed", None, result["error"]
-    return "ok", {**result["ok"], "peak_memory_mb": result["peak_memory_mb"]}, None
+    return "ok", outcome_fields(result), None
+
+
+def outcome_fields(result: dict[str, Any]) -> dict[str, Any]:
+    """A unit's fields plus what every unit reports: its peak memory and the warnings it raised."""
+    return {**result["ok"], "peak_memory_mb": result["peak_memory_mb"], "warnings": result["warnings"] or None}

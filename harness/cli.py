@@ -28,7 +28,8 @@ USAGE = """usage: harness <command> [args]
 
 commands:
   sweep      run a benchmark sweep (Hydra overrides; e.g. harness sweep backend=onnx,openvino batch_sizes=[16,32])
-             speed is measured in 3 interleaved rounds; rounds=1 is a ~3x quicker single pass
+             speed: interleaved rounds (rounds=auto: 2, a 3rd where the ranking is unsettled; rounds=N fixed)
+             --plan: cells, exports, processes and an estimated duration; runs nothing
   report     charts + HTML/Markdown report from the results store
   recommend  which backend to use on this machine, and why
   compare    set two runs side by side (repeatability)
@@ -65,10 +66,17 @@ def main(argv: list[str] | None = None) -> int:
 def sweep_main(args: list[str]) -> int:
     from harness.validate import check_overrides
 
+    plan_only = "--plan" in args
+    args = [a for a in args if a != "--plan"]
     if not any(a.lstrip("+~").startswith("experiment=") for a in args):
         args = with_default_experiment(args)
-    args = [_rounds(a) for a in args]
+    args = [out for a in args for out in _rounds(a)]
     check_overrides(args, CONF_DIR)
+    if plan_only:
+        from harness.validate import plan_sweep
+
+        print(plan_sweep(args, CONF_DIR).text())
+        return 0
     sys.argv = ["harness sweep", *args]
     register_configs()
     _hydra_sweep()
@@ -82,15 +90,23 @@ def with_default_experiment(args: list[str]) -> list[str]:
     return [*args[:at], "+experiment=default", *args[at:]]
 
 
-def _rounds(arg: str) -> str:
+AUTO_ROUNDS = 3  # rounds=auto: two rounds, then a third only where the ranking is not settled
+
+
+def _rounds(arg: str) -> list[str]:
     """`rounds=N` -> N interleaved rounds: `round` swept outermost, so every backend of a group is
-    measured once before any is measured again (slow drift hits all alike)."""
+    measured once before any is measured again (slow drift hits all alike). `rounds=auto` (the
+    default): up to three, the third only for groups whose ranking is not settled (harness.rounds)."""
     if not arg.startswith("rounds="):
-        return arg
+        return [arg]
     value = arg.partition("=")[2]
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"rounds: {value!r} is not allowed; it must be a whole number >= 1.")
-    return f'hydra.sweeper.params.round="{",".join(str(r) for r in range(int(value)))}"'
+    if value == "auto":
+        count, adaptive = AUTO_ROUNDS, "true"
+    elif value.isdigit() and int(value) >= 1:
+        count, adaptive = int(value), "false"
+    else:
+        raise ConfigError(f"rounds: {value!r} is not allowed; it must be auto or a whole number >= 1.")
+    return [f'hydra.sweeper.params.round="{",".join(str(r) for r in range(count))}"', f"adaptive_rounds={adaptive}"]
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

@@ -116,12 +116,14 @@ class MeasureConfig:
     min_repeats: int = 3  # timed passes over the texts
     max_repeats: int = 50
     max_time_s: float = 15.0  # stop after the pass that crosses this, even below min_repeats (slow backends)
+    request_min_time_s: float = 1.0  # per-request loop (one call per batch: latency percentiles), >= 1 pass
     sort_by_length: bool = True  # as encode() does over a whole corpus
     breakdown: bool = True  # tokenize / forward / rest shares
     cell_timeout_s: int = 900
     export_timeout_s: int = 1800
     contention_threshold: float = 0.1  # cores used by other processes during a timed cell
     contention_retries: int = 2
+    settle_tolerance: float = 0.1  # rounds=auto: torch-fp32 moving more than this between rounds asks for another
 
 
 @dataclass
@@ -148,6 +150,7 @@ class SweepConfig:
     batch_sizes: Optional[list[int]] = None  # None: model.batch_sizes
     run: str = "default"
     round: int = 0  # this job's interleaved round; conf/config.yaml sweeps 0,1,2 outermost (`rounds=N` to change)
+    adaptive_rounds: bool = True  # rounds=auto: a round after the second only where the ranking is unsettled
     speed: bool = True
     results_dir: str = "results"
     cache_dir: str = "${oc.env:HARNESS_CACHE_DIR,'~/.cache/harness'}"
@@ -256,10 +259,12 @@ def validate(cfg: Any) -> None:
     check_non_negative("measure.warmup_batches", m.warmup_batches)
     check_non_negative("measure.min_time_s", m.min_time_s)
     check_non_negative("measure.max_time_s", m.max_time_s)
+    check_non_negative("measure.request_min_time_s", m.request_min_time_s)
     check_non_negative("measure.contention_retries", m.contention_retries)
     check_positive_int("measure.cell_timeout_s", m.cell_timeout_s)
     check_positive_int("measure.export_timeout_s", m.export_timeout_s)
     check_non_negative("measure.contention_threshold", m.contention_threshold)
+    check_non_negative("measure.settle_tolerance", m.settle_tolerance)
     a = cfg.accuracy
     for task in a.tasks:
         check_choice("accuracy.tasks", task, ACCURACY_TASKS)

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import statistics
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from importlib import metadata
@@ -104,6 +107,26 @@ class ExportCache:
             _write_json(marker, {"source": str(source_dir), "versions": library_versions()})
         return folder
 
+    def _markers(self, model_name: str, key: str) -> list[Path]:
+        slug = re.sub(r"[^\w.-]+", "_", model_name)
+        return sorted(self.root.glob(f"{glob.escape(slug)}-*/{_hash(library_versions())}/.harness/{key}.json"))
+
+    def has_export(self, model_name: str, key: str) -> bool:
+        """Whether an export of this key exists for a model of this name (for plans: looks, never creates)."""
+        return bool(self._markers(model_name, key))
+
+    def export_seconds(self, key: str) -> float | None:
+        """The median time the cached exports of this key took (any model), None if none was timed."""
+        times = []
+        for marker in self.root.glob(f"*/*/.harness/{key}.json"):
+            try:
+                seconds = json.loads(marker.read_text(encoding="utf-8")).get("seconds")
+            except (OSError, ValueError):
+                continue
+            if seconds is not None:
+                times.append(float(seconds))
+        return statistics.median(times) if times else None
+
     def lookup(self, folder: Path, key: str, settings: dict[str, Any]) -> list[str] | None:
         """Files of a complete export with these settings, or None."""
         marker = folder / ".harness" / f"{key}.json"
@@ -127,7 +150,9 @@ class ExportCache:
             staging = folder.parent / f".staging-{folder.name}-{key}-{uuid.uuid4().hex}"
             try:
                 log.info("exporting %s into %s", key, folder)
+                start = time.monotonic()
                 export(staging)
+                seconds = round(time.monotonic() - start, 1)
                 files = []
                 for sub in EXPORT_SUBDIRS:
                     for produced in sorted((staging / sub).glob("*")) if (staging / sub).exists() else []:
@@ -137,7 +162,8 @@ class ExportCache:
                         files.append(f"{sub}/{produced.name}")
                 if not files:
                     raise RuntimeError(f"export {key} wrote no files")
-                _write_json(folder / ".harness" / f"{key}.json", {"settings": settings, "files": files})
+                record = {"settings": settings, "files": files, "seconds": seconds}
+                _write_json(folder / ".harness" / f"{key}.json", record)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
             return files

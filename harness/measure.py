@@ -1,8 +1,13 @@
 """Timing: warm-up, timed passes until a minimum time and count, latency statistics,
 CPU accounting (this process vs everything else), and where the time goes.
 
-The timed loop does nothing but call the model and read the clock, so the reported throughput
-is the throughput of `encode`/`predict` itself (see `harness overhead`).
+Two ways of timing, both real calls a user makes:
+- *bulk*: one `encode(texts, batch_size=B)` call over all the texts per pass, as a user encodes a
+  corpus; its throughput is the row's `throughput` (sentence-transformers' per-call overhead is paid
+  once per pass, as it is for that user);
+- *per request*: one call per batch of B, the way a server answers requests; its per-call latencies
+  give p50/p90/p99 and `per_request_throughput`.
+The timed loops do nothing but call the model and read the clock (see `harness overhead`).
 """
 
 from __future__ import annotations
@@ -61,11 +66,17 @@ class CpuMeter:
 
 @dataclass
 class Timing:
-    latencies: list[float] = field(default_factory=list)  # per call, seconds
-    pass_seconds: list[float] = field(default_factory=list)  # per pass over all batches
+    latencies: list[float] = field(default_factory=list)  # per request (one call per batch), seconds
+    pass_seconds: list[float] = field(default_factory=list)  # per bulk pass (one call over all texts)
     texts_per_pass: int = 0
+    batches_per_pass: int = 0
     cpu_self: float = 0.0
     cpu_other: float = 0.0
+
+    @property
+    def per_request_throughput(self) -> float:
+        """Texts per second when every batch is its own call (the per-request loop's whole passes)."""
+        return per_request_throughput(self.latencies, self.texts_per_pass, self.batches_per_pass)
 
     @property
     def throughput(self) -> float:
@@ -82,10 +93,11 @@ class Timing:
     def fields(self) -> dict[str, Any]:
         return {
             "throughput": self.throughput,
+            "per_request_throughput": self.per_request_throughput,
             "cv": self.cv,
             "repeats": len(self.pass_seconds),
             "n_batches": len(self.latencies),
-            "measure_s": sum(self.pass_seconds),
+            "measure_s": sum(self.pass_seconds) + sum(self.latencies),
             "cpu_self": self.cpu_self,
             "cpu_other": self.cpu_other,
             "latencies_ms": [round(v * 1000.0, 4) for v in self.latencies],
@@ -103,47 +115,56 @@ def warm_up(call: Callable[[list[Any]], Any], batches: list[list[Any]], n: int) 
         call(batch)
 
 
-def timed_passes(
-    call: Callable[[list[Any]], Any],
-    batches: list[list[Any]],
+def per_request_throughput(latencies: Sequence[float], texts_per_pass: int, batches_per_pass: int) -> float:
+    """Texts per second over the per-request loop's passes (every pass calls every batch once)."""
+    if len(latencies) == 0 or not batches_per_pass:
+        return float("nan")
+    return texts_per_pass * (len(latencies) / batches_per_pass) / float(np.sum(latencies))
+
+
+def _enough(seconds: list[float], min_time_s: float, min_repeats: int, max_repeats: int, max_time_s: float) -> bool:
+    done, total = len(seconds), sum(seconds)
+    return done >= max_repeats or total >= max_time_s or (done >= min_repeats and total >= min_time_s)
+
+
+def bulk_passes(
+    call_all: Callable[[], Any],
+    timing: Timing,
     min_time_s: float,
     min_repeats: int,
     max_repeats: int,
     max_time_s: float = float("inf"),
-) -> Timing:
-    """Whole passes over `batches` until both minimums are met (or max_repeats / max_time_s)."""
-    timing = Timing(texts_per_pass=sum(len(b) for b in batches))
+) -> Any:
+    """Whole bulk passes (one call over all texts) until both minimums are met (or a maximum);
+    returns the last pass's outputs (for fidelity: the outputs of what was timed)."""
     clock = time.perf_counter
-    with CpuMeter() as meter:
-        while (
-            len(timing.pass_seconds) < max_repeats
-            and sum(timing.pass_seconds) < max_time_s
-            and (len(timing.pass_seconds) < min_repeats or sum(timing.pass_seconds) < min_time_s)
-        ):
-            pass_start = clock()
-            for batch in batches:
-                t0 = clock()
-                call(batch)
-                timing.latencies.append(clock() - t0)
-            timing.pass_seconds.append(clock() - pass_start)
-    timing.cpu_self, timing.cpu_other = meter.cpu_self, meter.cpu_other
-    return timing
-
-
-def merge(timings: list[Timing]) -> Timing:
-    """Pool the repeats of several rounds of the same cell (interleaved measurement)."""
-    out = Timing(texts_per_pass=timings[0].texts_per_pass)
-    wall = 0.0
-    for t in timings:
-        out.latencies += t.latencies
-        out.pass_seconds += t.pass_seconds
-        w = sum(t.pass_seconds)
-        out.cpu_self += t.cpu_self * w
-        out.cpu_other += t.cpu_other * w
-        wall += w
-    out.cpu_self /= wall
-    out.cpu_other /= wall
+    out = None
+    while not _enough(timing.pass_seconds, min_time_s, min_repeats, max_repeats, max_time_s):
+        t0 = clock()
+        out = call_all()
+        timing.pass_seconds.append(clock() - t0)
     return out
+
+
+def request_passes(
+    call: Callable[[list[Any]], Any],
+    batches: list[list[Any]],
+    timing: Timing,
+    min_time_s: float,
+    min_repeats: int,
+    max_repeats: int,
+    max_time_s: float = float("inf"),
+) -> None:
+    """Whole passes over `batches`, one call per batch (per-request latency), until the minimums are met."""
+    clock = time.perf_counter
+    timing.batches_per_pass = len(batches)
+    passes: list[float] = []
+    while not _enough(passes, min_time_s, min_repeats, max_repeats, max_time_s):
+        for batch in batches:
+            t0 = clock()
+            call(batch)
+            timing.latencies.append(clock() - t0)
+        passes.append(float(np.sum(timing.latencies[-len(batches) :])))
 
 
 def breakdown(model: Any, batches: list[list[Any]], timing: Timing, max_batches: int = 2) -> dict[str, float]:

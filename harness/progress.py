@@ -1,9 +1,13 @@
-"""Hydra callback: a progress bar over a sweep's jobs and the summary table at the end (CLI output)."""
+"""Hydra callback: a progress bar over a sweep's cells with an ETA, and the summary table at the end
+(CLI output). Cells report to the bar from `harness.sweep` when the jobs run in this process (the
+basic launcher); with other launchers the bar moves per job."""
 
 from __future__ import annotations
 
 import math
 import sys
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
@@ -13,7 +17,6 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from harness import results
-from harness.hardware import detect
 
 
 def swept_values(config: DictConfig) -> dict[str, list[str]]:
@@ -37,18 +40,21 @@ def swept_runs(config: DictConfig) -> list[str]:
     return swept_values(config).get("run") or [config.run]
 
 
-def summary(results_dir: str, runs: list[str]) -> str:
-    """This machine's rows of the runs: one line per speed cell, then accuracy."""
+def summary(results_dir: str, runs: list[str], since: str | None = None) -> str:
+    """The rows of the runs (every machine that wrote to them: a SLURM sweep's nodes are not the
+    launching one): one line per speed cell, then accuracy. `since` (an ISO time) limits the
+    timed-share line to the rows written by this sweep."""
     df = results.load(results_dir, runs)
-    df = df[df["machine"] == detect().fingerprint]
     if df.empty:
-        return f"no results in run(s) {', '.join(runs)} for this machine"
+        return f"no results in run(s) {', '.join(runs)}"
     lines = []
     first = ["run"] if df["run"].nunique() > 1 else []
+    first += ["machine"] if df["machine"].nunique() > 1 else []
     speed = df[df["kind"] == "speed"]
     if not speed.empty:
         order = _identity(speed, [*first, "model", "dataset", "batch_size", "backend"])
-        table = speed[[*order, "status", "precision", "throughput", "speedup", "latency_p50_ms", "cv", "contended"]]
+        table = speed[[*order, "status", "precision", "throughput", "speedup", "latency_p50_ms", "cv", "rounds",
+                       "fidelity_min_cos", "contended"]]  # fmt: skip
         lines.append(_fmt(table.sort_values(order, key=_backend_order)))
         contended = int(speed["contended"].fillna(False).astype(bool).sum())
         lines.append(f"\n{contended} of {len(speed)} speed cells were contended (another process used the CPU).")
@@ -70,37 +76,111 @@ def _identity(rows: pd.DataFrame, keys: list[str]) -> list[str]:
 
 
 def _backend_order(col: pd.Series) -> pd.Series:
+    """Registered backends in their order, then any other name (e.g. from an older store) after them."""
     from harness.config import BACKEND_NAMES
 
-    return col.map(BACKEND_NAMES.index) if col.name == "backend" else col
+    order = {name: i for i, name in enumerate(BACKEND_NAMES)}
+    return col.map(lambda b: (order.get(b, len(order)), str(b))) if col.name == "backend" else col
 
 
 def _fmt(table: pd.DataFrame) -> str:
     return table.to_string(index=False, float_format=lambda v: f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}")
 
 
+def timed_share(results_dir: str, runs: list[str], since: str, wall_s: float) -> str:
+    """How much of the sweep's wall time was measurement: the timed passes of the rows it wrote."""
+    rows = [r for r in results.read_rows(results_dir, runs) if (r.get("timestamp") or "") >= since]
+    timed = sum(float(r.get("measure_s") or 0.0) for r in rows if r.get("kind") == "speed")
+    cells = sum(1 for r in rows if r.get("kind") in ("speed", "accuracy"))
+    share = f" ({timed / wall_s:.0%})" if wall_s > 0 else ""
+    return f"timed {timed:.0f} s of {wall_s:.0f} s{share}; {cells} cells measured in this sweep"
+
+
+_ACTIVE: SweepProgress | None = None  # the bar of the sweep running in this process, if any
+
+
+def cell_done(row: dict[str, Any]) -> None:
+    """A cell's row was written (called by harness.sweep; a no-op without a bar in this process)."""
+    if _ACTIVE is not None:
+        _ACTIVE.advance(1, f"{row['model']} {row['dataset']} {results.label(row['backend'], row['variant'] or '')}")
+
+
+def cells_skipped(n: int) -> None:
+    """Cells found done in the store (resume): they count as finished, and take no time."""
+    if _ACTIVE is not None and n:
+        _ACTIVE.advance(n, None, skipped=True)
+
+
 class SweepProgress(Callback):
     def __init__(self) -> None:
         self.bar: Any = None
+        self.start = 0.0
+        self.since = ""
+        self.estimate_s = 0.0
+        self.planned = 0
+        self.skipped = 0
+        self.in_process = False
 
     def __getstate__(self) -> dict[str, Any]:
         """Launchers (joblib, submitit) pickle callbacks: an open progress bar does not travel."""
         return {**self.__dict__, "bar": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.bar = tqdm(total=count_jobs(config), unit="job", desc="sweep", file=sys.stderr, dynamic_ncols=True)
+        global _ACTIVE
+        self.start = time.monotonic()
+        self.since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.planned = count_cells(config)
+        self.bar = tqdm(total=self.planned, unit="cell", desc="sweep", file=sys.stderr, dynamic_ncols=True)
+        _ACTIVE = self
+
+    def advance(self, n: int, what: str | None, skipped: bool = False) -> None:
+        self.in_process = True
+        if self.bar is None:
+            return
+        self.skipped += n if skipped else 0
+        if self.bar.n + n > self.bar.total:  # more cells than counted (a companion variant, adaptive rounds)
+            self.bar.total = self.bar.n + n
+        if what:
+            self.bar.set_postfix_str(what)
+        self.bar.update(n)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if self.bar is not None:
+        if self.bar is not None and not self.in_process:  # jobs ran elsewhere: move per job
             self.bar.set_postfix_str(f"{config.model.name} {config.dataset.name} {config.backend.name}")
-            self.bar.update(1)
+            self.bar.update(len(config.batch_sizes or config.model.batch_sizes))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global _ACTIVE
+        _ACTIVE = None
         if self.bar is not None:
             # with remote launchers on_job_end runs in the workers: the bar completes here
-            self.bar.update(self.bar.total - self.bar.n)
+            self.bar.update(max(0, self.bar.total - self.bar.n))
             self.bar.close()
-        print(summary(config.results_dir, swept_runs(config)))
+        runs = swept_runs(config)
+        print(summary(config.results_dir, runs))
+        print(timed_share(config.results_dir, runs, self.since, time.monotonic() - self.start))
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         print(summary(config.results_dir, [config.run]))
+
+
+def count_cells(config: DictConfig) -> int:
+    """Speed cells in a multirun: jobs times the batch sizes of each job's model (rounds=auto: all rounds)."""
+    from harness.plan import grid, model_batch_sizes
+
+    dims = swept_values(config)
+    total = 0
+    for job in grid({k: v for k, v in dims.items() if not k.startswith("hydra")}):
+        if "batch_sizes" in job:
+            total += job["batch_sizes"].count(",") + 1
+        elif config.batch_sizes is not None:
+            total += len(config.batch_sizes)
+        else:
+            total += len(model_batch_sizes(_conf_dir(), job.get("model", config.model.name)))
+    return total
+
+
+def _conf_dir() -> str:
+    from harness.cli import CONF_DIR
+
+    return CONF_DIR

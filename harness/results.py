@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -26,6 +27,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 BASELINE = "torch-fp32"
+ROUND_KIND = "round"  # a row recording that a later round of a cell was not needed (harness.rounds)
 BREAKDOWN = ("tokenize_share", "forward_share", "other_share", "forward_throughput")  # where the time goes
 STATUSES = ("ok", "failed", "unsupported", "timeout")
 
@@ -41,9 +43,10 @@ COLUMNS = (
     "cv", "n_texts", "n_batches", "repeats", "measure_s", "peak_memory_mb",
     "cpu_self", "cpu_other", "contended", "tries", "discarded_tries",
     "tokenize_share", "forward_share", "other_share", "forward_throughput", "latencies_ms", "pass_s", "rounds",
+    "per_request_throughput", "round_reason", "warnings",
     # accuracy (kind == "accuracy")
     "metric", "accuracy", "fidelity_mean_cos", "fidelity_min_cos", "fidelity_spearman",
-    "fidelity_max_abs_diff", "accuracy_s",
+    "fidelity_max_abs_diff", "fidelity_source", "accuracy_s",
     # what the texts were
     "text_chars_mean", "text_chars_p50", "text_chars_max", "text_tokens_mean", "truncated_share",
     "max_seq_length",
@@ -153,9 +156,13 @@ def pool_rounds(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """
     pooled: dict[tuple, dict[str, Any]] = {}
     breakdowns: dict[tuple, list[dict[str, float]]] = {}
+    not_needed: dict[tuple, str] = {}  # rounds=auto: cells whose later round was not needed, and why
     out = []
     for row in rows:
         row = {**dict.fromkeys(COLUMNS), **row}
+        if row["kind"] == ROUND_KIND:
+            not_needed[(row["run"], row["machine"], row["cell_key"])] = row["reason"]
+            continue
         if row["kind"] != "speed" or row["status"] != "ok" or not row.get("cell_key") or not row.get("pass_s"):
             out.append(row)
             continue
@@ -175,23 +182,30 @@ def pool_rounds(rows: list[dict[str, Any]]) -> pd.DataFrame:
             acc[cpu] = (acc[cpu] * weight_a + row[cpu] * weight_b) / (weight_a + weight_b)
         acc["latencies_ms"] = acc["latencies_ms"] + row["latencies_ms"]
         acc["pass_s"] = acc["pass_s"] + row["pass_s"]
+        acc["measure_s"] = (acc["measure_s"] or 0.0) + (row["measure_s"] or 0.0)
+        acc["round_reason"] = row["round_reason"] or acc["round_reason"]
         acc["contended"] = bool(acc["contended"] or row["contended"])
         acc["tries"] = (acc["tries"] or 0) + (row["tries"] or 0)
         acc["discarded_tries"] = (acc["discarded_tries"] or []) + (row["discarded_tries"] or [])
         acc["rounds"] += 1
     for key, acc in pooled.items():
+        if key in not_needed:
+            acc["round_reason"] = not_needed[key]
         if acc["rounds"] > 1:
-            acc.update(_speed_stats(acc["latencies_ms"], acc["pass_s"], acc["n_texts"]))
+            acc.update(_speed_stats(acc["latencies_ms"], acc["pass_s"], acc["n_texts"], acc["batch_size"]))
             if breakdowns[key]:
                 acc.update({k: float(np.mean([b[k] for b in breakdowns[key]])) for k in BREAKDOWN})
     return pd.DataFrame(out, columns=list(COLUMNS))
 
 
-def _speed_stats(latencies_ms: list[float], pass_s: list[float], n_texts: int) -> dict[str, float]:
+def _speed_stats(latencies_ms: list[float], pass_s: list[float], n_texts: int, batch_size: int) -> dict[str, float]:
+    from harness.measure import per_request_throughput
+
     ms, passes = np.asarray(latencies_ms), np.asarray(pass_s)
     rates = n_texts / passes
     return {
         "throughput": n_texts * len(passes) / passes.sum(),
+        "per_request_throughput": per_request_throughput(ms / 1000.0, n_texts, math.ceil(n_texts / batch_size)),
         "latency_mean_ms": float(ms.mean()),
         "latency_p50_ms": float(np.percentile(ms, 50)),
         "latency_p90_ms": float(np.percentile(ms, 90)),
@@ -199,7 +213,6 @@ def _speed_stats(latencies_ms: list[float], pass_s: list[float], n_texts: int) -
         "cv": float(rates.std(ddof=1) / rates.mean()) if len(rates) > 1 else float("nan"),
         "repeats": len(passes),
         "n_batches": len(ms),
-        "measure_s": float(passes.sum()),
     }
 
 

@@ -1,8 +1,11 @@
-"""One Hydra job = one (model, dataset, backend) with its batch sizes and accuracy tasks.
+"""One Hydra job = one (model, dataset, backend, round) with its batch sizes and accuracy tasks.
 
-config -> cells -> export (cached, own process) -> each cell (own process) -> result row -> store.
-A cell whose row exists is skipped, so rerunning a killed sweep resumes it; a cell that fails,
-crashes or times out is recorded with its reason and the sweep goes on.
+config -> cells -> export (cached, own process) -> speed cells in the backend's worker for this round
+(harness.workers: one process per model, backend configuration and round, kept across the round's
+jobs) and accuracy in a process of its own -> result row -> store. A cell whose row exists is
+skipped, so rerunning a killed sweep resumes it; a cell that fails, crashes or times out is
+recorded with its reason and the sweep goes on. With `rounds=auto` a round after the second runs
+only for the groups whose ranking is not settled yet (harness.rounds).
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness import backends, models, results
+from harness import backends, models, progress, results, rounds
 from harness.cell import run_isolated
 from harness.config import BACKENDS, FAMILY_KNOBS, RUNTIME_KNOBS, SPEED_ONLY_KNOBS, ConfigError
 from harness.exports import ExportCache, file_lock, library_versions
 from harness.hardware import detect
 from harness.preflight import preflight
+from harness.texts import load_texts
+from harness.workers import POOL
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +76,17 @@ def _slug(*parts: Any) -> str:
     return "-".join(str(p).replace("/", "_") for p in parts if p is not None)
 
 
-def cell_id_speed(cfg: DictConfig, machine: str, batch_size: int, threads: int) -> str:
+def cell_id_speed(cfg: DictConfig, machine: str, batch_size: int, threads: int, backend_cfg: Any = None) -> str:
+    backend_cfg = cfg.backend if backend_cfg is None else backend_cfg
     key = {
         "machine": machine,
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
-        "backend": backend_identity(cfg.backend),
+        "backend": backend_identity(backend_cfg),
         "batch_size": batch_size,
         "threads": threads,
     }
-    return _slug("speed", cfg.model.name, cfg.dataset.name, f"bs{batch_size}", cfg.backend.name, _digest(key))
+    return _slug("speed", cfg.model.name, cfg.dataset.name, f"bs{batch_size}", backend_cfg.name, _digest(key))
 
 
 def with_round(cell_key: str, round_: int) -> str:
@@ -135,20 +141,31 @@ def accuracy_skipped(cfg: DictConfig) -> str | None:
     return f"no HARNESS_DATA_DIR (data_dir) and {offline}" if offline else None
 
 
-def plan(cfg: DictConfig, machine: str, threads: int) -> list[Cell]:
+def plan(cfg: DictConfig, machine: str, threads: int, backend_cfg: Any = None) -> list[Cell]:
+    """The cells of this job for one backend configuration (the job's own unless given)."""
+    backend_cfg = cfg.backend if backend_cfg is None else backend_cfg
     cells: list[Cell] = []
     if cfg.speed:
-        cells += [
-            Cell("speed", with_round(cell_id_speed(cfg, machine, bs, threads), cfg.round), batch_size=bs,
-                 cell_key=cell_id_speed(cfg, machine, bs, threads))
-            for bs in batch_sizes(cfg)
-        ]  # fmt: skip
-    skipped = accuracy_skipped(cfg)
-    if skipped and cfg.accuracy.enabled:
-        log.warning("accuracy skipped: %s; set HARNESS_DATA_DIR (e.g. ../shared/data) to measure it", skipped)
-    if not skipped:
-        cells += [Cell("accuracy", cell_id_accuracy(cfg, machine, t, cfg.backend), task=t) for t in cfg.accuracy.tasks]
+        for bs in batch_sizes(cfg):
+            key = cell_id_speed(cfg, machine, bs, threads, backend_cfg)
+            cells.append(Cell("speed", with_round(key, cfg.round), batch_size=bs, cell_key=key))
+    if not accuracy_skipped(cfg):
+        cells += [Cell("accuracy", cell_id_accuracy(cfg, machine, t, backend_cfg), task=t) for t in cfg.accuracy.tasks]
     return cells
+
+
+def configurations(cfg: DictConfig, hw: Any, threads: int) -> list[Any]:
+    """The job's backend configuration, and beside it the variants its family says this machine needs
+    measured too (e.g. `openvino [ov_precision=f32]` where OpenVINO would choose bf16 by itself)."""
+    out = [cfg.backend]
+    if cfg.backend.name not in BACKENDS:
+        return out
+    for knobs in backends.create(cfg.backend, hw, threads).companion_variants():
+        companion = cfg.backend.copy()
+        for knob, value in knobs.items():
+            companion[knob] = value
+        out.append(companion)
+    return out
 
 
 def batch_sizes(cfg: DictConfig) -> list[int]:
@@ -185,7 +202,9 @@ def budget(cfg: DictConfig) -> tuple[Any, int]:
     return hw, cfg.measure.threads or hw.cores_physical
 
 
-def prepare(cfg: DictConfig) -> Job:
+def prepare(cfg: DictConfig, backend_cfg: Any = None) -> Job:
+    """The job's shared parts for one backend configuration (the job's own unless given)."""
+    backend_cfg = cfg.backend if backend_cfg is None else backend_cfg
     hw, threads = budget(cfg)
     source_dir = models.resolve(cfg.model.source)
     models.check_kind(source_dir, cfg.model.kind, cfg.model.name)
@@ -193,7 +212,7 @@ def prepare(cfg: DictConfig) -> Job:
     export_dir = cache.model_dir(cfg.model.name, source_dir)
     spec = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "backend": OmegaConf.to_container(cfg.backend, resolve=True),
+        "backend": OmegaConf.to_container(backend_cfg, resolve=True),
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         "measure": OmegaConf.to_container(cfg.measure, resolve=True),
         "threads": threads,
@@ -203,43 +222,54 @@ def prepare(cfg: DictConfig) -> Job:
         "cache_dir": cfg.cache_dir,
         "data_dir": cfg.data_dir,
     }
-    return Job(hw, threads, backends.create(cfg.backend, hw, threads), cache, export_dir, spec)
+    return Job(hw, threads, backends.create(backend_cfg, hw, threads), cache, export_dir, spec)
 
 
 def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run every pending cell of this job; return the rows written (skipped cells are not returned)."""
     preflight(cfg)
     hw, threads = budget(cfg)
-    cells = plan(cfg, hw.fingerprint, threads)
+    skipped = accuracy_skipped(cfg)
+    if skipped and cfg.accuracy.enabled:
+        log.warning("accuracy skipped: %s; set HARNESS_DATA_DIR (e.g. ../shared/data) to measure it", skipped)
+    written: list[dict[str, Any]] = []
+    for backend_cfg in configurations(cfg, hw, threads):
+        written += _run_configuration(cfg, backend_cfg, hw, threads)
+    return written
+
+
+def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int) -> list[dict[str, Any]]:
+    machine = hw.fingerprint
+    cells = plan(cfg, machine, threads, backend_cfg)
     pending = [c for c in cells if not results.is_done(cfg.results_dir, cfg.run, c.cell_id)]
-    log.info("%s / %s / %s: %d cells, %d to run", cfg.model.name, cfg.dataset.name, cfg.backend.name,
+    log.info("%s / %s / %s: %d cells, %d to run", cfg.model.name, cfg.dataset.name, label_of(backend_cfg),
              len(cells), len(pending))  # fmt: skip
+    progress.cells_skipped(len(cells) - len(pending))
     if not pending:
         return []
-    job = prepare(cfg)
-    machine, backend, base_spec = job.machine, job.backend, job.spec
     common = {
         "run": cfg.run,
         "model": cfg.model.name,
         "model_kind": cfg.model.kind,
         "model_source": cfg.model.source,
-        "backend": cfg.backend.name,
-        "variant": variant(cfg.backend),
+        "backend": backend_cfg.name,
+        "variant": variant(backend_cfg),
         "threads": threads,
         "hardware": hw.to_dict(),
         "machine": machine,
         "versions": library_versions(),
     }
-    written = []
+    written: list[dict[str, Any]] = []
 
-    def record(cell: Cell, status: str, reason: str | None, fields: dict[str, Any] | None, seconds: float) -> None:
+    def record(cell: Cell, status: str, reason: str | None, fields: dict[str, Any] | None, seconds: float,
+               kind: str | None = None) -> None:  # fmt: skip
         """Write one cell's row: identity + outcome + measured fields."""
         row = results.new_row(
             **common,
             cell_id=cell.cell_id,
             cell_key=cell.cell_key or cell.cell_id,
             round=cfg.round if cell.kind == "speed" else None,
-            kind=cell.kind,
+            kind=kind or cell.kind,
             dataset=cfg.dataset.name if cell.kind == "speed" else accuracy_name(cfg, cell.task),
             batch_size=cell.batch_size,
             status=status,
@@ -250,9 +280,19 @@ def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
         )
         results.write_row(cfg.results_dir, row)
         written.append(row)
-        log.info("%s %s: %s%s", cell.kind, cell.cell_id, status, f" ({reason})" if reason else "")
+        progress.cell_done(row)
+        log.info("%s %s: %s%s", row["kind"], cell.cell_id, status, f" ({reason})" if reason else "")
 
-    reason = backend.unsupported_reason()
+    decisions = {c.cell_id: round_decision(cfg, c, machine, threads) for c in pending if c.kind == "speed"}
+    for cell in [c for c in pending if decisions.get(c.cell_id) and decisions[c.cell_id].skip]:
+        why = decisions[cell.cell_id].why
+        record(cell, "ok", why, {"round_reason": why}, 0.0, kind=rounds.KIND)
+        pending.remove(cell)
+    if not pending:
+        return written
+
+    job = prepare(cfg, backend_cfg)
+    reason = job.backend.unsupported_reason()
     if reason:
         for cell in pending:
             record(cell, "unsupported", reason, None, 0.0)
@@ -265,20 +305,60 @@ def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
             record(cell, status, f"export: {reason}", None, time.monotonic() - start)
         return written
 
-    for cell in [c for c in pending if c.kind == "speed"]:
-        start = time.monotonic()
-        status, out, reason = run_isolated(
-            "speed", {**base_spec, "batch_size": cell.batch_size}, cfg.measure.cell_timeout_s
+    speed_cells = [c for c in pending if c.kind == "speed"]
+    if speed_cells:
+        texts = dataset_texts(cfg)
+        key = (
+            f"{_digest([job.spec['model'], backend_identity(backend_cfg), threads, str(job.export_dir)])}-r{cfg.round}"
         )
-        record(cell, status, reason, out, time.monotonic() - start)
+        reference = _fidelity_reference(cfg, machine, threads)
+        for cell in speed_cells:
+            spec = {**job.spec, "batch_size": cell.batch_size, "texts": texts, "fidelity_ref": str(reference),
+                    "is_reference": backend_cfg.name == results.BASELINE and not variant(backend_cfg)}  # fmt: skip
+            start = time.monotonic()
+            status, out, reason = POOL.run(key, cfg.round, threads, "speed", spec, cfg.measure.cell_timeout_s)
+            decision = decisions[cell.cell_id]
+            out = {**(out or {}), "round_reason": decision.why if decision else None}
+            record(cell, status, reason, out, time.monotonic() - start)
     accuracy_cells = [c for c in pending if c.kind == "accuracy"]
     if accuracy_cells:
         start = time.monotonic()
-        outcomes = _run_accuracy(cfg, accuracy_cells, base_spec, machine)
+        outcomes = _run_accuracy(cfg, accuracy_cells, job.spec, machine, backend_cfg)
         seconds = (time.monotonic() - start) / len(accuracy_cells)
         for cell in accuracy_cells:
             record(cell, *outcomes[cell.cell_id], seconds)
     return written
+
+
+def round_decision(cfg: DictConfig, cell: Cell, machine: str, threads: int) -> rounds.Decision | None:
+    """With rounds=auto, whether this round of the cell's group is needed (None: it always is)."""
+    prefix = _slug("speed", cfg.model.name, cfg.dataset.name, f"bs{cell.batch_size}") + "-"
+    match = {"machine": machine, "threads": threads, "model_source": cfg.model.source}
+    return rounds.decide(cfg, prefix, match, cfg.measure.settle_tolerance, results.BASELINE)
+
+
+def label_of(backend_cfg: Any) -> str:
+    return results.label(backend_cfg.name, variant(backend_cfg))
+
+
+@functools.lru_cache(maxsize=32)
+def _texts(dataset_json: str, data_dir: str | None) -> tuple[str, ...]:
+    return tuple(load_texts(OmegaConf.create(json.loads(dataset_json)), data_dir))
+
+
+def dataset_texts(cfg: DictConfig) -> list[str]:
+    """The job's texts, read once per sweep process (a worker is handed them and never reads a dataset)."""
+    dataset = json.dumps(OmegaConf.to_container(cfg.dataset, resolve=True), sort_keys=True)
+    return list(_texts(dataset, cfg.data_dir))
+
+
+def _fidelity_reference(cfg: DictConfig, machine: str, threads: int) -> Path:
+    """Where torch-fp32's outputs on this job's timed texts are kept (label-free fidelity of the others)."""
+    key = {"machine": machine, "model": OmegaConf.to_container(cfg.model, resolve=True),
+           "dataset": OmegaConf.to_container(cfg.dataset, resolve=True)}  # fmt: skip
+    return (
+        Path(cfg.results_dir) / cfg.run / ".reference" / f"timed-{cfg.model.name}-{cfg.dataset.name}-{_digest(key)}.npy"
+    )
 
 
 def accuracy_name(cfg: DictConfig, task: str) -> str:
@@ -305,13 +385,14 @@ def _accuracy_spec(cfg: DictConfig, base_spec: dict[str, Any], machine: str, tas
 
 
 def _run_accuracy(
-    cfg: DictConfig, cells: list[Cell], base_spec: dict[str, Any], machine: str
+    cfg: DictConfig, cells: list[Cell], base_spec: dict[str, Any], machine: str, backend_cfg: Any
 ) -> dict[str, tuple[str, str | None, dict[str, Any] | None]]:
     """All accuracy tasks of one backend in one process. Fidelity needs torch-fp32's outputs:
     when they are missing, compute them first (once per run, under a lock)."""
     tasks = [c.task for c in cells]
-    is_ref = cfg.backend.name == results.BASELINE
-    spec = _accuracy_spec(cfg, base_spec, machine, tasks, cfg.backend, is_ref)
+    is_ref = backend_cfg.name == results.BASELINE and not variant(backend_cfg)
+    spec = _accuracy_spec(cfg, base_spec, machine, tasks, backend_cfg, is_ref)
+    no_reference: dict[str, str] = {}  # task -> why torch-fp32's outputs are missing
     if not is_ref:
         missing = [u["task"] for u in spec["units"] if not Path(u["ref_path"]).exists()]
         if missing:
@@ -321,7 +402,11 @@ def _run_accuracy(
                     log.info("computing torch-fp32 reference outputs for %s first", ", ".join(missing))
                     ref_cfg = OmegaConf.structured(BACKENDS[results.BASELINE])
                     ref_spec = _accuracy_spec(cfg, base_spec, machine, missing, ref_cfg, True)
-                    run_isolated("accuracy", ref_spec, cfg.measure.cell_timeout_s)
+                    ref_status, ref_out, ref_reason = run_isolated("accuracy", ref_spec, cfg.measure.cell_timeout_s)
+                    for task in missing:
+                        task_out = (ref_out or {}).get("tasks", {}).get(task, {})
+                        why = ref_reason if ref_status != "ok" else task_out.get("error", "wrote no outputs")
+                        no_reference[task] = f"no fidelity: the torch-fp32 reference pass {ref_status}: {why}"
     status, out, reason = run_isolated("accuracy", spec, cfg.measure.cell_timeout_s)
     outcomes = {}
     for cell in cells:
@@ -331,6 +416,10 @@ def _run_accuracy(
         task_out = out["tasks"][cell.task]
         if "error" in task_out:
             outcomes[cell.cell_id] = ("failed", task_out["error"], None)
-        else:
-            outcomes[cell.cell_id] = ("ok", None, {**task_out, "peak_memory_mb": out["peak_memory_mb"]})
+            continue
+        fields = {**task_out, "peak_memory_mb": out["peak_memory_mb"], "warnings": out["warnings"]}
+        why = no_reference.get(cell.task)
+        if why:
+            fields["fidelity_source"] = why
+        outcomes[cell.cell_id] = ("ok", why, fields)
     return outcomes

@@ -343,3 +343,41 @@ def _first_lines(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     keep = [ln for ln in lines if not DETAIL_LINE.match(ln)]
     return " ".join(keep) or "no details"
+
+
+# --- the plan (harness sweep --plan) -----------------------------------------------------------
+
+
+def plan_sweep(args: list[str], conf_dir: str) -> Any:
+    """The plan of the sweep these (already checked) arguments describe: nothing runs."""
+    from hydra import compose, initialize_config_dir
+
+    from harness.config import register_configs
+    from harness.hardware import detect
+    from harness.plan import make_plan
+    from harness.sweep import accuracy_skipped, cell_id_speed, with_round
+
+    parsed = _parse_args(args)
+    overrides = _parse_overrides(parsed.overrides)
+    command_line = {o.get_key_element(): _values(o) for o in overrides}
+    register_configs()
+    hw = detect()
+    with initialize_config_dir(config_dir=conf_dir, version_base="1.3", job_name="harness"):
+        first = _compose(compose, {k: v[0] for k, v in command_line.items()}, hydra=True)
+        dims = _sweep_dims(first, overrides)
+        threads = first.measure.threads or hw.cores_physical
+        runs = dims.get("run", [first.run])
+        done = {p.stem for run in runs for p in (Path(first.results_dir) / str(run)).glob("*.json")}
+        composed: dict[tuple, DictConfig] = {}
+
+        def cell_ids(job: dict[str, str], batch_size: int, round_: int) -> str:
+            other = tuple((k, v) for k, v in job.items() if k != "backend" and not k.startswith("hydra"))
+            if other not in composed:
+                composed[other] = _compose(compose, dict(other))
+            cfg = composed[other]
+            name = job.get("backend", cfg.backend.name)
+            backend = _backend_variant(cfg, name, command_line).backend if name in BACKENDS else cfg.backend
+            return with_round(cell_id_speed(cfg, hw.fingerprint, batch_size, threads, backend), round_)
+
+        return make_plan(first, dims, conf_dir, hw, threads, accuracy=not accuracy_skipped(first),
+                         done_ids=done, cell_ids=cell_ids if done else None)  # fmt: skip

@@ -1,10 +1,14 @@
-"""The bodies of isolated work units (run by harness.cell in a spawned process).
+"""The bodies of isolated work units: speed cells (run in a backend's worker, harness.workers) and
+exports, accuracy passes and bare loops (each in a spawned process of its own, harness.cell).
 
 Each takes a plain, JSON-able spec and returns plain fields for a result row.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -70,10 +74,53 @@ def text_stats(model: Any, kind: str, texts: list[str], inputs: list[Any]) -> di
     }
 
 
-def _workload(spec: dict[str, Any], model: Any) -> tuple[list[str], list[Any], list[list[Any]], Any]:
-    """Texts, model inputs, batches and the encode/predict call: identical for every backend."""
+class Loaded:
+    """A model loaded once per process, with what was read back from its runtime (once, too)."""
+
+    def __init__(self, spec: dict[str, Any]):
+        start = time.perf_counter()
+        self.backend, self.model, self.settings = _load(spec)
+        self.load_s = time.perf_counter() - start
+        self.kind = spec["model"]["kind"]
+        self.warm = False  # the runtime has run at least once (first-call set-up is paid)
+        self._runtime: dict[str, Any] | None = None
+        self._stats: dict[str, dict[str, Any]] = {}
+
+    def runtime(self) -> dict[str, Any]:
+        if self._runtime is None:
+            self._runtime = self.backend.runtime(self.model)
+        return self._runtime
+
+    def text_stats(self, dataset_key: str, texts: list[str], inputs: list[Any]) -> dict[str, Any]:
+        if dataset_key not in self._stats:
+            self._stats[dataset_key] = text_stats(self.model, self.kind, texts, inputs)
+        return self._stats[dataset_key]
+
+
+class State:
+    """What a worker process keeps between the cells it measures (see harness.workers)."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, Loaded] = {}
+        self.cells = 0
+
+    def load(self, spec: dict[str, Any]) -> Loaded:
+        key = _digest({k: spec[k] for k in ("model", "backend", "threads", "source_dir", "export_dir")})
+        if key not in self.loaded:
+            self.loaded[key] = Loaded(spec)
+        return self.loaded[key]
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _workload(spec: dict[str, Any], model: Any) -> tuple[list[str], list[Any], list[list[Any]], Any, Any]:
+    """Texts, model inputs, batches, the per-request call and the bulk call: identical for every backend.
+
+    The texts come in the spec (loaded once by the parent), so a worker never reads a dataset."""
     kind = spec["model"]["kind"]
-    texts = load_texts(OmegaConf.create(spec["dataset"]), spec["data_dir"])
+    texts = spec["texts"] if "texts" in spec else load_texts(OmegaConf.create(spec["dataset"]), spec["data_dir"])
     inputs: list[Any] = texts if kind == "bi-encoder" else as_pairs(texts)
     if spec["measure"]["sort_by_length"]:  # as encode() orders a corpus: longest first, so batches pad little
         inputs = sorted(inputs, key=lambda x: -len(x) if isinstance(x, str) else -(len(x[0]) + len(x[1])))
@@ -83,49 +130,88 @@ def _workload(spec: dict[str, Any], model: Any) -> tuple[list[str], list[Any], l
     def call(batch: list[Any]) -> Any:
         return method(batch, batch_size=bs, show_progress_bar=False, convert_to_numpy=True)
 
-    return texts, inputs, measure.batched(inputs, bs), call
+    def call_all() -> Any:
+        return method(inputs, batch_size=bs, show_progress_bar=False, convert_to_numpy=True)
+
+    return texts, inputs, measure.batched(inputs, bs), call, call_all
 
 
 def bare(spec: dict[str, Any]) -> dict[str, Any]:
-    """The reference for harness overhead: the same calls in a plain loop, one clock around it all."""
+    """The reference for harness overhead: what a user writes to encode a corpus, one clock around it all."""
     _, model, _ = _load(spec)
-    texts, inputs, batches, call = _workload(spec, model)
+    texts, inputs, batches, call, call_all = _workload(spec, model)
     measure.warm_up(call, batches, spec["measure"]["warmup_batches"])
     passes = spec["passes"]
     start = time.perf_counter()
     for _ in range(passes):
-        for batch in batches:
-            call(batch)
+        call_all()
     return {"throughput": len(inputs) * passes / (time.perf_counter() - start)}
 
 
-def speed(spec: dict[str, Any]) -> dict[str, Any]:
-    kind = spec["model"]["kind"]
-    backend, model, settings = _load(spec)
-    texts, inputs, batches, call = _workload(spec, model)
+def speed(spec: dict[str, Any], state: State | None = None) -> dict[str, Any]:
+    """One speed cell: bulk passes (throughput) and per-request passes (latency) under one CPU meter,
+    re-measured while another process used the CPU; then fidelity of the timed outputs to torch-fp32's.
+
+    In a worker the model, its runtime read-back and the text statistics are reused across cells;
+    the first cell of a process warms the runtime up fully, later ones warm the new shapes with one batch.
+    """
+    state = state or State()
+    loaded = state.load(spec)
+    state.cells += 1
+    model, kind = loaded.model, loaded.kind
+    texts, inputs, batches, call, call_all = _workload(spec, model)
     m = spec["measure"]
-    measure.warm_up(call, batches, m["warmup_batches"])
+    measure.warm_up(call, batches, m["warmup_batches"] if not loaded.warm else min(1, m["warmup_batches"]))
+    loaded.warm = True
     discarded: list[dict[str, float]] = []  # contended tries that a later try replaced
     while True:
-        timing = measure.timed_passes(
-            call, batches, m["min_time_s"], m["min_repeats"], m["max_repeats"], m["max_time_s"]
-        )
+        timing = measure.Timing(texts_per_pass=len(inputs))
+        with measure.CpuMeter() as meter:
+            outputs = measure.bulk_passes(
+                call_all, timing, m["min_time_s"], m["min_repeats"], m["max_repeats"], m["max_time_s"]
+            )
+            measure.request_passes(call, batches, timing, m["request_min_time_s"], 1, m["max_repeats"], m["max_time_s"])
+        timing.cpu_self, timing.cpu_other = meter.cpu_self, meter.cpu_other
         if timing.cpu_other <= m["contention_threshold"] or len(discarded) >= m["contention_retries"]:
             break
         discarded.append({"throughput": timing.throughput, "cpu_self": timing.cpu_self, "cpu_other": timing.cpu_other})
+    runtime = loaded.runtime()
     fields = {
         **timing.fields(),
-        **text_stats(model, kind, texts, inputs),
+        **loaded.text_stats(_digest(texts), texts, inputs),
         "tries": len(discarded) + 1,
         "discarded_tries": discarded,
         "contended": bool(timing.cpu_other > m["contention_threshold"]),
-        "runtime": backend.runtime(model),
-        "settings": settings,
+        "runtime": runtime,
+        "precision": runtime["precision"],
+        "settings": {**loaded.settings, "load_s": round(loaded.load_s, 3), "process_cell": state.cells},
+        **timed_fidelity(spec, kind, outputs),
     }
-    fields["precision"] = fields["runtime"]["precision"]
     if m["breakdown"]:
         fields.update(measure.breakdown(model, batches, timing))
     return fields
+
+
+def timed_fidelity(spec: dict[str, Any], kind: str, outputs: Any) -> dict[str, Any]:
+    """Label-free fidelity on the texts that were timed: torch-fp32's outputs are saved (its own
+    configuration only), every other backend's are compared with them. Needs no evaluation data."""
+    ref_path = spec.get("fidelity_ref")
+    if not ref_path or outputs is None:
+        return {}
+    from harness.evaluation.fidelity import compare_outputs
+
+    ref = Path(ref_path)
+    outputs = np.asarray(outputs, dtype=np.float32)
+    if spec.get("is_reference"):
+        if not ref.exists():
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ref.with_name(f"{ref.stem}.{os.getpid()}.tmp.npy")
+            np.save(tmp, outputs)
+            tmp.replace(ref)
+        return {}
+    if not ref.exists():
+        return {"fidelity_source": "timed texts: no torch-fp32 outputs (its cell has not run or failed)"}
+    return {**compare_outputs(np.load(ref), outputs), "fidelity_source": "timed texts"}
 
 
 def accuracy(spec: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +249,6 @@ def accuracy(spec: dict[str, Any]) -> dict[str, Any]:
             tmp.replace(ref)
         elif ref.exists():
             compare = compare_embeddings if kind == "bi-encoder" else compare_scores
-            fields.update(compare(np.load(ref), outputs))
+            fields.update(compare(np.load(ref), outputs), fidelity_source="evaluation set")
         out[unit["task"]] = fields
     return {"tasks": out}
