@@ -250,7 +250,7 @@ def test_device_of():
         charts.device_of({"backend": "onnx", "hardware": dict(gpu, ort_providers=["CUDAExecutionProvider"])}) == "GPU"
     )
     assert charts.device_of({"backend": "torch-fp32", "hardware": CPU_HW.to_dict()}) == "CPU"
-    assert charts.device_of({"backend": "torch-fp32", "hardware": gpu, "settings": {"device": "cpu"}}) == "CPU"
+    assert charts.device_of({"backend": "torch-fp32", "hardware": gpu, "runtime": {"device": "cpu"}}) == "CPU"
 
 
 # ---------------------------------------------------------------------------- pages and CLI

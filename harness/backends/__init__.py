@@ -23,8 +23,16 @@ def backend_class(family: str) -> type[Backend]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
+def family_of(backend: str) -> str | None:
+    """The family of a registered backend name ("onnx-O4" -> "onnx"); None for a name not registered."""
+    from harness.config import BACKENDS
+
+    cfg = BACKENDS.get(backend)
+    return cfg.family if cfg is not None else None
+
+
 def create(cfg, hw, threads: int) -> Backend:
     return backend_class(cfg.family)(cfg, hw, threads)
 
 
-__all__ = ["REGISTRY", "Backend", "backend_class", "create"]
+__all__ = ["REGISTRY", "Backend", "backend_class", "create", "family_of"]

@@ -54,7 +54,14 @@ class Backend(ABC):
 
     @abstractmethod
     def runtime(self, model: Any) -> dict[str, Any]:
-        """Settings read back from the loaded runtime; must include 'precision' (fp32/fp16/bf16/int8)."""
+        """Settings read back from the loaded runtime; must include 'precision' (fp32/fp16/bf16/int8)
+        and 'device' (where it ran: "cpu", "cuda", or "gpu" for an OpenVINO GPU)."""
+
+    @classmethod
+    def device_without_readback(cls, settings: dict[str, Any], hardware: dict[str, Any]) -> str:
+        """Where a row written before runtimes reported their device ran, from what it recorded:
+        sentence-transformers' default is the GPU when there is one."""
+        return "cuda" if hardware.get("gpu") else "cpu"
 
     def load(self, model_kind: str, folder: Path, described: dict[str, Any], trust_remote_code: bool) -> Any:
         from sentence_transformers import CrossEncoder, SentenceTransformer

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 BASE_KEY = "onnx"
 BASE_FILE = "onnx/model.onnx"
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
 class OnnxBackend(Backend):
@@ -24,6 +25,19 @@ class OnnxBackend(Backend):
     @property
     def provider(self) -> str:
         return "CUDAExecutionProvider" if self.device == "cuda" else "CPUExecutionProvider"
+
+    @staticmethod
+    def device_of_providers(providers: list[str]) -> str:
+        """Where a session runs: its first provider is the one that takes every op it can."""
+        return "cuda" if providers and providers[0] in GPU_PROVIDERS else "cpu"
+
+    @classmethod
+    def device_without_readback(cls, settings: dict[str, Any], hardware: dict[str, Any]) -> str:
+        provider = (settings.get("model_kwargs") or {}).get("provider")
+        if provider:
+            return cls.device_of_providers([provider])
+        probed = hardware.get("ort_providers") or ()
+        return "cuda" if hardware.get("gpu") and "CUDAExecutionProvider" in probed else "cpu"
 
     @property
     def qconfig(self) -> str:
@@ -117,6 +131,7 @@ class OnnxBackend(Backend):
             "precision_source": source,
             "kernels": kernels,
             "providers": session.get_providers(),
+            "device": self.device_of_providers(session.get_providers()),
             "intra_op_threads": options.intra_op_num_threads,
             "inter_op_threads": options.inter_op_num_threads,
             "allow_spinning": options.get_session_config_entry("session.intra_op.allow_spinning") == "1",

@@ -39,6 +39,15 @@ class OpenVINOBackend(Backend):
     def device(self) -> str:
         return "cpu" if self.cfg.device == "auto" else self.cfg.device
 
+    @staticmethod
+    def device_of_execution_devices(devices: str | None) -> str:
+        """The device, "cpu" or "gpu" (an Intel GPU), from the compiled model's EXECUTION_DEVICES ("['CPU']")."""
+        return "gpu" if devices and "GPU" in devices.upper() else "cpu"
+
+    @classmethod
+    def device_without_readback(cls, settings: dict[str, Any], hardware: dict[str, Any]) -> str:
+        return "cpu"  # the harness never compiled OpenVINO for anything else
+
     def export_key(self) -> tuple[str, dict[str, Any]]:
         if self.cfg.quantization == "static":
             return "openvino-qint8", {"calibration_samples": self.cfg.calibration_samples}
@@ -131,6 +140,7 @@ class OpenVINOBackend(Backend):
             "performance_hint": props["PERFORMANCE_HINT"],
             "inference_precision_hint": props["INFERENCE_PRECISION_HINT"],
             "execution_devices": props["EXECUTION_DEVICES"],
+            "device": self.device_of_execution_devices(props["EXECUTION_DEVICES"]),
             "openvino": ov.__version__,
         }
 

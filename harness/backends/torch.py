@@ -24,11 +24,12 @@ class TorchBackend(Backend):
     def runtime(self, model: Any) -> dict[str, Any]:
         import torch
 
-        dtype = str(next(model.parameters()).dtype)
+        parameter = next(model.parameters())
+        dtype = str(parameter.dtype)
         return {
             "precision": PRECISION.get(dtype, dtype),
             "torch_dtype": dtype,
-            "device": str(next(model.parameters()).device),
+            "device": parameter.device.type,  # "cpu" / "cuda" / "mps": where the weights are
             "intra_op_threads": torch.get_num_threads(),
             "inter_op_threads": torch.get_num_interop_threads(),
             "torch": torch.__version__,

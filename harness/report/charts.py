@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from harness import results
+from harness.analysis import as_dict, device_of
 from harness.recommend import BACKENDS, contended_mask
 
 BACKEND_ORDER = BACKENDS
@@ -78,35 +79,6 @@ def color_of(backend: str) -> str:
     return _EXTRA_COLORS[sum(map(ord, backend)) % len(_EXTRA_COLORS)]
 
 
-def _dict(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def device_of(row: dict[str, Any]) -> str:
-    """'GPU' or 'CPU': where this row's backend ran.
-
-    An explicit settings["device"] wins; without a GPU everything ran on the CPU; OpenVINO runs on
-    the CPU; ONNX runs where its provider says (default: CUDA when ONNX Runtime has it); torch
-    uses the GPU when there is one (sentence-transformers' default).
-    """
-    settings = _dict(row.get("settings"))
-    device = settings.get("device")
-    if isinstance(device, str) and device:
-        return "GPU" if device.lower().startswith("cuda") else "CPU"
-    hw = _dict(row.get("hardware"))
-    if not hw.get("gpu"):
-        return "CPU"
-    backend = str(row.get("backend") or "")
-    if backend.startswith("openvino"):
-        return "CPU"
-    if backend.startswith("onnx"):
-        provider = _dict(settings.get("model_kwargs")).get("provider")
-        if provider:
-            return "GPU" if provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "CPU"
-        return "GPU" if "CUDAExecutionProvider" in (hw.get("ort_providers") or ()) else "CPU"
-    return "GPU"
-
-
 def speed_rows(df: pd.DataFrame, model_kind: str | None = None) -> pd.DataFrame:
     """Speed rows (any status) with `device`, `panel` and `is_contended` (see `contended_mask`) added."""
     sp = df[df["kind"] == "speed"]
@@ -119,7 +91,7 @@ def speed_rows(df: pd.DataFrame, model_kind: str | None = None) -> pd.DataFrame:
     several = sp["machine"].nunique() > 1
     labels = []
     for r, device in zip(records, sp["device"], strict=True):
-        hw = _dict(r.get("hardware"))
+        hw = as_dict(r.get("hardware"))
         name = hw.get("gpu") if device == "GPU" else hw.get("cpu_model")
         label = device + (f" - {name}" if name else "")
         if several:
@@ -235,7 +207,7 @@ def _acc_label(a: Any) -> str:
 
 def _baseline_note(sp: pd.DataFrame) -> list[str]:
     """Say so when a CPU panel comes from a GPU machine: its baseline is torch-fp32 on the GPU."""
-    cpu_on_gpu = sp[(sp["device"] == "CPU") & sp["hardware"].map(lambda h: bool(_dict(h).get("gpu")))]
+    cpu_on_gpu = sp[(sp["device"] == "CPU") & sp["hardware"].map(lambda h: bool(as_dict(h).get("gpu")))]
     if cpu_on_gpu.empty:
         return []
     return [
