@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from rows import speed_row
 
 from harness import results
 
@@ -253,9 +254,7 @@ def test_a_closed_pipe_ends_quietly(command, tmp_path):
     """`harness compare a b | head`: the reader goes away; no BrokenPipeError traceback."""
     for run in ("a", "b"):
         for backend, throughput in (("torch-fp32", 100.0), ("onnx", 150.0)):
-            row = dict(run=run, kind="speed", backend=backend, status="ok", throughput=throughput, model="m",
-                       dataset="d", batch_size=32, machine="f" * 16, cell_id=f"{run}-{backend}", cv=0.01)
-            results.write_row(tmp_path / "results", results.new_row(**row))
+            results.write_row(tmp_path / "results", speed_row(backend, throughput, run=run, cv=0.01))
     args = ["compare", "a", "b", "--results", str(tmp_path / "results")] if command == "compare" else []
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first line is written
