@@ -1,13 +1,26 @@
 """What the rows mean: one rule for each question that report, recommend and compare all ask.
 
 * where a row ran (`device_of`): read back from the runtime, never guessed from the machine;
+* which torch-fp32 a row is compared with (`baselines`, `with_ratios`): the same run, machine,
+  model, dataset, batch size, threads and device, and torch-fp32 in its own default configuration
+  (empty variant) - a torch-fp32 swept over a knob is a variant like any other, not the baseline;
+* what counts as contended (`contended_mask`): measured under contention, or compared with a
+  torch-fp32 that was;
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from harness import backends
+from harness.results import BASELINE
+
+# The one pairing rule: a speed row is compared with the torch-fp32 row that agrees on all of these;
+# an accuracy row with the one of the same evaluation (device does not change what is measured there).
+SPEED_PAIRING = ["run", "machine", "model", "dataset", "batch_size", "threads", "device"]
+ACCURACY_PAIRING = ["run", "machine", "model", "dataset", "metric"]
 
 
 def as_dict(value: Any) -> dict:
@@ -30,3 +43,59 @@ def device_of(row: dict[str, Any]) -> str:
         else:
             device = "cuda" if hardware.get("gpu") else "cpu"
     return "CPU" if device.lower().startswith("cpu") else "GPU"
+
+
+def with_device(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with a `device` column ('CPU' / 'GPU', see `device_of`) for every row."""
+    df = df.copy()
+    df["device"] = [device_of(r) for r in df.to_dict("records")] if len(df) else pd.Series(dtype=object)
+    return df
+
+
+def baselines(df: pd.DataFrame, kind: str = "speed") -> pd.DataFrame:
+    """The torch-fp32 rows other rows of `kind` are compared with: ok, in the default configuration
+    (empty variant), one per pairing key (the latest by timestamp when a cell was measured twice)."""
+    keys = SPEED_PAIRING if kind == "speed" else ACCURACY_PAIRING
+    variant = df["variant"].fillna("").astype(str) if "variant" in df else pd.Series("", index=df.index)
+    base = df[(df["kind"] == kind) & (df["status"] == "ok") & (df["backend"] == BASELINE) & (variant == "")]
+    base = base.sort_values("timestamp", kind="stable", na_position="first") if "timestamp" in base else base
+    return base.drop_duplicates(keys, keep="last")
+
+
+def with_ratios(df: pd.DataFrame) -> pd.DataFrame:
+    """Add `device`, `speedup` (speed rows) and `accuracy_ratio` (accuracy rows) against their baseline."""
+    df = with_device(df) if "device" not in df else df.copy()
+    df["speedup"] = float("nan")
+    df["accuracy_ratio"] = float("nan")
+    if df.empty:
+        return df
+    for kind, keys, value, ratio in (
+        ("speed", SPEED_PAIRING, "throughput", "speedup"),
+        ("accuracy", ACCURACY_PAIRING, "accuracy", "accuracy_ratio"),
+    ):
+        base = baselines(df, kind)
+        if base.empty:
+            continue
+        rows = df[(df["kind"] == kind) & (df["status"] == "ok")]
+        base = base[keys + [value]].rename(columns={value: "_base"})
+        merged = df.loc[rows.index, keys + [value]].merge(base, on=keys, how="left")
+        merged.index = rows.index
+        df.loc[rows.index, ratio] = merged[value].astype(float) / merged["_base"].astype(float)
+    return df
+
+
+def contended_mask(df: pd.DataFrame) -> pd.Series:
+    """True for rows measured under contention, or whose speedup rests on a contended torch-fp32.
+
+    A contended baseline makes every speedup of its cell suspect, so those count as contended too.
+    """
+    own = df["contended"].isin([True]).astype(bool)
+    if "device" not in df:
+        df = with_device(df)
+    base = baselines(df, "speed")
+    bad = base.loc[own[base.index], SPEED_PAIRING]
+    if bad.empty:
+        return own
+    keys = set(map(tuple, bad.astype(str).to_numpy()))
+    cell = df[SPEED_PAIRING].astype(str).apply(tuple, axis=1)
+    return own | (cell.isin(keys) & (df["kind"] == "speed"))

@@ -36,6 +36,7 @@ from typing import Any
 import pandas as pd
 
 from harness import hardware, results
+from harness.analysis import contended_mask
 from harness.config import BACKEND_NAMES, MODEL_KINDS
 from harness.hardware import Hardware
 
@@ -318,25 +319,6 @@ class Evidence:
         d = dataclasses.asdict(self)
         d["candidates"] = [c.to_dict() for c in self.candidates]
         return d
-
-
-SPEED_KEYS = ["run", "machine", "model", "dataset", "batch_size", "threads"]  # what `results.with_ratios` pairs on
-
-
-def contended_mask(df: pd.DataFrame) -> pd.Series:
-    """True for rows measured under contention, or whose speedup rests on a contended torch-fp32.
-
-    A contended baseline makes every speedup of its cell suspect, so those count as contended too.
-    """
-    own = df["contended"].isin([True]).astype(bool)
-    base = df[(df["kind"] == "speed") & (df["backend"] == results.BASELINE) & (df["status"] == "ok")]
-    base = base.drop_duplicates(SPEED_KEYS, keep="last")
-    bad = base.loc[own[base.index], SPEED_KEYS]
-    if bad.empty:
-        return own
-    keys = set(map(tuple, bad.astype(str).to_numpy()))
-    cell = df[SPEED_KEYS].astype(str).apply(tuple, axis=1)
-    return own | (cell.isin(keys) & (df["kind"] == "speed"))
 
 
 def _nearest(values: list[float], target: float) -> list[float]:

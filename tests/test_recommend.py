@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from rows import accuracy_row, speed_row
 
-from harness import hardware, recommend, results
+from harness import analysis, hardware, recommend, results
 from harness.hardware import Hardware
 from harness.recommend import Query, evidence, flowchart
 
@@ -32,7 +32,7 @@ def acc(backend, accuracy, **kw):
 
 
 def frame(*rows):
-    return results.with_ratios(pd.DataFrame(list(rows), columns=list(results.COLUMNS)))
+    return analysis.with_ratios(pd.DataFrame(list(rows), columns=list(results.COLUMNS)))
 
 
 def base_rows():

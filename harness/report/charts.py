@@ -28,8 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from harness import results
-from harness.analysis import as_dict, device_of
-from harness.recommend import BACKENDS, contended_mask
+from harness.analysis import as_dict, contended_mask, device_of
+from harness.recommend import BACKENDS
 
 BACKEND_ORDER = BACKENDS
 BACKEND_COLORS = {
@@ -86,7 +86,8 @@ def speed_rows(df: pd.DataFrame, model_kind: str | None = None) -> pd.DataFrame:
         sp = sp[sp["model_kind"] == model_kind]
     sp = sp.copy()
     records = sp.to_dict("records")
-    sp["device"] = [device_of(r) for r in records]
+    if "device" not in sp:
+        sp["device"] = [device_of(r) for r in records]
     sp["is_contended"] = contended_mask(df).loc[sp.index] if len(sp) else pd.Series(dtype=bool)
     several = sp["machine"].nunique() > 1
     labels = []
@@ -206,13 +207,15 @@ def _acc_label(a: Any) -> str:
 
 
 def _baseline_note(sp: pd.DataFrame) -> list[str]:
-    """Say so when a CPU panel comes from a GPU machine: its baseline is torch-fp32 on the GPU."""
-    cpu_on_gpu = sp[(sp["device"] == "CPU") & sp["hardware"].map(lambda h: bool(as_dict(h).get("gpu")))]
-    if cpu_on_gpu.empty:
+    """Name the ok cells that have no speedup: no torch-fp32 ran on their device in their run (the
+    pairing rule, `harness.analysis`), e.g. OpenVINO on a GPU machine where torch-fp32 ran on the GPU."""
+    alone = sp[(sp["status"] == "ok") & sp["speedup"].isna()]
+    if alone.empty:
         return []
     return [
-        "CPU panel of a GPU machine: speedups are relative to torch-fp32 as measured there (on the GPU), "
-        "since the store keeps one torch-fp32 baseline per cell."
+        f"No speedup for {', '.join(backend_order(alone['backend'].unique()))}: no torch-fp32 (default "
+        "configuration) ran on the same device in the same cell; on a GPU machine add "
+        "`backend=torch-fp32 backend.device=cpu` to the run for the CPU backends."
     ]
 
 
@@ -239,7 +242,7 @@ def speedup_chart(df: pd.DataFrame, model_kind: str = "bi-encoder") -> Figure | 
         "Bars: mean speedup (throughput / torch-fp32 throughput in the same cell) \u00b1 standard error "
         "over cells (models \u00d7 datasets \u00d7 batch sizes); n = cells. Accuracy retained: score / "
         "torch-fp32 score, mean over metrics; n/a = not evaluated.",
-        *_baseline_note(clean),
+        *_baseline_note(sp),
     ]
     skipped = not_run(sp)
     if skipped:
@@ -344,7 +347,7 @@ def _heatmap(df: pd.DataFrame, model_kind: str, column: str, title: str) -> Figu
     foot = [
         f"Cells: mean speedup over models and {'batch sizes' if column == 'dataset' else 'datasets'}; "
         "blue = faster than torch-fp32, red = slower.",
-        *_baseline_note(sp[sp["status"] == "ok"]),
+        *_baseline_note(sp),
     ]
     rows_total = sum(len(v) for v in per_panel.values())
     height = ROW_IN * 1.15 * rows_total + 1.25 * len(names) + 0.6 + FOOT_LINE_IN * 5

@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.recommend import MODEL_KINDS, contended_mask
+from harness.analysis import contended_mask
+from harness.recommend import MODEL_KINDS
 from harness.report import charts
 
 DPI = 150
