@@ -115,7 +115,9 @@ def load(results_dir: Path | str, runs: list[str] | None = None) -> pd.DataFrame
     `accuracy_label` (whose accuracy it has)."""
     from harness.analysis import with_ratios  # the analysis layer reads rows; rows do not need it
 
-    return with_labels(with_ratios(pool_rounds(read_rows(results_dir, runs))))
+    df = pool_rounds(read_rows(results_dir, runs))
+    df["variant"] = df["variant"].map(current_variant)
+    return with_labels(with_ratios(df))
 
 
 def label(backend: str, variant: str) -> str:
@@ -126,6 +128,15 @@ def label(backend: str, variant: str) -> str:
 def backend_of(configuration: str) -> str:
     """The backend of a label (the inverse of `label`): "openvino [ov_precision=bf16]" -> "openvino"."""
     return configuration.split(" [", 1)[0]
+
+
+def current_variant(variant: str | None) -> str:
+    """A stored variant without the fields that are no longer knobs (`config.FORMER_KNOBS`): an old
+    docs-gpu row's "device=cuda" is where it ran, not a configuration of its own."""
+    from harness.config import FORMER_KNOBS
+
+    parts = variant.split(",") if isinstance(variant, str) else []  # None / NaN: the backend as registered
+    return ",".join(p for p in parts if p and p.partition("=")[0] not in FORMER_KNOBS)
 
 
 def accuracy_variant(variant: str) -> str:
