@@ -6,6 +6,7 @@
   (empty variant) - a torch-fp32 swept over a knob is a variant like any other, not the baseline;
 * what counts as contended (`contended_mask`): measured under contention, or compared with a
   torch-fp32 that was;
+* what a reader must know about an ok row (`with_notes`): e.g. a cell smaller than one batch;
 """
 
 from __future__ import annotations
@@ -81,6 +82,32 @@ def with_ratios(df: pd.DataFrame) -> pd.DataFrame:
         merged = df.loc[rows.index, keys + [value]].merge(base, on=keys, how="left")
         merged.index = rows.index
         df.loc[rows.index, ratio] = merged[value].astype(float) / merged["_base"].astype(float)
+    return df
+
+
+def derive(df: pd.DataFrame) -> pd.DataFrame:
+    """Every derived column `results.load` adds: device, speedup, accuracy_ratio, note."""
+    return with_notes(with_ratios(df))
+
+
+def with_notes(df: pd.DataFrame) -> pd.DataFrame:
+    """Add `note`: what an ok speed row does not say by its status (None when nothing).
+
+    A cell with fewer texts than its batch size timed one short batch, not the batch size it is
+    filed under: a one-line text file gives a cross-encoder one pair "at batch size 32".
+    """
+    df = df.copy()
+    df["note"] = None
+    n = pd.to_numeric(df.get("n_texts"), errors="coerce")
+    bs = pd.to_numeric(df.get("batch_size"), errors="coerce")
+    small = (df["kind"] == "speed") & (df["status"] == "ok") & (n < bs)
+    for i in df.index[small]:
+        unit = "pair" if df.at[i, "model_kind"] == "cross-encoder" else "text"
+        count = int(n[i])
+        df.at[i, "note"] = (
+            f"{count} {unit}{'s' if count != 1 else ''}, fewer than one batch of {int(bs[i])}: "
+            f"timed as one batch of {count}"
+        )
     return df
 
 

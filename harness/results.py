@@ -111,13 +111,13 @@ def read_rows(results_dir: Path | str, runs: list[str] | None = None) -> list[di
 
 def load(results_dir: Path | str, runs: list[str] | None = None) -> pd.DataFrame:
     """The store as a DataFrame with every column, rounds pooled, plus derived `device`, `speedup`,
-    `accuracy_ratio` (see `harness.analysis`), `label` (what a configuration is called in reports) and
-    `accuracy_label` (whose accuracy it has)."""
-    from harness.analysis import with_ratios  # the analysis layer reads rows; rows do not need it
+    `accuracy_ratio`, `note` (see `harness.analysis`), `label` (what a configuration is called in
+    reports) and `accuracy_label` (whose accuracy it has)."""
+    from harness.analysis import derive  # the analysis layer reads rows; rows do not need it
 
     df = pool_rounds(read_rows(results_dir, runs))
     df["variant"] = df["variant"].map(current_variant)
-    return with_labels(with_ratios(df))
+    return with_labels(derive(df))
 
 
 def label(backend: str, variant: str) -> str:

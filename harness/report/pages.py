@@ -96,11 +96,13 @@ def status_text(row: dict[str, Any]) -> str:
     status = str(row.get("status") or "-")
     reason = row.get("reason")
     contended = row["is_contended"] if "is_contended" in row else row.get("contended") in (True, 1)
+    note = row.get("note")
+    note = f" ({note})" if isinstance(note, str) and note else ""
     if status == "ok" and contended:
-        return "ok, contended (not evidence)"
+        return f"ok, contended (not evidence){note}"
     if status != "ok" and reason:
         return f"{status}: {' '.join(str(reason).split())}"
-    return status
+    return status + note
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,6 +312,7 @@ def build(df: pd.DataFrame, title: str = "Backend benchmark report") -> tuple[li
     stamps = pd.to_datetime(df["timestamp"], errors="coerce", utc=True).dropna()
     when = f"; measured {stamps.min():%Y-%m-%d %H:%M} - {stamps.max():%Y-%m-%d %H:%M} UTC" if len(stamps) else ""
     n_cont = int(contended_mask(df)[speed.index].sum())
+    n_small = int(speed["note"].notna().sum()) if "note" in speed else 0
     blocks.append(
         Block(
             "p",
@@ -322,7 +325,8 @@ def build(df: pd.DataFrame, title: str = "Backend benchmark report") -> tuple[li
                 "baseline that did): they are marked 'contended', excluded from means and hatched in the heatmaps."
                 if n_cont
                 else ""
-            ),
+            )
+            + (f" {n_small} ok cell(s) had fewer texts than their batch size (see their status)." if n_small else ""),
         )
     )
     for kind in MODEL_KINDS:
@@ -422,7 +426,8 @@ def to_html(blocks: list[Block], images: dict[str, bytes]) -> str:
                 cls = ""
                 if status_col is not None:
                     status = row[status_col]
-                    cls = ' class="cont"' if "contended" in status else (' class="bad"' if status != "ok" else "")
+                    bad = not status.startswith("ok")
+                    cls = ' class="cont"' if "contended" in status else (' class="bad"' if bad else "")
                 cells = "".join(
                     f'<td class="n">{esc(c)}</td>' if i in t.numeric else f"<td>{esc(c)}</td>"
                     for i, c in enumerate(row)
