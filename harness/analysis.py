@@ -7,16 +7,20 @@
 * what counts as contended (`contended_mask`): measured under contention, or compared with a
   torch-fp32 that was;
 * what a reader must know about an ok row (`with_notes`): e.g. a cell smaller than one batch;
+* the accuracy of a configuration (`accuracy_by_configuration`): mean per metric, then over metrics;
+* which machine a name on the command line means (`find_machine`): the fingerprint or a unique prefix.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
 
 from harness import backends
-from harness.results import BASELINE
+from harness.results import BASELINE, with_labels
+from harness.usage import UsageError, did_you_mean
 
 # The one pairing rule: a speed row is compared with the torch-fp32 row that agrees on all of these;
 # an accuracy row with the one of the same evaluation (device does not change what is measured there).
@@ -126,3 +130,40 @@ def contended_mask(df: pd.DataFrame) -> pd.Series:
     keys = set(map(tuple, bad.astype(str).to_numpy()))
     cell = df[SPEED_PAIRING].astype(str).apply(tuple, axis=1)
     return own | (cell.isin(keys) & (df["kind"] == "speed"))
+
+
+def accuracy_by_configuration(
+    df: pd.DataFrame,
+    *,
+    models: Iterable[str] | None = None,
+    machines: Iterable[str] | None = None,
+    by: tuple[str, ...] = (),
+) -> pd.Series:
+    """Mean accuracy_ratio per configuration (an accuracy row's label, e.g. "openvino [ov_precision=bf16]"),
+    and per `by` columns: the mean per metric first, then the mean over metrics, so a metric with more
+    evaluation sets does not outweigh another. A speed row finds its accuracy under its `accuracy_label`."""
+    if "label" not in df:
+        df = with_labels(df)
+    acc = df[(df["kind"] == "accuracy") & (df["status"] == "ok") & df["accuracy_ratio"].notna()]
+    if models is not None:
+        acc = acc[acc["model"].isin(list(models))]
+    if machines is not None:
+        acc = acc[acc["machine"].isin(list(machines))]
+    keys = [*by, "label"]
+    if acc.empty:
+        return pd.Series(dtype=float, index=pd.MultiIndex.from_tuples([], names=keys) if by else None)
+    per_metric = acc.assign(accuracy_ratio=acc["accuracy_ratio"].astype(float)).groupby([*keys, "metric"])
+    return per_metric["accuracy_ratio"].mean().groupby(keys).mean()
+
+
+def find_machine(df: pd.DataFrame, machine: str, option: str = "--machine") -> str:
+    """The fingerprint `machine` names in `df`: itself, or the one fingerprint it is a prefix of.
+
+    Anything else raises UsageError naming the option, what is in the store, and the closest name."""
+    known = sorted(str(m) for m in df["machine"].dropna().unique()) if len(df) else []
+    matches = [m for m in known if m == machine] or [m for m in known if m.startswith(machine)]
+    if len(matches) == 1:
+        return matches[0]
+    why = "matches several machines" if matches else "is not in the result store"
+    hint = "" if matches else did_you_mean(machine, known)
+    raise UsageError(f"{option} {machine!r} {why}; machines in the store: {', '.join(known) or 'none'}.{hint}")

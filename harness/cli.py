@@ -56,7 +56,7 @@ def _dispatch(argv: list[str]) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        from harness.config import did_you_mean
+        from harness.usage import did_you_mean
 
         print(f"error: command: {command!r} is unknown; choose one of {', '.join(COMMANDS)}."
               + did_you_mean(command, list(COMMANDS)), file=sys.stderr)  # fmt: skip

@@ -40,20 +40,12 @@ import numpy as np
 import pandas as pd
 
 from harness import results
-from harness.config import did_you_mean
+from harness.analysis import contended_mask, find_machine
+from harness.usage import Parser, UsageError, did_you_mean
 
 CELL_KEYS = ["machine", "model", "dataset", "batch_size", "threads", "backend", "variant"]
 GROUP_KEYS = ["machine", "model", "dataset", "batch_size", "threads"]
 SPREAD_SIGMAS = 2.0  # the band is this many combined cvs wide (see the module docstring)
-
-
-class UsageError(Exception):
-    """A bad command line or a name not in the store: one line on stderr, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,7 +64,7 @@ def speed_cells(df: pd.DataFrame, run: str) -> pd.DataFrame:
     out["throughput"] = pd.to_numeric(rows["throughput"], errors="coerce")
     out["cv"] = pd.to_numeric(rows["cv"], errors="coerce")
     out["speedup"] = pd.to_numeric(rows["speedup"], errors="coerce")
-    out["contended"] = rows["contended"].isin([True]).astype(bool)
+    out["contended"] = contended_mask(df).loc[rows.index].to_numpy()  # own, or its torch-fp32's
     return out.reset_index(drop=True)
 
 
@@ -152,14 +144,7 @@ def summarize(cells: pd.DataFrame, ranks: pd.DataFrame) -> dict[str, Any]:
 
 def select_machine(df: pd.DataFrame, machine: str) -> pd.DataFrame:
     """Rows of the machine `machine` names (the full fingerprint or a unique prefix)."""
-    known = sorted(df["machine"].dropna().unique())
-    matches = [m for m in known if m == machine] or [m for m in known if str(m).startswith(machine)]
-    if len(matches) != 1:
-        why = "matches several machines" if matches else "is not in these runs"
-        raise UsageError(
-            f"machine: {machine!r} {why}; machines: {', '.join(known) or 'none'}." + did_you_mean(machine, known)
-        )
-    return df[df["machine"] == matches[0]]
+    return df[df["machine"] == find_machine(df, machine)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,7 +169,7 @@ def check_run(run: str, known: list[str]) -> None:
 
 
 def build_parser(prog: str = "harness compare") -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog=prog,
         description="Set two runs side by side: per-cell throughput ratio B/A and whether it moved beyond "
         "the cells' own spread (|B/A-1| > 2*sqrt(cv_a^2+cv_b^2)), and per group Kendall's tau of the "

@@ -7,13 +7,14 @@ with one line.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from omegaconf import MISSING, OmegaConf
+
+from harness.usage import did_you_mean
 
 MODEL_KINDS = ("bi-encoder", "cross-encoder")
 BACKEND_NAMES = (
@@ -158,11 +159,6 @@ class SweepConfig:
     data_dir: Optional[str] = "${oc.env:HARNESS_DATA_DIR,null}"
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
-
-
-def did_you_mean(value: Any, allowed: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(str(value), list(allowed), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def check_choice(field_name: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:

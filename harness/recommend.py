@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import json
 import math
 import sys
@@ -36,9 +35,10 @@ from typing import Any
 import pandas as pd
 
 from harness import hardware, results
-from harness.analysis import contended_mask
+from harness.analysis import accuracy_by_configuration, contended_mask, find_machine
 from harness.config import BACKEND_NAMES, MODEL_KINDS
 from harness.hardware import Hardware
+from harness.usage import Parser, UsageError, did_you_mean
 
 CPU_VENDORS = ("intel", "amd", "arm")
 BACKENDS = BACKEND_NAMES  # canonical order, defined once in harness.config
@@ -402,14 +402,7 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
         )
         return ev
 
-    acc = df[
-        (df["kind"] == "accuracy")
-        & (df["status"] == "ok")
-        & (df["machine"] == machine)
-        & (df["model"].isin(ev.models))
-        & df["accuracy_ratio"].notna()
-    ]
-    acc_ratio = acc.groupby(["label", "metric"])["accuracy_ratio"].mean().groupby("label").mean()
+    acc_ratio = accuracy_by_configuration(df, models=ev.models, machines=[machine])
 
     floor = 1 - query.tolerance
     for _, rows in timed.groupby("label"):
@@ -639,17 +632,8 @@ def format_text(rec: Recommendation) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-class UsageError(Exception):
-    """A bad command line: shown as one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
 def build_parser(prog: str = "harness recommend") -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog=prog,
         description="Recommend a sentence-transformers backend: the documented flowchart, "
         "overridden by this machine's measurements when there are any.",
@@ -682,9 +666,10 @@ def parse_flags(text: str) -> tuple[str, ...]:
     flags = tuple(sorted({f.strip().lower() for f in text.split(",") if f.strip()}))
     for f in flags:
         if f not in hardware.TRACKED_FLAGS:
-            close = difflib.get_close_matches(f, hardware.TRACKED_FLAGS, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise UsageError(f"--flags: unknown flag {f!r}{hint}; known flags: {', '.join(hardware.TRACKED_FLAGS)}")
+            known = ", ".join(hardware.TRACKED_FLAGS)
+            raise UsageError(
+                f"--flags: unknown flag {f!r}; known flags: {known}.{did_you_mean(f, hardware.TRACKED_FLAGS)}"
+            )
     return flags
 
 
@@ -737,14 +722,7 @@ def hardware_from_dict(d: dict[str, Any]) -> Hardware:
 
 
 def _machine_hardware(df: pd.DataFrame, machine: str) -> tuple[str, Hardware]:
-    known = sorted(df["machine"].dropna().unique()) if not df.empty else []
-    matches = [m for m in known if m == machine] or [m for m in known if m.startswith(machine)]
-    if len(matches) != 1:
-        why = "is ambiguous" if matches else "is not in the result store"
-        close = difflib.get_close_matches(machine, known, n=1)
-        hint = f" (did you mean {close[0]}?)" if close and not matches else ""
-        raise UsageError(f"--machine {machine!r} {why}{hint}; machines in the store: {', '.join(known) or 'none'}")
-    fp = matches[0]
+    fp = find_machine(df, machine)
     dicts = [h for h in df.loc[df["machine"] == fp, "hardware"] if isinstance(h, dict)]
     if not dicts:
         raise UsageError(f"--machine {fp}: its rows carry no hardware description")

@@ -143,7 +143,7 @@ def test_cli_text_and_machine_prefix(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "MOVED" in text and "contended" in text and "+20.0%" in text
     assert compare.main(["a", "b", "--results", str(tmp_path), "--machine", "zzz"]) == 2
-    assert "machine: 'zzz' is not in these runs" in capsys.readouterr().err
+    assert "--machine 'zzz' is not in the result store" in capsys.readouterr().err
 
 
 def test_unknown_run_is_one_line_with_did_you_mean(tmp_path, capsys):

@@ -323,7 +323,7 @@ def _one_error_line(capsys, *needles):
         ),
         (["--cpu-vendor", "amd", "--flags", "asimd"], ("--cpu-vendor amd", "asimd")),
         (["--flags", "avx2,asimd"], ("--flags", "x86", "ARM")),
-        (["--flags", "avx512"], ("--flags", "'avx512'", "did you mean")),
+        (["--flags", "avx512"], ("--flags", "'avx512'", "Did you mean")),
         (["--tolerance", "1.5"], ("--tolerance", "1.5", "between 0 and 1")),
         (["--tolerance", "-0.1"], ("--tolerance", "-0.1")),
         (["--batch-size", "0"], ("--batch-size", "0", "positive")),

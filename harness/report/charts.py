@@ -28,10 +28,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from harness import results
-from harness.analysis import as_dict, contended_mask, device_of
-from harness.recommend import BACKENDS
+from harness.analysis import accuracy_by_configuration, as_dict, contended_mask, device_of
+from harness.config import BACKEND_NAMES
 
-BACKEND_ORDER = BACKENDS
+BACKEND_ORDER = BACKEND_NAMES
 BACKEND_COLORS = {
     "torch-fp32": "#7f7f7f",
     "torch-fp16": "#f4a261",
@@ -116,25 +116,13 @@ def by_label(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(backend=df["label"])
 
 
-def accuracy_by_backend(df: pd.DataFrame, models: Iterable[str], machines: Iterable[str]) -> pd.Series:
-    """Mean accuracy_ratio per backend: mean per metric first, then over metrics. A variant that differs
-    only in speed knobs (see `results.accuracy_variant`) has the accuracy of the configuration it shares."""
-    acc = df[
-        (df["kind"] == "accuracy")
-        & (df["status"] == "ok")
-        & df["model"].isin(list(models))
-        & df["machine"].isin(list(machines))
-        & df["accuracy_ratio"].notna()
-    ]
-    if acc.empty:
-        return pd.Series(dtype=float)
-    per_metric = acc.groupby(["backend", "metric"])["accuracy_ratio"].apply(lambda s: s.astype(float).mean())
-    out = per_metric.groupby("backend").mean()
-    if "accuracy_label" in df:
-        speed = df[df["kind"] == "speed"]
-        shared = {b: a for b, a in zip(speed["backend"], speed["accuracy_label"], strict=True) if b not in out}
-        out = pd.concat([out, pd.Series({b: out[a] for b, a in shared.items() if a in out}, dtype=float)])
-    return out
+def accuracy_by_backend(df: pd.DataFrame, models: Iterable[str], machines: Iterable[str]) -> dict[str, float]:
+    """Accuracy retained per drawn configuration (`analysis.accuracy_by_configuration`); a variant that
+    differs only in speed knobs has the accuracy of the configuration it shares (its accuracy_label)."""
+    acc = accuracy_by_configuration(df, models=models, machines=machines).to_dict()
+    speed = df[df["kind"] == "speed"]
+    shared = zip(speed["backend"], speed.get("accuracy_label", speed["backend"]), strict=True)
+    return {**{b: acc[a] for b, a in shared if a in acc}, **acc}
 
 
 def not_run(sp: pd.DataFrame) -> list[str]:

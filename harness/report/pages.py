@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.analysis import contended_mask
-from harness.recommend import MODEL_KINDS
+from harness.analysis import accuracy_by_configuration, contended_mask
+from harness.config import MODEL_KINDS
 from harness.report import charts
 
 DPI = 150
@@ -110,16 +110,6 @@ def status_text(row: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _accuracy_lookup(df: pd.DataFrame) -> dict[tuple[str, str, str], float]:
-    """(machine, model, backend) -> mean accuracy_ratio (mean per metric, then over metrics)."""
-    acc = df[(df["kind"] == "accuracy") & (df["status"] == "ok") & df["accuracy_ratio"].notna()]
-    if acc.empty:
-        return {}
-    acc = acc.assign(accuracy_ratio=acc["accuracy_ratio"].astype(float))
-    per_metric = acc.groupby(["machine", "model", "backend", "metric"])["accuracy_ratio"].mean()
-    return per_metric.groupby(["machine", "model", "backend"]).mean().to_dict()
-
-
 def summary_table(df: pd.DataFrame, model_kind: str) -> Table | None:
     """One row per device panel and backend: the numbers behind the speedup chart."""
     sp = charts.speed_rows(df, model_kind)
@@ -159,7 +149,7 @@ def cells_table(df: pd.DataFrame, model_kind: str) -> Table | None:
     sp = charts.speed_rows(df, model_kind)
     if sp.empty:
         return None
-    acc = _accuracy_lookup(df)
+    acc = accuracy_by_configuration(df, by=("machine", "model")).to_dict()
     order = {b: i for i, b in enumerate(charts.backend_order(sp["backend"].unique()))}
     ds_order = {d: i for i, (d, _) in enumerate(charts.dataset_order(sp))}
     records = sp.to_dict("records")
