@@ -35,4 +35,12 @@ def create(cfg, hw, threads: int) -> Backend:
     return backend_class(cfg.family)(cfg, hw, threads)
 
 
-__all__ = ["REGISTRY", "Backend", "backend_class", "create", "family_of"]
+def registered(backend: str, hw) -> Backend | None:
+    """A registered backend as configured by default, for what it says about itself (its ST backend
+    name, documented model_kwargs, export call); None for a name not registered."""
+    from harness.config import BACKENDS
+
+    return create(BACKENDS[backend], hw, 1) if backend in BACKENDS else None
+
+
+__all__ = ["REGISTRY", "Backend", "backend_class", "create", "family_of", "registered"]

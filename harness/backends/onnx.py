@@ -19,6 +19,16 @@ BASE_FILE = "onnx/model.onnx"
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
+def qint8_file_name(config: str) -> str:
+    """What `export_dynamic_quantized_onnx_model(model, config, ...)` writes.
+
+    The suffix is `{weights dtype}_{config}`; Optimum's avx2 config quantizes weights to QUInt8,
+    the others to QInt8, so avx2 gives `model_quint8_avx2.onnx`.
+    """
+    dtype = "quint8" if config == "avx2" else "qint8"
+    return f"onnx/model_{dtype}_{config}.onnx"
+
+
 class OnnxBackend(Backend):
     st_backend = "onnx"
 
@@ -50,6 +60,20 @@ class OnnxBackend(Backend):
         if self.cfg.quantization:
             return f"onnx-qint8-{self.qconfig}", {"quantization": self.qconfig}
         return BASE_KEY, {}
+
+    def documented_model_kwargs(self) -> dict[str, Any]:
+        if self.cfg.optimization:
+            return {"file_name": f"onnx/model_{self.cfg.optimization}.onnx"}
+        if self.cfg.quantization:
+            return {"file_name": qint8_file_name(self.qconfig)}
+        return {}
+
+    def export_call(self) -> tuple[str, Any] | None:
+        if self.cfg.optimization:
+            return "export_optimized_onnx_model", self.cfg.optimization
+        if self.cfg.quantization:
+            return "export_dynamic_quantized_onnx_model", self.qconfig
+        return None
 
     def unsupported_reason(self) -> str | None:
         reason = super().unsupported_reason()

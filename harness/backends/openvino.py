@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 BASE_KEY = "openvino"
 BASE_FILE = "openvino/openvino_model.xml"
+QINT8_FILE = "openvino/openvino_model_qint8_quantized.xml"  # what export_static_quantized_openvino_model writes
 PRECISION = {
     "f32": "fp32",
     "float32": "fp32",
@@ -47,6 +48,12 @@ class OpenVINOBackend(Backend):
     @classmethod
     def device_without_readback(cls, settings: dict[str, Any], hardware: dict[str, Any]) -> str:
         return "cpu"  # the harness never compiled OpenVINO for anything else
+
+    def documented_model_kwargs(self) -> dict[str, Any]:
+        return {"file_name": QINT8_FILE} if self.cfg.quantization == "static" else {}
+
+    def export_call(self) -> tuple[str, Any] | None:
+        return ("export_static_quantized_openvino_model", None) if self.cfg.quantization == "static" else None
 
     def export_key(self) -> tuple[str, dict[str, Any]]:
         if self.cfg.quantization == "static":

@@ -16,6 +16,9 @@ class TorchBackend(Backend):
     def load_spec(self, source_dir: Path, export_dir: Path, cache: Any) -> tuple[Path, dict[str, Any]]:
         return source_dir, {"torch_dtype": self.cfg.dtype}
 
+    def documented_model_kwargs(self) -> dict[str, Any]:
+        return {} if self.cfg.dtype == "float32" else {"torch_dtype": self.cfg.dtype}
+
     def model_kwargs(self, described: dict[str, Any]) -> dict[str, Any]:
         import torch
 
