@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -41,13 +42,25 @@ commands:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run a subcommand; a reader that goes away (`harness recommend | head`) ends it quietly."""
+    try:
+        return _dispatch(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        # Python's documented recipe: point stdout at devnull so the flush at exit cannot fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):  # a stdout without a file descriptor
+            pass
+        return 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        from harness.config import did_you_mean
+        from harness.usage import did_you_mean
 
         print(f"error: command: {command!r} is unknown; choose one of {', '.join(COMMANDS)}."
               + did_you_mean(command, list(COMMANDS)), file=sys.stderr)  # fmt: skip

@@ -1,7 +1,9 @@
 """`harness compare RUN_A RUN_B`: two runs of the store side by side, to see how repeatable they are.
 
-Speed cells are matched on (machine, model, dataset, batch_size, backend), ok rows only. For each
-matched cell: throughput in A and B, the ratio B/A, and whether it *moved beyond its own spread*:
+Speed cells are matched on (machine, model, dataset, batch_size, threads, backend, variant), ok rows
+only; a backend with swept knobs is its own configuration, named by its label
+("openvino [ov_precision=bf16]") in the rankings and tables. For each matched cell: throughput in A
+and B, the ratio B/A, and whether it *moved beyond its own spread*:
 
     moved  <=>  |B/A - 1| > 2 * sqrt(cv_a**2 + cv_b**2)
 
@@ -17,8 +19,8 @@ the change of that speedup between the runs is `speedup_diff_pct` (none for torc
 Its mean and largest absolute value across cells say how steady the ratios are, which is what
 decides between measuring a grid once and in interleaved rounds (`harness sweep rounds=N`).
 
-For each (machine, model, dataset, batch_size) group: Kendall's tau (scipy, tau-b) between the two
-runs' backend orderings by throughput, over the backends measured ok in both. 1 = same order,
+For each (machine, model, dataset, batch_size, threads) group: Kendall's tau (scipy, tau-b) between the two
+runs' orderings of the configurations (backend labels) by throughput, over those measured ok in both. 1 = same order,
 -1 = reversed; one swap among three backends gives 1/3.
 
 Rows measured under contention (`contended`, see `harness.work.speed`) are kept and flagged: their
@@ -38,20 +40,12 @@ import numpy as np
 import pandas as pd
 
 from harness import results
-from harness.config import did_you_mean
+from harness.analysis import contended_mask, find_machine
+from harness.usage import Parser, UsageError, did_you_mean
 
 CELL_KEYS = ["machine", "model", "dataset", "batch_size", "threads", "backend", "variant"]
 GROUP_KEYS = ["machine", "model", "dataset", "batch_size", "threads"]
 SPREAD_SIGMAS = 2.0  # the band is this many combined cvs wide (see the module docstring)
-
-
-class UsageError(Exception):
-    """A bad command line or a name not in the store: one line on stderr, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
 
 
 # --------------------------------------------------------------------------------------------
@@ -70,7 +64,7 @@ def speed_cells(df: pd.DataFrame, run: str) -> pd.DataFrame:
     out["throughput"] = pd.to_numeric(rows["throughput"], errors="coerce")
     out["cv"] = pd.to_numeric(rows["cv"], errors="coerce")
     out["speedup"] = pd.to_numeric(rows["speedup"], errors="coerce")
-    out["contended"] = rows["contended"].isin([True]).astype(bool)
+    out["contended"] = contended_mask(df).loc[rows.index].to_numpy()  # own, or its torch-fp32's
     return out.reset_index(drop=True)
 
 
@@ -95,6 +89,7 @@ def pair_cells(df: pd.DataFrame, run_a: str, run_b: str) -> pd.DataFrame:
     # the ratio users act on: how far a backend's speedup over torch-fp32 moved between the runs
     cells["speedup_diff_pct"] = (cells["speedup_b"] / cells["speedup_a"] - 1.0) * 100.0
     cells.loc[cells["backend"] == results.BASELINE, "speedup_diff_pct"] = float("nan")
+    cells["label"] = [results.label(b, v) for b, v in zip(cells["backend"], cells["variant"], strict=True)]
     return cells.sort_values(CELL_KEYS, kind="stable").reset_index(drop=True)
 
 
@@ -108,16 +103,16 @@ def kendall_tau(a: list[float] | np.ndarray, b: list[float] | np.ndarray) -> flo
 
 
 def rank_agreement(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per (machine, model, dataset, batch_size): Kendall's tau of the backends' throughput order."""
+    """Per (machine, model, dataset, batch_size, threads): Kendall's tau of the configurations' throughput order."""
     rows = []
     for key, group in cells.groupby(GROUP_KEYS, sort=True, dropna=False):
-        group = group.sort_values("backend")
+        group = group.sort_values("label")
         rows.append({
             **dict(zip(GROUP_KEYS, key, strict=True)),
             "n_backends": len(group),
             "tau": kendall_tau(group["throughput_a"].to_numpy(), group["throughput_b"].to_numpy()),
-            "order_a": list(group.sort_values("throughput_a", ascending=False)["backend"]),
-            "order_b": list(group.sort_values("throughput_b", ascending=False)["backend"]),
+            "order_a": list(group.sort_values("throughput_a", ascending=False)["label"]),
+            "order_b": list(group.sort_values("throughput_b", ascending=False)["label"]),
             "contended": int(group["contended"].sum()),
         })  # fmt: skip
     return pd.DataFrame(rows, columns=[*GROUP_KEYS, "n_backends", "tau", "order_a", "order_b", "contended"])
@@ -149,14 +144,7 @@ def summarize(cells: pd.DataFrame, ranks: pd.DataFrame) -> dict[str, Any]:
 
 def select_machine(df: pd.DataFrame, machine: str) -> pd.DataFrame:
     """Rows of the machine `machine` names (the full fingerprint or a unique prefix)."""
-    known = sorted(df["machine"].dropna().unique())
-    matches = [m for m in known if m == machine] or [m for m in known if str(m).startswith(machine)]
-    if len(matches) != 1:
-        why = "matches several machines" if matches else "is not in these runs"
-        raise UsageError(
-            f"machine: {machine!r} {why}; machines: {', '.join(known) or 'none'}." + did_you_mean(machine, known)
-        )
-    return df[df["machine"] == matches[0]]
+    return df[df["machine"] == find_machine(df, machine)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,7 +169,7 @@ def check_run(run: str, known: list[str]) -> None:
 
 
 def build_parser(prog: str = "harness compare") -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog=prog,
         description="Set two runs side by side: per-cell throughput ratio B/A and whether it moved beyond "
         "the cells' own spread (|B/A-1| > 2*sqrt(cv_a^2+cv_b^2)), and per group Kendall's tau of the "
@@ -221,7 +209,7 @@ def format_text(run_a: str, run_b: str, cells: pd.DataFrame, ranks: pd.DataFrame
         "model": cells["model"],
         "dataset": cells["dataset"],
         "bs": cells["batch_size"].astype(str),
-        "backend": cells["backend"],
+        "backend": cells["label"],
         f"{run_a} /s": cells["throughput_a"].map(lambda x: _fmt(x, ".1f")),
         f"{run_b} /s": cells["throughput_b"].map(lambda x: _fmt(x, ".1f")),
         "B/A": cells["ratio"].map(lambda x: _fmt(x, ".3f")),
@@ -246,7 +234,10 @@ def format_text(run_a: str, run_b: str, cells: pd.DataFrame, ranks: pd.DataFrame
             lines.append(f"  {where}: tau {r.tau:.3f} over {r.n_backends} backends; {same}{flag}")
 
     def where(cell: dict[str, Any] | None) -> str:
-        return f" ({cell['backend']}, {cell['model']} / {cell['dataset']} / bs {cell['batch_size']})" if cell else ""
+        if not cell:
+            return ""
+        name = results.label(cell["backend"], cell["variant"] or "")
+        return f" ({name}, {cell['model']} / {cell['dataset']} / bs {cell['batch_size']})"
 
     lines += [
         "",

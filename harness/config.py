@@ -7,13 +7,14 @@ with one line.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from omegaconf import MISSING, OmegaConf
+
+from harness.usage import did_you_mean
 
 MODEL_KINDS = ("bi-encoder", "cross-encoder")
 BACKEND_NAMES = (
@@ -45,17 +46,23 @@ ACCURACY_TASKS = ("sts", "retrieval")
 ACCURACY_SOURCE_KEYS = ("local", "hub", "split", "max_queries", "max_corpus", "seed")
 RUN_NAME = re.compile(r"[\w.-]+")
 # Backend fields that tune a runtime rather than name a backend: a row records the ones that differ
-# from the backend's defaults as its `variant`, so swept knobs stay apart everywhere.
-RUNTIME_KNOBS = ("device", "ort_spinning", "ov_hint", "ov_precision", "calibration_samples")
-# Of those, the knobs that change speed but cannot change what a model computes (accuracy is shared).
+# from the backend's defaults as its `variant`, so swept knobs stay apart everywhere. `backend.device`
+# is not one of them: it says where a cell runs, which the row reads back from the runtime
+# (`runtime.device`) and the analysis layer pairs on - `device=cuda` on a GPU machine restates what
+# `auto` resolves to and must not turn every row of +experiment=docs-gpu into a variant.
+RUNTIME_KNOBS = ("ort_spinning", "ov_hint", "ov_precision", "calibration_samples")
+# Fields that change speed but cannot change what a model computes: accuracy is measured once for all
+# their values (device included: the accuracy cell of a backend does not depend on where it is timed).
 SPEED_ONLY_KNOBS = ("ort_spinning", "ov_hint", "device")
 # The knobs each family has: a knob of another family means nothing to it (torch-fp32 in a sweep
 # over backend.ov_precision=f32,bf16 is one cell, measured once).
 FAMILY_KNOBS = {
-    "torch": ("device",),
-    "onnx": ("device", "ort_spinning"),
-    "openvino": ("device", "ov_hint", "ov_precision", "calibration_samples"),
+    "torch": (),
+    "onnx": ("ort_spinning",),
+    "openvino": ("ov_hint", "ov_precision", "calibration_samples"),
 }
+# Fields that made a variant in rows written before they stopped being knobs; `results.load` drops them.
+FORMER_KNOBS = ("device",)
 
 
 class ConfigError(ValueError):
@@ -157,11 +164,6 @@ class SweepConfig:
     data_dir: Optional[str] = "${oc.env:HARNESS_DATA_DIR,null}"
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
-
-
-def did_you_mean(value: Any, allowed: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(str(value), list(allowed), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def check_choice(field_name: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:

@@ -1,6 +1,6 @@
 """A persistent cache of exported models, laid out as sentence-transformers lays them out.
 
-``<cache>/exports/<model>-<source hash>/<versions hash>/`` is a copy of the model folder; every
+``<cache>/exports/<model>-<content hash>/<versions hash>/`` is a copy of the model folder; every
 export for that model lands in its ``onnx/`` or ``openvino/`` subfolder under the file names
 sentence-transformers uses, so the folder loads directly with
 ``SentenceTransformer(folder, backend=..., model_kwargs={"file_name": ...})``.
@@ -8,6 +8,9 @@ sentence-transformers uses, so the folder loads directly with
 An export is built in a staging folder, moved into place, and only then marked complete
 (``.harness/<key>.json``); a file without its marker is never trusted. A file lock per key keeps
 two workers from exporting the same thing at once.
+
+The content hash is over the source folder's file names, sizes and modification times (see
+`content_key`), not its path: a model retrained in place gets a fresh copy and fresh exports.
 """
 
 from __future__ import annotations
@@ -68,6 +71,22 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+def content_key(source_dir: Path) -> str:
+    """A hash of what is in `source_dir`: every file's relative path, size and mtime (ns).
+
+    Cheap (no file is read) and it changes whenever a file is rewritten, which is what a retrained
+    model does; exports already in the folder (onnx/, openvino/) and our own marks do not count.
+    """
+    entries = []
+    for path in sorted(Path(source_dir).rglob("*")):
+        rel = path.relative_to(source_dir)
+        if rel.parts[0] in (*EXPORT_SUBDIRS, ".harness", ".git") or not path.is_file():
+            continue
+        stat = path.stat()
+        entries.append((rel.as_posix(), stat.st_size, stat.st_mtime_ns))
+    return _hash(entries)
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,9 +103,9 @@ class ExportCache:
         self.root = Path(root).expanduser() / "exports"
 
     def model_dir(self, model_name: str, source_dir: Path) -> Path:
-        """The cached copy of a model folder (created once, atomically), keyed by source and versions."""
+        """The cached copy of a model folder (created once, atomically), keyed by its content and versions."""
         slug = re.sub(r"[^\w.-]+", "_", model_name)
-        folder = self.root / f"{slug}-{_hash(str(source_dir))}" / _hash(library_versions())
+        folder = self.root / f"{slug}-{content_key(source_dir)}" / _hash(library_versions())
         marker = folder / ".harness" / "base.json"
         if marker.exists():
             return folder

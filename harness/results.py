@@ -6,9 +6,10 @@ kill-safety (a file is either whole or absent), resume (a cell whose file exists
 and many writers (workers and machines never touch the same file). Nothing is ever parsed
 out of logs and nothing in a result file is executed.
 
-Ratios are *derived* at load time (`load`), never stored: speedup is a cell's throughput over
-the torch-fp32 cell of the same run, machine, model, dataset and batch size; accuracy_ratio is
-a backend's accuracy over torch-fp32's on the same run, machine, model and dataset.
+Ratios are *derived* at load time (`load`), never stored, by one pairing rule (`harness.analysis`):
+speedup is a cell's throughput over torch-fp32's (in its default configuration) of the same run,
+machine, model, dataset, batch size, threads and device; accuracy_ratio is a backend's accuracy
+over torch-fp32's on the same run, machine, model, evaluation set and metric.
 """
 
 from __future__ import annotations
@@ -112,9 +113,14 @@ def read_rows(results_dir: Path | str, runs: list[str] | None = None) -> list[di
 
 
 def load(results_dir: Path | str, runs: list[str] | None = None) -> pd.DataFrame:
-    """The store as a DataFrame with every column, rounds pooled, plus derived `speedup`, `accuracy_ratio`,
-    `label` (what a configuration is called in reports) and `accuracy_label` (whose accuracy it has)."""
-    return with_labels(with_ratios(pool_rounds(read_rows(results_dir, runs))))
+    """The store as a DataFrame with every column, rounds pooled, plus derived `device`, `speedup`,
+    `accuracy_ratio`, `note` (see `harness.analysis`), `label` (what a configuration is called in
+    reports) and `accuracy_label` (whose accuracy it has)."""
+    from harness.analysis import derive  # the analysis layer reads rows; rows do not need it
+
+    df = pool_rounds(read_rows(results_dir, runs))
+    df["variant"] = df["variant"].map(current_variant)
+    return with_labels(derive(df))
 
 
 def label(backend: str, variant: str) -> str:
@@ -125,6 +131,15 @@ def label(backend: str, variant: str) -> str:
 def backend_of(configuration: str) -> str:
     """The backend of a label (the inverse of `label`): "openvino [ov_precision=bf16]" -> "openvino"."""
     return configuration.split(" [", 1)[0]
+
+
+def current_variant(variant: str | None) -> str:
+    """A stored variant without the fields that are no longer knobs (`config.FORMER_KNOBS`): an old
+    docs-gpu row's "device=cuda" is where it ran, not a configuration of its own."""
+    from harness.config import FORMER_KNOBS
+
+    parts = variant.split(",") if isinstance(variant, str) else []  # None / NaN: the backend as registered
+    return ",".join(p for p in parts if p and p.partition("=")[0] not in FORMER_KNOBS)
 
 
 def accuracy_variant(variant: str) -> str:
@@ -214,28 +229,3 @@ def _speed_stats(latencies_ms: list[float], pass_s: list[float], n_texts: int, b
         "repeats": len(passes),
         "n_batches": len(ms),
     }
-
-
-def with_ratios(df: pd.DataFrame) -> pd.DataFrame:
-    """Add speedup (speed rows) and accuracy_ratio (accuracy rows) against torch-fp32."""
-    df = df.copy()
-    df["speedup"] = float("nan")
-    df["accuracy_ratio"] = float("nan")
-    if df.empty:
-        return df
-    ok = df["status"] == "ok"
-    speed_keys = ["run", "machine", "model", "dataset", "batch_size", "threads"]
-    acc_keys = ["run", "machine", "model", "dataset", "metric"]
-    for kind, keys, value, ratio in (
-        ("speed", speed_keys, "throughput", "speedup"),
-        ("accuracy", acc_keys, "accuracy", "accuracy_ratio"),
-    ):
-        rows = df[(df["kind"] == kind) & ok]
-        base = rows[rows["backend"] == BASELINE].drop_duplicates(keys, keep="last")
-        if base.empty:
-            continue
-        base = base[keys + [value]].rename(columns={value: "_base"})
-        merged = df.loc[rows.index, keys + [value]].merge(base, on=keys, how="left")
-        merged.index = rows.index
-        df.loc[rows.index, ratio] = merged[value].astype(float) / merged["_base"].astype(float)
-    return df

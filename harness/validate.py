@@ -30,8 +30,8 @@ from harness.config import (
     BACKENDS,
     ConfigError,
     SweepConfig,
-    did_you_mean,
 )
+from harness.usage import did_you_mean
 
 GROUPS = ("model", "dataset", "backend", "experiment")
 # Launchers whose jobs run on this machine: only then is "this machine has no GPU" the jobs' truth.

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from rows import speed_row
 
 from harness import results
 
@@ -246,3 +247,22 @@ def test_explicit_cuda_is_not_refused_for_a_remote_launcher(paths, tmp_path):
     args = command_line(["sweep", "backend.device=cuda", "hydra/launcher=submitit_slurm"], values)
     overrides = [a for a in args[1:] if not a.startswith("rounds=")]  # CLI sugar, translated by harness.cli
     check_overrides(["+experiment=default", *overrides], CONF_DIR)  # no ConfigError
+
+
+@pytest.mark.parametrize("command", ["compare", "usage"])
+def test_a_closed_pipe_ends_quietly(command, tmp_path):
+    """`harness compare a b | head`: the reader goes away; no BrokenPipeError traceback."""
+    for run in ("a", "b"):
+        for backend, throughput in (("torch-fp32", 100.0), ("onnx", 150.0)):
+            results.write_row(tmp_path / "results", speed_row(backend, throughput, run=run, cv=0.01))
+    args = ["compare", "a", "b", "--results", str(tmp_path / "results")] if command == "compare" else []
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line is written
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "harness.cli", *args], stdout=write, stderr=subprocess.PIPE, text=True,
+            cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr

@@ -143,7 +143,7 @@ def test_cli_text_and_machine_prefix(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "MOVED" in text and "contended" in text and "+20.0%" in text
     assert compare.main(["a", "b", "--results", str(tmp_path), "--machine", "zzz"]) == 2
-    assert "machine: 'zzz' is not in these runs" in capsys.readouterr().err
+    assert "--machine 'zzz' is not in the result store" in capsys.readouterr().err
 
 
 def test_unknown_run_is_one_line_with_did_you_mean(tmp_path, capsys):
@@ -157,3 +157,22 @@ def test_no_common_cells(tmp_path, capsys):
     store(tmp_path, speed("a", "onnx", 100.0), speed("b", "openvino", 100.0))
     assert compare.main(["a", "b", "--results", str(tmp_path)]) == 1
     assert "no ok speed cell was measured in both a and b" in capsys.readouterr().err
+
+
+def test_variants_are_ranked_by_label(tmp_path):
+    """Two configurations of one backend are two names in the ranking, not "openvino > openvino"."""
+    for run in ("a", "b"):
+        store(
+            tmp_path,
+            speed(run, "openvino", 100.0),
+            speed(run, "openvino", 150.0, variant="ov_precision=bf16", cell_id=f"{run}-ov-bf16"),
+        )
+    cells, ranks, _ = compared(tmp_path)
+    assert ranks["order_a"].iloc[0] == ["openvino [ov_precision=bf16]", "openvino"]
+    text = compare.format_text("a", "b", cells, ranks, compare.summarize(cells, ranks))
+    assert "openvino > openvino" not in text
+
+
+def test_docstring_names_the_pairing_keys():
+    for key in compare.CELL_KEYS:
+        assert key in compare.__doc__.split("\n\n")[1], key

@@ -314,3 +314,23 @@ def test_knobs_of_another_family_do_not_make_a_variant_or_a_new_cell():
     assert cell_id_accuracy(ov_default, "m", "sts", ov_default.backend) != cell_id_accuracy(
         ov_default, "m", "sts", ov_bf16.backend
     )
+
+
+def test_export_cache_follows_the_model_folders_content(tmp_path):
+    """Retrain a model in place and its exports are made again, not taken from the stale cache."""
+    import os
+
+    src = tmp_path / "my-model"
+    (src / "1_Pooling").mkdir(parents=True)
+    (src / "config.json").write_text("{}")
+    (src / "model.safetensors").write_bytes(b"weights-v1")
+    (src / "1_Pooling" / "config.json").write_text("{}")
+    cache = ExportCache(tmp_path / "cache")
+    before = cache.model_dir("m", src)
+    assert cache.model_dir("m", src) == before  # unchanged content: the same cached folder
+    (src / "model.safetensors").write_bytes(b"weights-v2")  # same size, rewritten
+    stat = (src / "model.safetensors").stat()
+    os.utime(src / "model.safetensors", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    after = cache.model_dir("m", src)
+    assert after != before
+    assert (after / "model.safetensors").read_bytes() == b"weights-v2"

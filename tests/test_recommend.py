@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from rows import accuracy_row, speed_row
 
-from harness import hardware, recommend, results
+from harness import analysis, hardware, recommend, results
 from harness.hardware import Hardware
 from harness.recommend import Query, evidence, flowchart
 
@@ -32,7 +32,7 @@ def acc(backend, accuracy, **kw):
 
 
 def frame(*rows):
-    return results.with_ratios(pd.DataFrame(list(rows), columns=list(results.COLUMNS)))
+    return analysis.with_ratios(pd.DataFrame(list(rows), columns=list(results.COLUMNS)))
 
 
 def base_rows():
@@ -323,7 +323,7 @@ def _one_error_line(capsys, *needles):
         ),
         (["--cpu-vendor", "amd", "--flags", "asimd"], ("--cpu-vendor amd", "asimd")),
         (["--flags", "avx2,asimd"], ("--flags", "x86", "ARM")),
-        (["--flags", "avx512"], ("--flags", "'avx512'", "did you mean")),
+        (["--flags", "avx512"], ("--flags", "'avx512'", "Did you mean")),
         (["--tolerance", "1.5"], ("--tolerance", "1.5", "between 0 and 1")),
         (["--tolerance", "-0.1"], ("--tolerance", "-0.1")),
         (["--batch-size", "0"], ("--batch-size", "0", "positive")),

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 from rows import accuracy_row, speed_row
 
-from harness import results
+from harness import analysis, results
 from harness.hardware import Hardware
 from harness.report import charts, cli, pages
 
@@ -153,7 +153,7 @@ def make_store(root, rows) -> None:
 def df():
     rows = make_rows()
     rows += make_rows(models=("cross-encoder/ms-marco-MiniLM-L6-v2",), model_kind="cross-encoder", contended=())
-    return results.with_ratios(pd.DataFrame(rows, columns=list(results.COLUMNS)))
+    return analysis.with_ratios(pd.DataFrame(rows, columns=list(results.COLUMNS)))
 
 
 def _bars(fig: Figure) -> int:
@@ -180,13 +180,25 @@ def test_speedup_chart_one_bar_per_measured_backend(df):
 
 def test_speedup_chart_has_a_panel_per_device():
     rows = make_rows(GPU_HW, contended=())
-    df = results.with_ratios(pd.DataFrame(rows, columns=list(results.COLUMNS)))
+    fig = charts.speedup_chart(analysis.with_ratios(pd.DataFrame(rows, columns=list(results.COLUMNS))), "bi-encoder")
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["GPU - NVIDIA H100 80GB HBM3"]
+    assert len(fig.axes[0].patches) == 8  # torch x3 and onnx x5 (O4 runs on the GPU here)
+    foot = " ".join(t.get_text() for t in fig.texts).replace("\n", " ")
+    assert "No speedup for onnx-qint8, openvino, openvino-qint8: no torch-fp32" in foot  # CPU rows, GPU baseline
+
+    # torch-fp32 run with backend.device=cpu in the same run: the CPU backends' baseline
+    cpu_fp32 = [
+        dict(r, runtime={"device": "cpu"}, cell_id=r["cell_id"] + "-cpu", throughput=r["throughput"] / 4)
+        for r in rows
+        if r["kind"] == "speed" and r["backend"] == "torch-fp32"
+    ]
+    df = analysis.with_ratios(pd.DataFrame(rows + cpu_fp32, columns=list(results.COLUMNS)))
     fig = charts.speedup_chart(df, "bi-encoder")
     titles = [ax.get_title(loc="left") for ax in fig.axes]
     assert titles == ["CPU - AMD EPYC 9654", "GPU - NVIDIA H100 80GB HBM3"]
     cpu, gpu = fig.axes
-    assert len(cpu.patches) == 3  # onnx-qint8, openvino, openvino-qint8
-    assert len(gpu.patches) == 8  # torch x3 and onnx x5 (O4 runs on the GPU here)
+    assert len(cpu.patches) == 4  # torch-fp32 on the CPU, onnx-qint8, openvino, openvino-qint8
+    assert len(gpu.patches) == 8
 
 
 def test_no_chart_for_a_missing_model_kind(df):
@@ -210,7 +222,7 @@ def test_breakdowns(df):
 
 def test_contended_only_cell_is_hatched():
     rows = make_rows(models=("sentence-transformers/all-MiniLM-L6-v2",), batch_sizes=(16,))
-    df = results.with_ratios(pd.DataFrame(rows, columns=list(results.COLUMNS)))
+    df = analysis.with_ratios(pd.DataFrame(rows, columns=list(results.COLUMNS)))
     fig = charts.speedup_by_dataset(df, "bi-encoder")
     ax = fig.axes[0]
     hatched = [p for p in ax.patches if p.get_hatch()]
@@ -250,7 +262,7 @@ def test_device_of():
         charts.device_of({"backend": "onnx", "hardware": dict(gpu, ort_providers=["CUDAExecutionProvider"])}) == "GPU"
     )
     assert charts.device_of({"backend": "torch-fp32", "hardware": CPU_HW.to_dict()}) == "CPU"
-    assert charts.device_of({"backend": "torch-fp32", "hardware": gpu, "settings": {"device": "cpu"}}) == "CPU"
+    assert charts.device_of({"backend": "torch-fp32", "hardware": gpu, "runtime": {"device": "cpu"}}) == "CPU"
 
 
 # ---------------------------------------------------------------------------- pages and CLI
@@ -330,7 +342,7 @@ def test_swept_variants_are_their_own_backends_in_tables():
         accuracy_row("openvino", 0.784, variant="ov_precision=None", machine=fp),
         accuracy_row("onnx", 0.80, machine=fp),
     ]
-    df = results.with_labels(results.with_ratios(pd.DataFrame(rows, columns=list(results.COLUMNS))))
+    df = results.with_labels(analysis.with_ratios(pd.DataFrame(rows, columns=list(results.COLUMNS))))
     labelled = charts.by_label(df)
     summary = {r[1]: r for r in pages.summary_table(labelled, "bi-encoder").rows}
     assert summary["openvino"][3] == "1.20x" and summary["openvino [ov_precision=None]"][3] == "1.80x"

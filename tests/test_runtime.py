@@ -92,3 +92,21 @@ def test_onnx_o4_fp16_file_runs_fp32_matmuls_on_an_x86_cpu(runtime_of):
     rt = runtime_of("onnx-O4")
     assert rt["precision"] == "fp32", rt["kernels"]
     assert all(k.endswith(":fp32") for k in rt["kernels"]), rt["kernels"]
+
+
+@pytest.mark.parametrize("name", ["torch-fp32", "onnx", "openvino"])
+def test_every_family_reads_back_where_it_ran(name, runtime_of):
+    """The row's device comes from the runtime (a GPU machine may still run a cell on its CPU)."""
+    pytest.importorskip({"torch-fp32": "torch", "onnx": "onnxruntime", "openvino": "openvino"}[name])
+    assert runtime_of(name, device="cpu")["device"] == "cpu"
+
+
+def test_device_from_what_the_runtime_reports():
+    from harness.backends.onnx import OnnxBackend
+    from harness.backends.openvino import OpenVINOBackend
+
+    assert OnnxBackend.device_of_providers(["CUDAExecutionProvider", "CPUExecutionProvider"]) == "cuda"
+    assert OnnxBackend.device_of_providers(["TensorrtExecutionProvider", "CUDAExecutionProvider"]) == "cuda"
+    assert OnnxBackend.device_of_providers(["CPUExecutionProvider"]) == "cpu"
+    assert OpenVINOBackend.device_of_execution_devices("['CPU']") == "cpu"
+    assert OpenVINOBackend.device_of_execution_devices("['GPU.0']") == "gpu"

@@ -23,8 +23,24 @@ def backend_class(family: str) -> type[Backend]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
+def family_of(backend: str) -> str | None:
+    """The family of a registered backend name ("onnx-O4" -> "onnx"); None for a name not registered."""
+    from harness.config import BACKENDS
+
+    cfg = BACKENDS.get(backend)
+    return cfg.family if cfg is not None else None
+
+
 def create(cfg, hw, threads: int) -> Backend:
     return backend_class(cfg.family)(cfg, hw, threads)
 
 
-__all__ = ["REGISTRY", "Backend", "backend_class", "create"]
+def registered(backend: str, hw) -> Backend | None:
+    """A registered backend as configured by default, for what it says about itself (its ST backend
+    name, documented model_kwargs, export call); None for a name not registered."""
+    from harness.config import BACKENDS
+
+    return create(BACKENDS[backend], hw, 1) if backend in BACKENDS else None
+
+
+__all__ = ["REGISTRY", "Backend", "backend_class", "create", "family_of", "registered"]

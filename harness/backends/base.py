@@ -60,7 +60,24 @@ class Backend(ABC):
 
     @abstractmethod
     def runtime(self, model: Any) -> dict[str, Any]:
-        """Settings read back from the loaded runtime; must include 'precision' (fp32/fp16/bf16/int8)."""
+        """Settings read back from the loaded runtime; must include 'precision' (fp32/fp16/bf16/int8)
+        and 'device' (where it ran: "cpu", "cuda", or "gpu" for an OpenVINO GPU)."""
+
+    @classmethod
+    def device_without_readback(cls, settings: dict[str, Any], hardware: dict[str, Any]) -> str:
+        """Where a row written before runtimes reported their device ran, from what it recorded:
+        sentence-transformers' default is the GPU when there is one."""
+        return "cuda" if hardware.get("gpu") else "cpu"
+
+    def documented_model_kwargs(self) -> dict[str, Any]:
+        """The model_kwargs the sentence-transformers docs load this backend with, from a folder that
+        holds its exported files (the recommender's loading snippet). Default: none."""
+        return {}
+
+    def export_call(self) -> tuple[str, Any] | None:
+        """The sentence-transformers function that creates this backend's file once, and its config
+        argument (the recommender's commented export line); None when loading needs no export."""
+        return None
 
     def load(self, model_kind: str, folder: Path, described: dict[str, Any], trust_remote_code: bool) -> Any:
         from sentence_transformers import CrossEncoder, SentenceTransformer

@@ -16,6 +16,17 @@ log = logging.getLogger(__name__)
 
 BASE_KEY = "onnx"
 BASE_FILE = "onnx/model.onnx"
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def qint8_file_name(config: str) -> str:
+    """What `export_dynamic_quantized_onnx_model(model, config, ...)` writes.
+
+    The suffix is `{weights dtype}_{config}`; Optimum's avx2 config quantizes weights to QUInt8,
+    the others to QInt8, so avx2 gives `model_quint8_avx2.onnx`.
+    """
+    dtype = "quint8" if config == "avx2" else "qint8"
+    return f"onnx/model_{dtype}_{config}.onnx"
 
 
 class OnnxBackend(Backend):
@@ -24,6 +35,19 @@ class OnnxBackend(Backend):
     @property
     def provider(self) -> str:
         return "CUDAExecutionProvider" if self.device == "cuda" else "CPUExecutionProvider"
+
+    @staticmethod
+    def device_of_providers(providers: list[str]) -> str:
+        """Where a session runs: its first provider is the one that takes every op it can."""
+        return "cuda" if providers and providers[0] in GPU_PROVIDERS else "cpu"
+
+    @classmethod
+    def device_without_readback(cls, settings: dict[str, Any], hardware: dict[str, Any]) -> str:
+        provider = (settings.get("model_kwargs") or {}).get("provider")
+        if provider:
+            return cls.device_of_providers([provider])
+        probed = hardware.get("ort_providers") or ()
+        return "cuda" if hardware.get("gpu") and "CUDAExecutionProvider" in probed else "cpu"
 
     @property
     def qconfig(self) -> str:
@@ -36,6 +60,20 @@ class OnnxBackend(Backend):
         if self.cfg.quantization:
             return f"onnx-qint8-{self.qconfig}", {"quantization": self.qconfig}
         return BASE_KEY, {}
+
+    def documented_model_kwargs(self) -> dict[str, Any]:
+        if self.cfg.optimization:
+            return {"file_name": f"onnx/model_{self.cfg.optimization}.onnx"}
+        if self.cfg.quantization:
+            return {"file_name": qint8_file_name(self.qconfig)}
+        return {}
+
+    def export_call(self) -> tuple[str, Any] | None:
+        if self.cfg.optimization:
+            return "export_optimized_onnx_model", self.cfg.optimization
+        if self.cfg.quantization:
+            return "export_dynamic_quantized_onnx_model", self.qconfig
+        return None
 
     def unsupported_reason(self) -> str | None:
         reason = super().unsupported_reason()
@@ -117,6 +155,7 @@ class OnnxBackend(Backend):
             "precision_source": source,
             "kernels": kernels,
             "providers": session.get_providers(),
+            "device": self.device_of_providers(session.get_providers()),
             "intra_op_threads": options.intra_op_num_threads,
             "inter_op_threads": options.inter_op_num_threads,
             "allow_spinning": options.get_session_config_entry("session.intra_op.allow_spinning") == "1",

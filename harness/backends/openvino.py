@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 BASE_KEY = "openvino"
 BASE_FILE = "openvino/openvino_model.xml"
+QINT8_FILE = "openvino/openvino_model_qint8_quantized.xml"  # what export_static_quantized_openvino_model writes
 PRECISION = {
     "f32": "fp32",
     "float32": "fp32",
@@ -68,6 +69,21 @@ class OpenVINOBackend(Backend):
             return []
         chosen = default_precision(self.device.upper())
         return [{"ov_precision": "f32"}] if chosen not in (None, "fp32") else []
+
+    @staticmethod
+    def device_of_execution_devices(devices: str | None) -> str:
+        """The device, "cpu" or "gpu" (an Intel GPU), from the compiled model's EXECUTION_DEVICES ("['CPU']")."""
+        return "gpu" if devices and "GPU" in devices.upper() else "cpu"
+
+    @classmethod
+    def device_without_readback(cls, settings: dict[str, Any], hardware: dict[str, Any]) -> str:
+        return "cpu"  # the harness never compiled OpenVINO for anything else
+
+    def documented_model_kwargs(self) -> dict[str, Any]:
+        return {"file_name": QINT8_FILE} if self.cfg.quantization == "static" else {}
+
+    def export_call(self) -> tuple[str, Any] | None:
+        return ("export_static_quantized_openvino_model", None) if self.cfg.quantization == "static" else None
 
     def export_key(self) -> tuple[str, dict[str, Any]]:
         if self.cfg.quantization == "static":
@@ -161,6 +177,7 @@ class OpenVINOBackend(Backend):
             "performance_hint": props["PERFORMANCE_HINT"],
             "inference_precision_hint": props["INFERENCE_PRECISION_HINT"],
             "execution_devices": props["EXECUTION_DEVICES"],
+            "device": self.device_of_execution_devices(props["EXECUTION_DEVICES"]),
             "openvino": ov.__version__,
         }
 

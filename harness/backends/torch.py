@@ -16,6 +16,9 @@ class TorchBackend(Backend):
     def load_spec(self, source_dir: Path, export_dir: Path, cache: Any) -> tuple[Path, dict[str, Any]]:
         return source_dir, {"torch_dtype": self.cfg.dtype}
 
+    def documented_model_kwargs(self) -> dict[str, Any]:
+        return {} if self.cfg.dtype == "float32" else {"torch_dtype": self.cfg.dtype}
+
     def model_kwargs(self, described: dict[str, Any]) -> dict[str, Any]:
         import torch
 
@@ -24,11 +27,12 @@ class TorchBackend(Backend):
     def runtime(self, model: Any) -> dict[str, Any]:
         import torch
 
-        dtype = str(next(model.parameters()).dtype)
+        parameter = next(model.parameters())
+        dtype = str(parameter.dtype)
         return {
             "precision": PRECISION.get(dtype, dtype),
             "torch_dtype": dtype,
-            "device": str(next(model.parameters()).device),
+            "device": parameter.device.type,  # "cpu" / "cuda" / "mps": where the weights are
             "intra_op_threads": torch.get_num_threads(),
             "inter_op_threads": torch.get_num_interop_threads(),
             "torch": torch.__version__,

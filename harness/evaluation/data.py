@@ -10,7 +10,6 @@ lazily: local runs and unit tests never need it, and nothing downloads unless on
 from __future__ import annotations
 
 import csv
-import difflib
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from harness.usage import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -288,9 +289,8 @@ def nanobeir_dataset_id(subset: str) -> str:
     key = subset.rsplit("/", 1)[-1].lower()
     key = key.removeprefix("nano")
     if key not in NANOBEIR_DATASETS:
-        hint = difflib.get_close_matches(key, NANOBEIR_DATASETS, n=1)
-        did_you_mean = f" Did you mean: {hint[0]}?" if hint else ""
-        raise ValueError(f"unknown NanoBEIR dataset {subset!r}.{did_you_mean} Valid: {', '.join(NANOBEIR_DATASETS)}")
+        hint = did_you_mean(key, NANOBEIR_DATASETS)
+        raise ValueError(f"unknown NanoBEIR dataset {subset!r}.{hint} Valid: {', '.join(NANOBEIR_DATASETS)}")
     return f"{NANOBEIR_ORG}/Nano{NANOBEIR_DATASETS[key]}"
 
 

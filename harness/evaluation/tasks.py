@@ -7,7 +7,6 @@ evaluators use, so every backend is evaluated by exactly the same code.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import time
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from harness.evaluation.data import (
 )
 from harness.evaluation.retrieval import bm25_candidates, ndcg_at_10_bi, ndcg_at_10_rerank
 from harness.evaluation.sts import sts_spearman_bi, sts_spearman_cross
+from harness.usage import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,7 @@ SOURCE_KEYS = ("path", "hub", "split", "max_queries", "max_corpus", "seed")
 
 def _check_choice(kind: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        hint = difflib.get_close_matches(value, allowed, n=1)
-        did_you_mean = f" Did you mean: {hint[0]}?" if hint else ""
-        raise ValueError(f"unknown {kind} {value!r}.{did_you_mean} Valid: {', '.join(allowed)}")
+        raise ValueError(f"unknown {kind} {value!r}.{did_you_mean(value, allowed)} Valid: {', '.join(allowed)}")
 
 
 def check_source(source: Mapping[str, Any]) -> None:

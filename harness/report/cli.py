@@ -9,21 +9,14 @@ from pathlib import Path
 import pandas as pd
 
 from harness import results
-from harness.recommend import MODEL_KINDS
+from harness.analysis import find_machine
+from harness.config import MODEL_KINDS
 from harness.report import pages
-
-
-class UsageError(Exception):
-    """A bad command line or nothing to report: one line on stderr, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
+from harness.usage import Parser, UsageError
 
 
 def build_parser(prog: str = "harness report") -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description="Charts and tables from the result store.")
+    p = Parser(prog=prog, description="Charts and tables from the result store.")
     p.add_argument("--results", type=Path, default=Path("results"), help="result store (results/)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="output folder (reports/)")
     p.add_argument("--run", action="append", dest="runs", metavar="RUN", help="only this run (repeatable)")
@@ -35,12 +28,7 @@ def build_parser(prog: str = "harness report") -> argparse.ArgumentParser:
 
 def select(df: pd.DataFrame, *, machine: str | None, model_kind: str | None) -> pd.DataFrame:
     if machine:
-        known = sorted(df["machine"].dropna().unique())
-        matches = [m for m in known if m == machine] or [m for m in known if str(m).startswith(machine)]
-        if len(matches) != 1:
-            why = "matches several machines" if matches else "matches no machine"
-            raise UsageError(f"--machine {machine!r} {why}; machines in the store: {', '.join(known)}")
-        df = df[df["machine"] == matches[0]]
+        df = df[df["machine"] == find_machine(df, machine)]
     if model_kind:
         models = set(df.loc[df["model_kind"] == model_kind, "model"])
         df = df[(df["model_kind"] == model_kind) | ((df["kind"] == "accuracy") & df["model"].isin(models))]

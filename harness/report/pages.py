@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.recommend import MODEL_KINDS, contended_mask
+from harness.analysis import accuracy_by_configuration, contended_mask
+from harness.config import MODEL_KINDS
 from harness.report import charts
 
 DPI = 150
@@ -95,26 +96,18 @@ def status_text(row: dict[str, Any]) -> str:
     status = str(row.get("status") or "-")
     reason = row.get("reason")
     contended = row["is_contended"] if "is_contended" in row else row.get("contended") in (True, 1)
+    note = row.get("note")
+    note = f" ({note})" if isinstance(note, str) and note else ""
     if status == "ok" and contended:
-        return "ok, contended (not evidence)"
+        return f"ok, contended (not evidence){note}"
     if status != "ok" and reason:
         return f"{status}: {' '.join(str(reason).split())}"
-    return status
+    return status + note
 
 
 # --------------------------------------------------------------------------------------------
 # tables
 # --------------------------------------------------------------------------------------------
-
-
-def _accuracy_lookup(df: pd.DataFrame) -> dict[tuple[str, str, str], float]:
-    """(machine, model, backend) -> mean accuracy_ratio (mean per metric, then over metrics)."""
-    acc = df[(df["kind"] == "accuracy") & (df["status"] == "ok") & df["accuracy_ratio"].notna()]
-    if acc.empty:
-        return {}
-    acc = acc.assign(accuracy_ratio=acc["accuracy_ratio"].astype(float))
-    per_metric = acc.groupby(["machine", "model", "backend", "metric"])["accuracy_ratio"].mean()
-    return per_metric.groupby(["machine", "model", "backend"]).mean().to_dict()
 
 
 def summary_table(df: pd.DataFrame, model_kind: str) -> Table | None:
@@ -156,7 +149,7 @@ def cells_table(df: pd.DataFrame, model_kind: str) -> Table | None:
     sp = charts.speed_rows(df, model_kind)
     if sp.empty:
         return None
-    acc = _accuracy_lookup(df)
+    acc = accuracy_by_configuration(df, by=("machine", "model")).to_dict()
     order = {b: i for i, b in enumerate(charts.backend_order(sp["backend"].unique()))}
     ds_order = {d: i for i, (d, _) in enumerate(charts.dataset_order(sp))}
     records = sp.to_dict("records")
@@ -309,6 +302,7 @@ def build(df: pd.DataFrame, title: str = "Backend benchmark report") -> tuple[li
     stamps = pd.to_datetime(df["timestamp"], errors="coerce", utc=True).dropna()
     when = f"; measured {stamps.min():%Y-%m-%d %H:%M} - {stamps.max():%Y-%m-%d %H:%M} UTC" if len(stamps) else ""
     n_cont = int(contended_mask(df)[speed.index].sum())
+    n_small = int(speed["note"].notna().sum()) if "note" in speed else 0
     blocks.append(
         Block(
             "p",
@@ -321,7 +315,8 @@ def build(df: pd.DataFrame, title: str = "Backend benchmark report") -> tuple[li
                 "baseline that did): they are marked 'contended', excluded from means and hatched in the heatmaps."
                 if n_cont
                 else ""
-            ),
+            )
+            + (f" {n_small} ok cell(s) had fewer texts than their batch size (see their status)." if n_small else ""),
         )
     )
     for kind in MODEL_KINDS:
@@ -421,7 +416,8 @@ def to_html(blocks: list[Block], images: dict[str, bytes]) -> str:
                 cls = ""
                 if status_col is not None:
                     status = row[status_col]
-                    cls = ' class="cont"' if "contended" in status else (' class="bad"' if status != "ok" else "")
+                    bad = not status.startswith("ok")
+                    cls = ' class="cont"' if "contended" in status else (' class="bad"' if bad else "")
                 cells = "".join(
                     f'<td class="n">{esc(c)}</td>' if i in t.numeric else f"<td>{esc(c)}</td>"
                     for i, c in enumerate(row)
