@@ -7,7 +7,10 @@
 * what counts as contended (`contended_mask`): measured under contention, or compared with a
   torch-fp32 that was;
 * what a reader must know about an ok row (`with_notes`): e.g. a cell smaller than one batch;
-* the accuracy of a configuration (`accuracy_by_configuration`): mean per metric, then over metrics;
+* the accuracy of a configuration (`accuracy_by_configuration`): mean per metric
+  (`accuracy_per_metric`), then over metrics;
+* how far a configuration's outputs are from torch-fp32's (`worst_fidelity`, `fidelity_by_configuration`):
+  the worst case over the rows, evaluation sets first, else the timed texts;
 * which machine a name on the command line means (`find_machine`): the fingerprint or a unique prefix.
 """
 
@@ -149,6 +152,34 @@ def accuracy_by_configuration(
     """Mean accuracy_ratio per configuration (an accuracy row's label, e.g. "openvino [ov_precision=bf16]"),
     and per `by` columns: the mean per metric first, then the mean over metrics, so a metric with more
     evaluation sets does not outweigh another. A speed row finds its accuracy under its `accuracy_label`."""
+    acc = _ok_accuracy(df, models, machines)
+    keys = [*by, "label"]
+    if acc.empty:
+        return pd.Series(dtype=float, index=pd.MultiIndex.from_tuples([], names=keys) if by else None)
+    return _per_metric(acc, keys).groupby(keys).mean()
+
+
+def _per_metric(acc: pd.DataFrame, keys: list[str]) -> pd.Series:
+    return (
+        acc.assign(accuracy_ratio=acc["accuracy_ratio"].astype(float))
+        .groupby([*keys, "metric"])["accuracy_ratio"]
+        .mean()
+    )
+
+
+def accuracy_per_metric(
+    df: pd.DataFrame, *, models: Iterable[str] | None = None, machines: Iterable[str] | None = None
+) -> dict[str, dict[str, float]]:
+    """label -> {metric: mean accuracy_ratio over its evaluation sets}: what `accuracy_by_configuration`
+    averages, kept apart so a loss on one metric is not hidden by the mean."""
+    acc = _ok_accuracy(df, models, machines)
+    out: dict[str, dict[str, float]] = {}
+    for (lab, metric), ratio in _per_metric(acc, ["label"]).items() if len(acc) else []:
+        out.setdefault(str(lab), {})[str(metric)] = float(ratio)
+    return out
+
+
+def _ok_accuracy(df: pd.DataFrame, models: Iterable[str] | None, machines: Iterable[str] | None) -> pd.DataFrame:
     if "label" not in df:
         df = with_labels(df)
     acc = df[(df["kind"] == "accuracy") & (df["status"] == "ok") & df["accuracy_ratio"].notna()]
@@ -156,11 +187,41 @@ def accuracy_by_configuration(
         acc = acc[acc["model"].isin(list(models))]
     if machines is not None:
         acc = acc[acc["machine"].isin(list(machines))]
-    keys = [*by, "label"]
-    if acc.empty:
-        return pd.Series(dtype=float, index=pd.MultiIndex.from_tuples([], names=keys) if by else None)
-    per_metric = acc.assign(accuracy_ratio=acc["accuracy_ratio"].astype(float)).groupby([*keys, "metric"])
-    return per_metric["accuracy_ratio"].mean().groupby(keys).mean()
+    return acc
+
+
+# Worst-case fidelity to torch-fp32 per model kind: (column, name, how the worst case pools rows).
+# Embeddings: the lowest per-text cosine (and the mean cosine, averaged); cross-encoders: the lowest
+# Spearman of the scores and the largest absolute score difference.
+FIDELITY = {
+    "bi-encoder": (("fidelity_min_cos", "min_cos", "min"), ("fidelity_mean_cos", "mean_cos", "mean")),
+    "cross-encoder": (("fidelity_spearman", "spearman", "min"), ("fidelity_max_abs_diff", "max_abs_diff", "max")),
+}
+# The number a fidelity floor (--min-cosine / --min-spearman) is checked against, per model kind.
+FIDELITY_FLOOR = {"bi-encoder": "min_cos", "cross-encoder": "spearman"}
+
+
+def worst_fidelity(rows: pd.DataFrame, model_kind: str) -> dict[str, float]:
+    """The worst case over `rows` of each fidelity number they carry ({} when none carries one)."""
+    out = {}
+    for column, name, how in FIDELITY[model_kind]:
+        values = pd.to_numeric(rows[column], errors="coerce").dropna() if column in rows else pd.Series()
+        if len(values):
+            out[name] = float(getattr(values, how)())
+    return out
+
+
+def fidelity_by_configuration(
+    df: pd.DataFrame, model_kind: str, *, models: Iterable[str] | None = None, machines: Iterable[str] | None = None
+) -> dict[str, dict[str, float]]:
+    """label -> worst-case fidelity to torch-fp32 over its ok accuracy rows (the evaluation sets)."""
+    acc = _ok_accuracy(df, models, machines)
+    out = {}
+    for lab, rows in acc.groupby("label"):
+        worst = worst_fidelity(rows, model_kind)
+        if worst:
+            out[str(lab)] = worst
+    return out
 
 
 def find_machine(df: pd.DataFrame, machine: str, option: str = "--machine") -> str:
