@@ -14,7 +14,7 @@ from harness import hardware, results
 from harness.analysis import find_machine
 from harness.config import MODEL_KINDS
 from harness.hardware import Hardware
-from harness.recommend.evidence import Query, format_text, recommend
+from harness.recommend.evidence import SCENARIOS, Query, format_text, recommend
 from harness.recommend.flowchart import CPU_VENDORS
 from harness.usage import Parser, UsageError, did_you_mean
 
@@ -40,6 +40,22 @@ def build_parser(prog: str = "harness recommend") -> Parser:
         type=float,
         default=0.01,
         help="accuracy loss you accept, as a fraction of torch-fp32's score: 0.01 = 1%% (default)",
+    )
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="bulk",
+        help="bulk: encode a corpus in one call, ranked by throughput (default); "
+        "online: one request at a time (batch size 1 rows), ranked by p99 latency",
+    )
+    rules = p.add_argument_group("constraints (each rejected backend is listed with the rule it broke)")
+    rules.add_argument("--max-latency-ms", type=float, metavar="MS", help="p99 latency of the chosen rows at most MS")
+    rules.add_argument("--max-memory-mb", type=float, metavar="MB", help="peak memory at most MB")
+    rules.add_argument(
+        "--min-cosine", type=float, metavar="F", help="embeddings: worst-case cosine to torch-fp32 at least F"
+    )
+    rules.add_argument(
+        "--min-spearman", type=float, metavar="F", help="cross-encoders: worst-case Spearman to torch-fp32 at least F"
     )
     p.add_argument("--results", type=Path, default=Path("results"), help="result store (results/)")
     p.add_argument("--model", help="only use measurements of this model")
@@ -137,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             tolerance=args.tolerance,
             model=args.model,
+            scenario=args.scenario,
+            max_latency_ms=args.max_latency_ms,
+            max_memory_mb=args.max_memory_mb,
+            min_cosine=args.min_cosine,
+            min_spearman=args.min_spearman,
         )
         flags = parse_flags(args.flags) if args.flags is not None else None
         # Contradictions are checked before anything slow (detection, loading the store).

@@ -10,11 +10,28 @@ from typing import Any
 import pandas as pd
 
 from harness import results
-from harness.analysis import accuracy_by_configuration, contended_mask
+from harness.analysis import (
+    FIDELITY_FLOOR,
+    accuracy_by_configuration,
+    accuracy_per_metric,
+    contended_mask,
+    fidelity_by_configuration,
+    worst_fidelity,
+)
 from harness.config import MODEL_KINDS
 from harness.hardware import Hardware
 from harness.recommend.flowchart import DOCS_URL, TIE_DECIMALS, Documented, documented, flowchart
 from harness.recommend.snippet import documented_model_kwargs, export_hint, python_snippet
+
+# bulk: a corpus encoded in one call, ranked by bulk throughput speedup; online: one request at a time
+# (batch size 1), ranked by p99 latency.
+SCENARIOS = ("bulk", "online")
+ONLINE_BATCH_SIZE = 1
+# What the decision rests on (`Evidence.basis`).
+LABELLED = "labelled accuracy (evaluation sets)"
+LABEL_FREE = "label-free fidelity on the timed texts, no labelled data"
+FIDELITY_NAMES = {"min_cos": "min cosine", "mean_cos": "mean cosine", "spearman": "Spearman",
+                  "max_abs_diff": "max |Δ|"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -26,8 +43,25 @@ class Query:
     batch_size: int = 32
     tolerance: float = 0.01
     model: str | None = None
+    scenario: str = "bulk"  # SCENARIOS
+    max_latency_ms: float | None = None  # p99 of the chosen rows
+    max_memory_mb: float | None = None  # peak memory of the chosen rows
+    min_cosine: float | None = None  # worst-case cosine to torch-fp32 (embeddings)
+    min_spearman: float | None = None  # worst-case Spearman to torch-fp32 (cross-encoders)
 
     def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"--scenario must be one of {', '.join(SCENARIOS)}; got {self.scenario!r}")
+        for option, value in (("--max-latency-ms", self.max_latency_ms), ("--max-memory-mb", self.max_memory_mb)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{option} must be a positive number; got {value}")
+        for option, value in (("--min-cosine", self.min_cosine), ("--min-spearman", self.min_spearman)):
+            if value is not None and not -1 <= value <= 1:
+                raise ValueError(f"{option} must be between -1 and 1; got {value}")
+        if self.min_cosine is not None and self.model_kind != "bi-encoder":
+            raise ValueError("--min-cosine is a floor on embeddings' cosine; for cross-encoders use --min-spearman")
+        if self.min_spearman is not None and self.model_kind != "cross-encoder":
+            raise ValueError("--min-spearman is a floor on cross-encoder scores; for embeddings use --min-cosine")
         if self.model_kind not in MODEL_KINDS:
             raise ValueError(f"--model-kind must be one of {', '.join(MODEL_KINDS)}; got {self.model_kind!r}")
         if not 0 <= self.tolerance <= 1:
@@ -43,14 +77,21 @@ class Query:
 @dataclass
 class Candidate:
     backend: str
-    speedup: float
+    speedup: float  # bulk throughput (one encode call over all texts) vs torch-fp32
     accuracy_ratio: float | None
     qualifies: bool
-    why: str
+    why: str  # the accuracy (or, without labelled data, fidelity) verdict
     n_cells: int
     settings: dict[str, Any] | None = None  # of its fastest cell
     settings_model: str | None = None  # the model of that cell
     variant: str = ""  # swept runtime knobs that differ from the backend's defaults ("" = as registered)
+    speedup_per_request: float | None = None  # one encode call per batch vs torch-fp32
+    latency_p99_ms: float | None = None  # worst p99 over its cells
+    peak_memory_mb: float | None = None  # largest over its cells
+    accuracy_by_metric: dict[str, float] = field(default_factory=dict)  # metric -> accuracy ratio
+    fidelity: dict[str, float] = field(default_factory=dict)  # worst case vs torch-fp32 (`analysis.FIDELITY`)
+    fidelity_source: str | None = None  # "evaluation set" | "timed texts" | "the reference"
+    rejected: list[str] = field(default_factory=list)  # every rule it broke (empty when it qualifies)
 
     @property
     def label(self) -> str:
@@ -71,14 +112,21 @@ class Evidence:
     batch_sizes: list[int] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)
+    scenario: str = "bulk"
+    basis: str = ""  # LABELLED | LABEL_FREE | "" (neither accuracy nor fidelity measured)
 
     @property
     def qualifying(self) -> list[Candidate]:
         return [c for c in self.candidates if c.qualifies]
 
+    @property
+    def rejections(self) -> list[dict[str, Any]]:
+        return [{"backend": c.label, "reasons": c.rejected} for c in self.candidates if not c.qualifies]
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["candidates"] = [c.to_dict() for c in self.candidates]
+        d["rejections"] = self.rejections
         return d
 
 
@@ -89,31 +137,54 @@ def _nearest(values: list[float], target: float) -> list[float]:
     return sorted(v for v, d in dist.items() if d - best <= 1e-9)
 
 
-def _sort_key(c: Candidate, preferred: str) -> tuple:
+def _sort_key(c: Candidate, preferred: str, scenario: str = "bulk") -> tuple:
+    if scenario == "online":  # lowest p99 first; equal at the printed precision (0.01 ms) is a tie
+        p99 = math.inf if c.latency_p99_ms is None else round(c.latency_p99_ms, TIE_DECIMALS)
+        return (p99, c.label != preferred, c.label)
     return (-round(c.speedup, TIE_DECIMALS), c.label != preferred, c.label)
 
 
+def _worst(rows: pd.DataFrame, column: str, how: str) -> float | None:
+    values = pd.to_numeric(rows[column], errors="coerce").dropna() if column in rows else pd.Series()
+    return float(getattr(values, how)()) if len(values) else None
+
+
+def fmt_fidelity(fidelity: dict[str, float]) -> str:
+    """'min cosine 0.9712, mean cosine 0.9981' (in `analysis.FIDELITY` order)."""
+    return ", ".join(f"{FIDELITY_NAMES[k]} {v:.4f}" for k, v in fidelity.items())
+
+
 def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None = None) -> Evidence:
-    """This machine's measured candidates for `query`, fastest qualifying first.
+    """This machine's measured candidates for `query`, best qualifying first.
 
     The rule:
     * speed rows with status ok, not contended, on `machine` (other machines are ignored),
       of `query.model_kind` (and `query.model` if given);
     * of those, the dataset(s) whose mean text length is nearest `query.text_length`, then the
-      measured batch size(s) nearest `query.batch_size` - both on a log scale, because text lengths
-      and batch sizes span orders of magnitude (a 200-character text is closer to 620 than to 39);
-      ties keep both;
+      measured batch size(s) nearest `query.batch_size` (scenario bulk) or nearest 1 (scenario online:
+      one request at a time) - both on a log scale, because text lengths and batch sizes span orders of
+      magnitude (a 200-character text is closer to 620 than to 39); ties keep both;
     * a candidate is a backend with its swept runtime knobs (`label`, e.g. "openvino [ov_precision=bf16]"):
       variants of one backend are never averaged together;
-    * a candidate's speedup is the mean over the cells left (models x datasets x batch sizes);
-      cells without a torch-fp32 baseline have no speedup: if none has one there is no evidence;
-    * a candidate qualifies if its accuracy_ratio (accuracy rows of its `accuracy_label`, status ok,
-      same machine and models; mean per metric, then mean over metrics) is >= 1 - tolerance. One
-      with no accuracy rows does not qualify - an unmeasured loss is not an acceptable one - except
-      torch-fp32, the reference (ratio 1 by definition);
-    * order: speedup (rounded to TIE_DECIMALS), then `preferred` (the flowchart's answer), then name.
+    * a candidate's speedups (bulk, per request) are the means over the cells left (models x datasets x
+      batch sizes); its p99 latency and peak memory the worst over them; cells without a torch-fp32
+      baseline have no speedup: if none has one there is no evidence;
+    * its fidelity to torch-fp32 is the worst case over its accuracy rows (the evaluation sets) when they
+      carry one, else over its cells' timed texts (`analysis.worst_fidelity`);
+    * with labelled accuracy (any candidate but torch-fp32 has accuracy rows), a candidate qualifies if
+      its accuracy_ratio (accuracy rows of its `accuracy_label`, status ok, same machine and models; mean
+      per metric, then mean over metrics) is >= 1 - tolerance; one with no accuracy rows does not - an
+      unmeasured loss is not an acceptable one - except torch-fp32, the reference (ratio 1 by definition);
+    * without labelled accuracy but with timed-text fidelity (a speed-only store), the tolerance is read
+      as a floor on the worst-case fidelity: min cosine (embeddings) / Spearman (cross-encoders)
+      >= 1 - tolerance, unless --min-cosine / --min-spearman set the floor;
+    * then the constraints: --min-cosine / --min-spearman (worst-case fidelity), --max-latency-ms (p99),
+      --max-memory-mb (peak memory); a number a constraint needs that was not measured breaks it.
+      Every rule a candidate breaks is listed in its `rejected`;
+    * order: bulk - speedup (rounded to TIE_DECIMALS); online - p99 latency (rounded to 0.01 ms);
+      then `preferred` (the flowchart's answer), then name.
     """
-    ev = Evidence(machine=machine)
+    ev = Evidence(machine=machine, scenario=query.scenario)
     if df.empty:
         ev.note = "the result store is empty"
         return ev
@@ -150,7 +221,8 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
     speed = speed[speed["dataset"].isin(datasets)]
     sizes = sorted({int(b) for b in speed["batch_size"].dropna()})
     if sizes:
-        ev.batch_sizes = [int(b) for b in _nearest(sizes, query.batch_size)]
+        target = ONLINE_BATCH_SIZE if query.scenario == "online" else query.batch_size
+        ev.batch_sizes = [int(b) for b in _nearest(sizes, target)]
         speed = speed[speed["batch_size"].isin(ev.batch_sizes)]
     ev.models = sorted(speed["model"].dropna().unique())
     ev.runs = sorted(speed["run"].dropna().unique())
@@ -163,46 +235,134 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
         )
         return ev
 
-    acc_ratio = accuracy_by_configuration(df, models=ev.models, machines=[machine])
-
-    floor = 1 - query.tolerance
-    for _, rows in timed.groupby("label"):
-        backend, variant = str(rows["backend"].iloc[0]), str(rows["variant"].iloc[0] or "")
-        ratio = acc_ratio.get(rows["accuracy_label"].iloc[0])
-        if ratio is not None and not pd.isna(ratio):
-            ratio = float(ratio)
-            ok = ratio >= floor - 1e-9
-            why = f"accuracy {ratio:.2%} {'>=' if ok else '<'} {floor:.2%} of torch-fp32"
-        elif backend == results.BASELINE and not results.accuracy_variant(variant):
-            ratio, ok, why = 1.0, True, "the reference (accuracy ratio 1 by definition)"
-        else:
-            ratio, ok, why = None, False, "no accuracy measurement, so its accuracy loss is unknown"
-        best = rows.loc[rows["throughput"].astype(float).idxmax()]
-        settings = best["settings"] if isinstance(best["settings"], dict) else None
-        ev.candidates.append(
-            Candidate(
-                backend=str(backend),
-                speedup=float(rows["speedup"].astype(float).mean()),
-                accuracy_ratio=ratio,
-                qualifies=ok,
-                why=why,
-                n_cells=len(rows),
-                settings=settings,
-                settings_model=str(best["model"]),
-                variant=variant,
-            )
-        )
-    ev.candidates.sort(key=lambda c: _sort_key(c, preferred or ""))
+    accuracy_labels = {}
+    for label, rows in timed.groupby("label"):
+        ev.candidates.append(_candidate(rows))
+        accuracy_labels[str(label)] = str(rows["accuracy_label"].iloc[0])
+    _add_accuracy(ev, df, query, machine, accuracy_labels)
+    for c in ev.candidates:
+        _judge(c, query, ev.basis)
+    ev.candidates.sort(key=lambda c: _sort_key(c, preferred or "", query.scenario))
     if not ev.qualifying:
-        ev.note = "no measured backend qualifies"
+        ev.note = "no measured backend meets every rule"
     return ev
+
+
+def _candidate(rows: pd.DataFrame) -> Candidate:
+    """One configuration's cells: speed, latency, memory and (for now) timed-text fidelity."""
+    backend, variant = str(rows["backend"].iloc[0]), str(rows["variant"].iloc[0] or "")
+    best = rows.loc[rows["throughput"].astype(float).idxmax()]
+    per_request = pd.to_numeric(rows["speedup_per_request"], errors="coerce").dropna()
+    c = Candidate(
+        backend=backend,
+        speedup=float(rows["speedup"].astype(float).mean()),
+        accuracy_ratio=None,
+        qualifies=False,
+        why="",
+        n_cells=len(rows),
+        settings=best["settings"] if isinstance(best["settings"], dict) else None,
+        settings_model=str(best["model"]),
+        variant=variant,
+        speedup_per_request=float(per_request.mean()) if len(per_request) else None,
+        latency_p99_ms=_worst(rows, "latency_p99_ms", "max"),
+        peak_memory_mb=_worst(rows, "peak_memory_mb", "max"),
+    )
+    if _is_reference(c):
+        c.fidelity_source = "the reference"
+    else:
+        on_timed = rows[rows["fidelity_source"] == "timed texts"]
+        kind = str(rows["model_kind"].iloc[0])
+        c.fidelity = worst_fidelity(on_timed, kind)
+        c.fidelity_source = "timed texts" if c.fidelity else None
+    return c
+
+
+def _is_reference(c: Candidate) -> bool:
+    return c.backend == results.BASELINE and not results.accuracy_variant(c.variant)
+
+
+def _add_accuracy(ev: Evidence, df: pd.DataFrame, query: Query, machine: str, accuracy_labels: dict[str, str]) -> None:
+    """Accuracy ratios (mean and per metric) and evaluation-set fidelity of each candidate, and what the
+    decision rests on (`ev.basis`)."""
+    scope = dict(models=ev.models, machines=[machine])
+    acc_ratio = accuracy_by_configuration(df, **scope)
+    per_metric = accuracy_per_metric(df, **scope)
+    eval_fidelity = fidelity_by_configuration(df, query.model_kind, **scope)
+    for c in ev.candidates:
+        name = accuracy_labels[c.label]
+        ratio = acc_ratio.get(name)
+        if ratio is not None and not pd.isna(ratio):
+            c.accuracy_ratio = float(ratio)
+            c.accuracy_by_metric = per_metric.get(name, {})
+        elif _is_reference(c):
+            c.accuracy_ratio = 1.0
+        if name in eval_fidelity and not _is_reference(c):
+            c.fidelity, c.fidelity_source = eval_fidelity[name], "evaluation set"
+    others = [c for c in ev.candidates if not _is_reference(c)]
+    if any(c.accuracy_ratio is not None for c in others):
+        ev.basis = LABELLED
+    elif any(c.fidelity for c in others):
+        ev.basis = LABEL_FREE
+
+
+def _judge(c: Candidate, query: Query, basis: str) -> None:
+    """Apply every rule to `c`: its `why` (the accuracy or fidelity verdict), `rejected` and `qualifies`."""
+    reasons = []
+    kind_floor = FIDELITY_FLOOR[query.model_kind]
+    name = FIDELITY_NAMES[kind_floor]
+    given = query.min_cosine if query.model_kind == "bi-encoder" else query.min_spearman
+    option = "--min-cosine" if query.model_kind == "bi-encoder" else "--min-spearman"
+    if _is_reference(c):
+        c.why = "the reference (accuracy ratio 1 by definition)"
+    elif basis == LABEL_FREE:
+        if given is None:  # the tolerance, read as a floor on the worst-case fidelity
+            given, option = 1 - query.tolerance, f"1 - tolerance ({query.tolerance:g})"
+        value = c.fidelity.get(kind_floor)
+        if value is None:
+            c.why = "no fidelity measured on the timed texts, so its loss is unknown"
+            reasons.append(c.why)
+        else:
+            ok = value >= given - 1e-9
+            c.why = f"worst-case {name} {value:.4f} {'>=' if ok else '<'} {given:.4f} on the timed texts"
+            if not ok:
+                reasons.append(f"{c.why} (floor: {option})")
+        given = None  # the fidelity floor has been applied
+    elif c.accuracy_ratio is not None:
+        floor = 1 - query.tolerance
+        ok = c.accuracy_ratio >= floor - 1e-9
+        c.why = f"accuracy {c.accuracy_ratio:.2%} {'>=' if ok else '<'} {floor:.2%} of torch-fp32"
+        if not ok:
+            reasons.append(c.why + f" (--tolerance {query.tolerance:g})")
+    else:
+        c.why = "no accuracy measurement, so its accuracy loss is unknown"
+        reasons.append(c.why)
+    if given is not None and not _is_reference(c):
+        value = c.fidelity.get(kind_floor)
+        if value is None:
+            reasons.append(f"{option} {given:g}: no {name} to torch-fp32 measured")
+        elif value < given - 1e-9:
+            reasons.append(f"{option} {given:g}: worst-case {name} {value:.4f} ({c.fidelity_source})")
+    for option, limit, value, unit, what in (
+        ("--max-latency-ms", query.max_latency_ms, c.latency_p99_ms, "ms", "p99 latency"),
+        ("--max-memory-mb", query.max_memory_mb, c.peak_memory_mb, "MB", "peak memory"),
+    ):
+        if limit is None:
+            continue
+        if value is None:
+            reasons.append(f"{option} {limit:g}: {what} not measured")
+        elif value > limit:
+            reasons.append(f"{option} {limit:g}: {what} {value:.1f} {unit}")
+    if query.scenario == "online" and c.latency_p99_ms is None:
+        reasons.append("scenario online: p99 latency not measured")
+    c.rejected = reasons
+    c.qualifies = not reasons
 
 
 @dataclass
 class Recommendation:
-    backend: str
+    backend: str | None  # None: measured candidates exist but none meets every rule (see evidence.rejections)
     source: str  # "measured" | "documented"
-    speedup: float | None
+    speedup: float | None  # the scenario's: bulk throughput (bulk), per-request throughput (online)
     accuracy_ratio: float | None
     flowchart_backend: str
     flowchart_path: list[str]
@@ -214,14 +374,25 @@ class Recommendation:
     documented: Documented
     docs_url: str
     evidence: Evidence | None = None
+    chosen: Candidate | None = None  # the measured candidate behind a measured answer
 
     def to_dict(self) -> dict[str, Any]:
+        c, ev = self.chosen, self.evidence
         return {
             "backend": self.backend,
             "speedup": self.speedup,
+            "speedup_kind": SPEEDUP_KIND[self.query.scenario],
             "speedup_source": self.source,
             "accuracy_ratio": self.accuracy_ratio,
             "accuracy_source": self.source,
+            "accuracy_by_metric": c.accuracy_by_metric if c else {},
+            "fidelity": {"worst_case": c.fidelity, "source": c.fidelity_source} if c else None,
+            "latency_p99_ms": c.latency_p99_ms if c else None,
+            "peak_memory_mb": c.peak_memory_mb if c else None,
+            "scenario": self.query.scenario,
+            "batch_sizes": ev.batch_sizes if ev else [],
+            "basis": ev.basis if ev else "",
+            "rejected": ev.rejections if ev else [],
             "flowchart": {
                 "backend": self.flowchart_backend,
                 "path": self.flowchart_path,
@@ -233,8 +404,11 @@ class Recommendation:
             "machine": self.machine,
             "query": dataclasses.asdict(self.query),
             "hardware": self.hardware,
-            "evidence": self.evidence.to_dict() if self.evidence else None,
+            "evidence": ev.to_dict() if ev else None,
         }
+
+
+SPEEDUP_KIND = {"bulk": "bulk throughput (one encode call over all texts)", "online": "per-request throughput"}
 
 
 def _fmt_speedup(x: float | None) -> str:
@@ -245,8 +419,20 @@ def _fmt_ratio(x: float | None) -> str:
     return "unknown" if x is None else f"{x:.2%}"
 
 
+def _score(c: Candidate, scenario: str) -> str:
+    """What a candidate is ranked by, as printed: '2.50x' (bulk) or 'p99 3.10 ms' (online)."""
+    if scenario == "online":
+        return "p99 unknown" if c.latency_p99_ms is None else f"p99 {c.latency_p99_ms:.2f} ms"
+    return f"{c.speedup:.2f}x"
+
+
+def _per_metric(ratios: dict[str, float]) -> str:
+    return ", ".join(f"{m} {r:.2%}" for m, r in sorted(ratios.items()))
+
+
 def recommend(df: pd.DataFrame, query: Query, hw: Hardware, machine: str | None = None) -> Recommendation:
-    """The flowchart's answer, replaced by the fastest qualifying measured backend when there is one."""
+    """The flowchart's answer, replaced by the best qualifying measured backend when there is measured
+    accuracy or fidelity; none at all when every measured backend breaks a rule."""
     machine = machine or hw.fingerprint
     chart_backend, path = flowchart(
         query.model_kind,
@@ -265,67 +451,15 @@ def recommend(df: pd.DataFrame, query: Query, hw: Hardware, machine: str | None 
         hardware=hw.to_dict(), docs_url=DOCS_URL[query.model_kind], evidence=ev,
     )  # fmt: skip
 
-    accuracy_known = any(c.accuracy_ratio is not None for c in ev.candidates if c.backend != results.BASELINE)
-    if ev.candidates and not accuracy_known:
+    if ev.candidates and not ev.basis:
         # Only the reference would qualify: that is "accuracy not measured", not "torch-fp32 wins".
         speeds = ", ".join(f"{c.label} {c.speedup:.2f}x" for c in sorted(ev.candidates, key=lambda c: -c.speedup))
         ev.note = (
-            "speed was measured but accuracy was not (sweep with HARNESS_DATA_DIR set, or online); "
-            f"measured speedups here: {speeds}"
+            "speed was measured but accuracy was not (sweep with HARNESS_DATA_DIR set, or online), nor "
+            f"fidelity to torch-fp32 on the timed texts; measured speedups here: {speeds}"
         )
-    if ev.qualifying and accuracy_known:
-        best = ev.qualifying[0]
-        chars = ", ".join(f"{d} ({c:g} chars)" if c else d for d, c in ev.datasets.items())
-        reasons.append(
-            f"measured on machine {machine}: {len(ev.models)} model(s) ({', '.join(ev.models)}), "
-            f"dataset(s) {chars} "
-            f"nearest to {query.text_length:g} characters, batch size {', '.join(map(str, ev.batch_sizes))} "
-            f"nearest to {query.batch_size}; runs {', '.join(ev.runs)}"
-        )
-        reasons.append(
-            f"{best.label} is the fastest qualifying backend: {best.speedup:.2f}x torch-fp32 throughput, {best.why}"
-        )
-        by_name = {c.label: c for c in ev.candidates}
-        if best.label != chart_backend:
-            other = by_name.get(chart_backend)
-            if other is None:
-                detail = "was not measured in these cells"
-            elif not other.qualifies:
-                detail = f"measured {other.speedup:.2f}x but does not qualify: {other.why}"
-            else:
-                detail = f"measured {other.speedup:.2f}x, {other.why}"
-            reasons.append(
-                f"this differs from the documented flowchart's {chart_backend}, which {detail}; "
-                f"{best.label} measured {best.speedup:.2f}x"
-            )
-        else:
-            reasons.append("this agrees with the documented flowchart")
-        rejected = [c for c in ev.candidates if not c.qualifies]
-        if rejected:
-            reasons.append("not qualifying: " + "; ".join(f"{c.label} {c.speedup:.2f}x ({c.why})" for c in rejected))
-        settings = best.settings or {}
-        path_ = settings.get("model_path") or (ev.models[0] if len(ev.models) == 1 else model_path)
-        kwargs = settings.get("model_kwargs")
-        if kwargs is None:
-            try:
-                kwargs = documented_model_kwargs(best.backend, hw)
-            except ValueError:
-                kwargs = {}
-        python = python_snippet(query.model_kind, str(path_), best.backend, kwargs, settings.get("st_backend"))
-        if len(ev.models) > 1 and settings:
-            python = (
-                f"# as measured for {best.settings_model}; other models load the same way from their own folder\n"
-                + python
-            )
-        return Recommendation(
-            backend=best.label,  # with its knobs when a swept variant won; the snippet carries them
-            source="measured",
-            speedup=best.speedup,
-            accuracy_ratio=best.accuracy_ratio,
-            python=python,
-            documented=documented(query.model_kind, device, best.backend),
-            **common,
-        )
+    if ev.candidates and ev.basis:
+        return _measured(ev, query, hw, chart_backend, model_path, device, common)
 
     reasons.append(f"no measured evidence: {ev.note}; using the documented flowchart")
     doc = documented(query.model_kind, device, chart_backend)
@@ -351,24 +485,154 @@ def recommend(df: pd.DataFrame, query: Query, hw: Hardware, machine: str | None 
     )
 
 
+def _measured(
+    ev: Evidence, query: Query, hw: Hardware, chart_backend: str, model_path: str, device: str, common: dict
+) -> Recommendation:
+    reasons: list[str] = common["reasons"]
+    scenario = query.scenario
+    chars = ", ".join(f"{d} ({c:g} chars)" if c else d for d, c in ev.datasets.items())
+    sizes = ", ".join(map(str, ev.batch_sizes))
+    target = ONLINE_BATCH_SIZE if scenario == "online" else query.batch_size
+    reasons.append(
+        f"measured on machine {ev.machine}: {len(ev.models)} model(s) ({', '.join(ev.models)}), "
+        f"dataset(s) {chars} nearest to {query.text_length:g} characters, batch size {sizes} "
+        f"nearest to {target}; runs {', '.join(ev.runs)}"
+    )
+    if scenario == "online":
+        reasons.append(
+            f"scenario online: one request at a time, ranked by p99 latency (lowest first) at batch size {sizes}"
+            + ("" if ev.batch_sizes == [ONLINE_BATCH_SIZE] else " - batch size 1 was not measured here")
+        )
+    else:
+        reasons.append(f"scenario bulk: ranked by bulk throughput (one encode call over all texts), batch size {sizes}")
+    if ev.basis == LABEL_FREE:
+        reasons.append(
+            f"decided on measured speed and {LABEL_FREE} (sweep with HARNESS_DATA_DIR set to measure accuracy); "
+            f"the tolerance is read as a floor of 1 - {query.tolerance:g} on the worst-case "
+            f"{FIDELITY_NAMES[FIDELITY_FLOOR[query.model_kind]]} to torch-fp32, unless a fidelity floor is given"
+        )
+    by_name = {c.label: c for c in ev.candidates}
+    chart = by_name.get(chart_backend)
+    if not ev.qualifying:
+        reasons.append(f"no measured backend meets every rule ({len(ev.candidates)} rejected, see below)")
+        if chart is None:
+            reasons.append(f"the documented flowchart's {chart_backend} was not measured in these cells")
+        else:
+            reasons.append(f"the documented flowchart's {chart_backend} is rejected too: {'; '.join(chart.rejected)}")
+        return Recommendation(
+            backend=None, source="measured", speedup=None, accuracy_ratio=None, python="",
+            documented=documented(query.model_kind, device, chart_backend), **common,
+        )  # fmt: skip
+
+    best = ev.qualifying[0]
+    if scenario == "online":
+        base = by_name.get(results.BASELINE)
+        ref = f" (torch-fp32 {_score(base, scenario)})" if base and base is not best else ""
+        reasons.append(
+            f"{best.label} has the lowest p99 latency of the qualifying backends: "
+            f"{_score(best, scenario)}{ref}, {best.why}"
+        )
+    else:
+        reasons.append(
+            f"{best.label} is the fastest qualifying backend: {best.speedup:.2f}x torch-fp32 bulk throughput, "
+            f"{best.why}"
+        )
+    if best.accuracy_by_metric:
+        reasons.append(f"accuracy per metric: {_per_metric(best.accuracy_by_metric)}")
+    if best.fidelity:
+        reasons.append(f"worst-case fidelity to torch-fp32: {fmt_fidelity(best.fidelity)} ({best.fidelity_source})")
+    if best.label != chart_backend:
+        if chart is None:
+            detail = "was not measured in these cells"
+        elif not chart.qualifies:
+            detail = f"measured {_score(chart, scenario)} but is rejected: {'; '.join(chart.rejected)}"
+        else:
+            detail = f"measured {_score(chart, scenario)}, {chart.why}"
+        reasons.append(
+            f"this differs from the documented flowchart's {chart_backend}, which {detail}; "
+            f"{best.label} measured {_score(best, scenario)}"
+        )
+    else:
+        reasons.append("this agrees with the documented flowchart")
+    settings = best.settings or {}
+    path_ = settings.get("model_path") or (ev.models[0] if len(ev.models) == 1 else model_path)
+    kwargs = settings.get("model_kwargs")
+    if kwargs is None:
+        try:
+            kwargs = documented_model_kwargs(best.backend, hw)
+        except ValueError:
+            kwargs = {}
+    python = python_snippet(query.model_kind, str(path_), best.backend, kwargs, settings.get("st_backend"))
+    if len(ev.models) > 1 and settings:
+        python = (
+            f"# as measured for {best.settings_model}; other models load the same way from their own folder\n" + python
+        )
+    return Recommendation(
+        backend=best.label,  # with its knobs when a swept variant won; the snippet carries them
+        source="measured",
+        speedup=best.speedup_per_request if scenario == "online" else best.speedup,
+        accuracy_ratio=best.accuracy_ratio,
+        python=python,
+        documented=documented(query.model_kind, device, best.backend),
+        chosen=best,
+        **common,
+    )
+
+
 def format_text(rec: Recommendation) -> str:
     kind = "embedding models" if rec.query.model_kind == "bi-encoder" else "cross-encoders"
-    unstated = " - not stated in the docs' text (only in their charts)" if rec.source == "documented" else ""
-    speedup = f"{rec.speedup:.2f}x vs torch-fp32" if rec.speedup is not None else f"unknown{unstated}"
-    accuracy = f"{rec.accuracy_ratio:.2%} of torch-fp32" if rec.accuracy_ratio is not None else f"unknown{unstated}"
-    lines = [
-        f"Recommended backend: {rec.backend}  [{rec.source}]",
-        f"  expected speedup:  {speedup}  [{rec.source}]",
-        f"  accuracy retained: {accuracy}  [{rec.source}]",
-        f"  machine:           {rec.machine}",
+    ev, c = rec.evidence, rec.chosen
+    sizes = ", ".join(map(str, ev.batch_sizes)) if ev and ev.batch_sizes else str(rec.query.batch_size)
+    scenario = f"{rec.query.scenario}, batch size {sizes}" + (
+        " (one request at a time, ranked by p99 latency)"
+        if rec.query.scenario == "online"
+        else " (one encode call over all texts, ranked by throughput)"
+    )
+    if rec.backend is None:
+        lines = [
+            "No backend meets every rule: each measured candidate broke at least one (listed below).",
+            f"  scenario:          {scenario}",
+            f"  machine:           {rec.machine}",
+        ]
+    else:
+        unstated = " - not stated in the docs' text (only in their charts)" if rec.source == "documented" else ""
+        what = " per-request throughput" if rec.query.scenario == "online" else ""
+        speedup = f"{rec.speedup:.2f}x{what} vs torch-fp32" if rec.speedup is not None else f"unknown{unstated}"
+        if rec.accuracy_ratio is not None:
+            accuracy = f"{rec.accuracy_ratio:.2%} of torch-fp32"
+        elif ev and ev.basis == LABEL_FREE:
+            accuracy = "not measured (no labelled data)"
+        else:
+            accuracy = f"unknown{unstated}"
+        lines = [
+            f"Recommended backend: {rec.backend}  [{rec.source}]",
+            f"  scenario:          {scenario}",
+            f"  expected speedup:  {speedup}  [{rec.source}]",
+            f"  accuracy retained: {accuracy}  [{rec.source}]",
+        ]
+        if c is not None:
+            if c.accuracy_by_metric:
+                lines.append(f"    per metric:      {_per_metric(c.accuracy_by_metric)}")
+            if c.fidelity:
+                lines.append(f"  worst-case fidelity to torch-fp32: {fmt_fidelity(c.fidelity)}  [{c.fidelity_source}]")
+            if c.latency_p99_ms is not None:
+                lines.append(f"  p99 latency:       {c.latency_p99_ms:.2f} ms per request of batch size {sizes}")
+            if c.peak_memory_mb is not None:
+                lines.append(f"  peak memory:       {c.peak_memory_mb:.0f} MB")
+        if ev and ev.basis and rec.source == "measured":
+            lines.append(f"  decided on:        measured speed and {ev.basis}")
+        lines.append(f"  machine:           {rec.machine}")
+    lines += [
         "",
         f"Documented flowchart ({kind}, {rec.docs_url}): {rec.flowchart_backend}",
         *(f"  {step}" for step in rec.flowchart_path),
         "",
         "Reasons:",
         *(f"  - {r}" for r in rec.reasons),
-        "",
-        "Load it with:",
-        *(f"  {line}" if line else "" for line in rec.python.splitlines()),
     ]
+    if ev and rec.source == "measured" and ev.rejections:
+        lines += ["", "Rejected (the rule each broke):"]
+        lines += [f"  - {r['backend']}: {'; '.join(r['reasons'])}" for r in ev.rejections]
+    if rec.python:
+        lines += ["", "Load it with:", *(f"  {line}" if line else "" for line in rec.python.splitlines())]
     return "\n".join(lines)
