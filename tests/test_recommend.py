@@ -424,3 +424,246 @@ def test_swept_knob_variants_are_separate_candidates():
     rec = recommend.recommend(frame(*rows), Query(tolerance=0.05), INTEL, FP)
     assert rec.backend == f"openvino [{bf16}]" and rec.speedup == pytest.approx(1.8)
     assert rec.evidence.candidates[0].variant == bf16
+
+
+# ---------------------------------------------------------------------------- scenarios, constraints, fidelity
+
+
+def rich_rows():
+    """base_rows with p99 latency, peak memory and evaluation-set fidelity: onnx-qint8 is the fastest and
+    qualifies on mean accuracy (99.5%), but its worst embedding has cosine 0.60 to torch-fp32."""
+    extra = {
+        "torch-fp32": dict(latency_p99_ms=10.0, peak_memory_mb=900.0),
+        "onnx": dict(latency_p99_ms=7.0, peak_memory_mb=700.0),
+        "onnx-qint8": dict(latency_p99_ms=4.0, peak_memory_mb=1500.0),
+        "openvino-qint8": dict(latency_p99_ms=5.0, peak_memory_mb=600.0),
+    }
+    fidelity = {"onnx": (0.9999, 0.99999), "onnx-qint8": (0.60, 0.97), "openvino-qint8": (0.95, 0.995)}
+    rows = []
+    for r in base_rows():
+        if r["kind"] == "speed":
+            r = {**r, **extra[r["backend"]]}
+        elif r["backend"] in fidelity:
+            low, mean = fidelity[r["backend"]]
+            r = {**r, "fidelity_min_cos": low, "fidelity_mean_cos": mean, "fidelity_source": "evaluation set"}
+        rows.append(r)
+    return rows
+
+
+def rejected_reasons(rec, label):
+    return next(r["reasons"] for r in rec.evidence.rejections if r["backend"] == label)
+
+
+def test_a_latency_constraint_excludes_the_fastest():
+    df = frame(*rich_rows())
+    assert recommend.recommend(df, Query(tolerance=0.01), INTEL).backend == "onnx-qint8"
+    rec = recommend.recommend(df, Query(tolerance=0.01, max_latency_ms=4.5), INTEL)
+    assert rec.backend == "onnx-qint8"  # 4.0 ms fits
+    rec = recommend.recommend(df, Query(tolerance=0.01, max_latency_ms=3.9), INTEL)
+    assert rec.backend is None  # nothing is that fast
+    rec = recommend.recommend(df, Query(tolerance=0.01, max_latency_ms=6.0), INTEL)
+    assert rec.backend == "onnx-qint8"
+    rec = recommend.recommend(df, Query(tolerance=0.01, max_memory_mb=1000), INTEL)
+    assert rec.backend == "openvino-qint8"
+    assert rejected_reasons(rec, "onnx-qint8") == ["--max-memory-mb 1000: peak memory 1500.0 MB"]
+    assert "--max-memory-mb 1000: peak memory 1500.0 MB" in recommend.format_text(rec)
+    assert "this agrees with the documented flowchart" in rec.reasons
+
+
+def test_an_unmeasured_number_breaks_its_constraint():
+    rows = [dict(r, peak_memory_mb=None) if r["backend"] == "onnx-qint8" else r for r in rich_rows()]
+    rec = recommend.recommend(frame(*rows), Query(tolerance=0.01, max_memory_mb=5000), INTEL)
+    assert rec.backend == "openvino-qint8"
+    assert rejected_reasons(rec, "onnx-qint8") == ["--max-memory-mb 5000: peak memory not measured"]
+
+
+def test_a_cosine_floor_excludes_a_candidate_whose_mean_accuracy_qualifies():
+    df = frame(*rich_rows())
+    rec = recommend.recommend(df, Query(tolerance=0.01, min_cosine=0.9), INTEL)
+    assert rec.backend == "openvino-qint8"
+    qint8 = next(c for c in rec.evidence.candidates if c.backend == "onnx-qint8")
+    assert qint8.accuracy_ratio == pytest.approx(0.995) and "99.50% >= 99.00%" in qint8.why  # the aggregate is fine
+    assert qint8.rejected == ["--min-cosine 0.9: worst-case min cosine 0.6000 (evaluation set)"]
+    # the answer prints its own worst case, labelled with where it was measured
+    assert rec.chosen.fidelity == {"min_cos": 0.95, "mean_cos": 0.995}
+    text = recommend.format_text(rec)
+    assert "worst-case fidelity to torch-fp32: min cosine 0.9500, mean cosine 0.9950  [evaluation set]" in text
+    # the reference is never held to a fidelity floor
+    assert recommend.recommend(df, Query(tolerance=0.0, min_cosine=0.9999), INTEL).backend == "onnx"
+
+
+def test_accuracy_is_printed_per_metric():
+    rows = rich_rows() + [
+        acc("torch-fp32", 0.5, metric="ndcg@10", dataset="nanobeir"),
+        acc("onnx-qint8", 0.5, metric="ndcg@10", dataset="nanobeir"),
+        acc("openvino-qint8", 0.49, metric="ndcg@10", dataset="nanobeir"),
+    ]
+    rec = recommend.recommend(frame(*rows), Query(tolerance=0.02), INTEL)
+    assert rec.backend == "onnx-qint8"
+    assert rec.chosen.accuracy_by_metric == pytest.approx({"sts_spearman": 0.995, "ndcg@10": 1.0})
+    assert "accuracy per metric: ndcg@10 100.00%, sts_spearman 99.50%" in rec.reasons
+    assert "per metric:      ndcg@10 100.00%, sts_spearman 99.50%" in recommend.format_text(rec)
+
+
+def test_no_candidate_left_says_which_rule_removed_what(capsys, tmp_path, detected):
+    for row in rich_rows():
+        results.write_row(tmp_path, row)
+    argv = ["--results", str(tmp_path), "--tolerance", "0.01", "--max-memory-mb", "650", "--min-cosine", "0.99"]
+    assert recommend.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("No backend meets every rule")
+    assert "Load it with" not in out
+    assert "  - torch-fp32: --max-memory-mb 650: peak memory 900.0 MB" in out
+    assert "  - openvino-qint8: --min-cosine 0.99: worst-case min cosine 0.9500 (evaluation set)" in out
+    assert "the documented flowchart's openvino-qint8 is rejected too" in out
+    assert recommend.main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["backend"] is None and data["python"] == ""
+    rejected = {r["backend"]: r["reasons"] for r in data["rejected"]}
+    assert set(rejected) == {"torch-fp32", "onnx", "onnx-qint8", "openvino-qint8"}
+    assert rejected["onnx-qint8"] == [
+        "--min-cosine 0.99: worst-case min cosine 0.6000 (evaluation set)",
+        "--max-memory-mb 650: peak memory 1500.0 MB",
+    ]
+
+
+def online_rows():
+    """Batch 32: onnx-qint8 has the best throughput. Batch 1: openvino has the lowest p99 latency."""
+    rows = [acc("torch-fp32", 0.8), acc("onnx-qint8", 0.8), acc("openvino", 0.8)]
+    for backend, bulk, p99_32, p99_1, per_request_1 in (
+        ("torch-fp32", 100.0, 300.0, 9.0, 110.0),
+        ("onnx-qint8", 300.0, 110.0, 6.0, 170.0),
+        ("openvino", 200.0, 150.0, 3.0, 330.0),
+    ):
+        rows.append(speed(backend, bulk, latency_p99_ms=p99_32))
+        rows.append(speed(backend, bulk / 4, batch_size=1, latency_p99_ms=p99_1, per_request_throughput=per_request_1))
+    return rows
+
+
+def test_online_scenario_ranks_batch_1_rows_by_p99_latency():
+    df = frame(*online_rows())
+    assert recommend.recommend(df, Query(tolerance=0.01), INTEL).backend == "onnx-qint8"  # bulk, batch 32
+    rec = recommend.recommend(df, Query(tolerance=0.01, scenario="online"), INTEL)
+    assert rec.backend == "openvino" and rec.evidence.batch_sizes == [1]
+    assert rec.chosen.latency_p99_ms == 3.0
+    assert rec.speedup == pytest.approx(3.0)  # per-request throughput, batch size 1
+    best = next(r for r in rec.reasons if "lowest p99 latency" in r)
+    assert "p99 3.00 ms (torch-fp32 p99 9.00 ms)" in best
+    assert any("scenario online" in r and "batch size 1" in r for r in rec.reasons)
+    text = recommend.format_text(rec)
+    assert "scenario:          online, batch size 1" in text
+    assert "p99 latency:       3.00 ms per request of batch size 1" in text
+    # the budget applies to the chosen (batch-1) rows: 5 ms rejects only torch-fp32 and onnx-qint8
+    rec = recommend.recommend(df, Query(tolerance=0.01, scenario="online", max_latency_ms=5), INTEL)
+    assert rec.backend == "openvino"
+    assert rejected_reasons(rec, "onnx-qint8") == ["--max-latency-ms 5: p99 latency 6.0 ms"]
+    # openvino slower at batch 1: onnx-qint8 wins, and the answer names the flowchart's pick
+    rows = [dict(r, latency_p99_ms=7.0) if r["backend"] == "openvino" and r["batch_size"] == 1 else r
+            for r in online_rows()]  # fmt: skip
+    rec = recommend.recommend(frame(*rows), Query(tolerance=0.0, scenario="online"), INTEL)
+    assert rec.backend == "onnx-qint8"
+    assert any(r.startswith("this differs from the documented flowchart's openvino") for r in rec.reasons)
+
+
+def test_online_without_batch_1_rows_says_which_batch_size_it_used():
+    rows = [r for r in online_rows() if r["batch_size"] != 1]
+    rec = recommend.recommend(frame(*rows), Query(tolerance=0.01, scenario="online"), INTEL)
+    assert rec.evidence.batch_sizes == [32] and rec.backend == "onnx-qint8"  # 110 ms p99 at batch 32
+    assert any("batch size 1 was not measured here" in r for r in rec.reasons)
+
+
+def speed_only_rows():
+    """No labelled data: speed rows with label-free fidelity on the timed texts (as the README's main command)."""
+    timed = {"fidelity_source": "timed texts"}
+    return [
+        speed("torch-fp32", 100.0),
+        speed("onnx", 150.0, fidelity_min_cos=0.99999, fidelity_mean_cos=1.0, **timed),
+        speed("openvino-qint8", 250.0, fidelity_min_cos=0.992, fidelity_mean_cos=0.997, **timed),
+        speed("onnx-qint8", 300.0, fidelity_min_cos=0.93, fidelity_mean_cos=0.99, **timed),
+        speed("openvino", 400.0, fidelity_source="timed texts: no torch-fp32 outputs (its cell has not run or failed)"),
+    ]
+
+
+def test_a_speed_only_store_decides_on_timed_text_fidelity():
+    df = frame(*speed_only_rows())
+    rec = recommend.recommend(df, Query(tolerance=0.01), INTEL)
+    assert (rec.backend, rec.source) == ("openvino-qint8", "measured")  # min cosine 0.992 >= 1 - 0.01
+    assert rec.evidence.basis == "label-free fidelity on the timed texts, no labelled data"
+    assert rec.accuracy_ratio is None and rec.chosen.fidelity_source == "timed texts"
+    assert rejected_reasons(rec, "onnx-qint8") == [
+        "worst-case min cosine 0.9300 < 0.9900 on the timed texts (floor: 1 - tolerance (0.01))"
+    ]
+    assert rejected_reasons(rec, "openvino") == ["no fidelity measured on the timed texts, so its loss is unknown"]
+    text = recommend.format_text(rec)
+    assert "decided on:        measured speed and label-free fidelity on the timed texts, no labelled data" in text
+    assert "accuracy retained: not measured (no labelled data)" in text
+    assert "[timed texts]" in text and "this agrees with the documented flowchart" in text
+    # an explicit floor replaces the tolerance's
+    assert recommend.recommend(df, Query(tolerance=0.01, min_cosine=0.9), INTEL).backend == "onnx-qint8"
+    # no loss accepted: a floor of 1 that only bit-exact outputs meet; 1e-4 admits the fp32 export
+    assert recommend.recommend(df, Query(tolerance=0.0), INTEL).backend == "torch-fp32"
+    assert recommend.recommend(df, Query(tolerance=1e-4), INTEL).backend == "onnx"
+
+
+def test_cross_encoder_floor_is_on_spearman_and_prints_max_abs_diff():
+    ce = dict(model_kind="cross-encoder", model="ce")
+    rows = [
+        speed("torch-fp32", 100.0, **ce),
+        speed("onnx-qint8", 300.0, fidelity_spearman=0.97, fidelity_max_abs_diff=0.4, fidelity_source="timed texts",
+              **ce),
+        speed("onnx", 150.0, fidelity_spearman=0.9999, fidelity_max_abs_diff=0.001, fidelity_source="timed texts",
+              **ce),
+    ]  # fmt: skip
+    q = dict(model_kind="cross-encoder", tolerance=0.05)
+    rec = recommend.recommend(frame(*rows), Query(**q), INTEL)
+    assert rec.backend == "onnx-qint8" and rec.chosen.fidelity == {"spearman": 0.97, "max_abs_diff": 0.4}
+    assert "Spearman 0.9700, max |Δ| 0.4000  [timed texts]" in recommend.format_text(rec)
+    rec = recommend.recommend(frame(*rows), Query(**q, min_spearman=0.99), INTEL)
+    assert rec.backend == "onnx"
+    assert rejected_reasons(rec, "onnx-qint8") == ["worst-case Spearman 0.9700 < 0.9900 on the timed texts "
+                                                   "(floor: --min-spearman)"]  # fmt: skip
+
+
+def test_evaluation_set_fidelity_wins_over_timed_texts():
+    rows = [
+        dict(r, fidelity_min_cos=0.999, fidelity_source="timed texts")
+        if r["kind"] == "speed" and r["backend"] != "torch-fp32"
+        else r
+        for r in rich_rows()
+    ]
+    ev = evidence(frame(*rows), Query(tolerance=0.01), FP)
+    qint8 = next(c for c in ev.candidates if c.backend == "onnx-qint8")
+    assert qint8.fidelity["min_cos"] == 0.60 and qint8.fidelity_source == "evaluation set"
+
+
+def test_cli_json_carries_per_metric_ratios_worst_fidelity_and_rejections(capsys, tmp_path, detected):
+    for row in rich_rows():
+        results.write_row(tmp_path, row)
+    argv = ["--results", str(tmp_path), "--json", "--tolerance", "0.01", "--min-cosine", "0.9"]
+    assert recommend.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["backend"] == "openvino-qint8" and out["scenario"] == "bulk" and out["batch_sizes"] == [32]
+    assert out["accuracy_by_metric"] == pytest.approx({"sts_spearman": 0.997})
+    assert out["fidelity"] == {"worst_case": {"min_cos": 0.95, "mean_cos": 0.995}, "source": "evaluation set"}
+    assert out["latency_p99_ms"] == 5.0 and out["peak_memory_mb"] == 600.0
+    assert out["basis"] == "labelled accuracy (evaluation sets)"
+    assert out["rejected"] == [
+        {"backend": "onnx-qint8", "reasons": ["--min-cosine 0.9: worst-case min cosine 0.6000 (evaluation set)"]}
+    ]
+    assert out["query"]["min_cosine"] == 0.9
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["--scenario", "batch"], ("--scenario", "online")),
+        (["--max-latency-ms", "0"], ("--max-latency-ms", "positive")),
+        (["--max-memory-mb", "-5"], ("--max-memory-mb", "positive")),
+        (["--min-cosine", "1.5"], ("--min-cosine", "between -1 and 1")),
+        (["--model-kind", "cross-encoder", "--min-cosine", "0.9"], ("--min-cosine", "--min-spearman")),
+        (["--min-spearman", "0.9"], ("--min-spearman", "--min-cosine")),
+    ],
+)
+def test_cli_rule_errors_exit_2_with_one_line(argv, needles, capsys, tmp_path, detected):
+    assert recommend.main([*argv, "--results", str(tmp_path)]) == 2
+    _one_error_line(capsys, *needles)

@@ -596,7 +596,9 @@ def format_text(rec: Recommendation) -> str:
         ]
     else:
         unstated = " - not stated in the docs' text (only in their charts)" if rec.source == "documented" else ""
-        what = " per-request throughput" if rec.query.scenario == "online" else ""
+        what = ""
+        if rec.source == "measured":
+            what = " per-request throughput" if rec.query.scenario == "online" else " bulk throughput"
         speedup = f"{rec.speedup:.2f}x{what} vs torch-fp32" if rec.speedup is not None else f"unknown{unstated}"
         if rec.accuracy_ratio is not None:
             accuracy = f"{rec.accuracy_ratio:.2%} of torch-fp32"
