@@ -245,6 +245,31 @@ def test_accuracy_vs_speedup(df):
     assert "torch-fp16" not in front  # slower and less accurate than fp32 on a CPU
 
 
+def test_fidelity_vs_speedup_plots_the_worst_case():
+    """Evaluation-set fidelity where measured, else the timed texts' (a speed-only store has a chart too);
+    a backend with neither is left out, torch-fp32 sits at 1."""
+    common = dict(machine=CPU_HW.fingerprint, hardware=CPU_HW.to_dict(), text_chars_mean=40.0)
+    timed = dict(fidelity_source="timed texts", **common)
+    rows = [
+        speed_row("torch-fp32", 100.0, **common),
+        speed_row("onnx", 150.0, fidelity_min_cos=0.9999, **timed),
+        speed_row("onnx-qint8", 300.0, fidelity_min_cos=0.99, **timed),  # the evaluation set says 0.60
+        speed_row("openvino", 200.0, **common),  # no fidelity at all
+        accuracy_row("torch-fp32", 0.8, machine=CPU_HW.fingerprint),
+        accuracy_row("onnx-qint8", 0.796, machine=CPU_HW.fingerprint, fidelity_min_cos=0.60,
+                     fidelity_source="evaluation set"),
+    ]  # fmt: skip
+    df = charts.by_label(analysis.with_ratios(pd.DataFrame(rows, columns=list(results.COLUMNS))))
+    fig = charts.fidelity_vs_speedup(df, "bi-encoder")
+    ax = fig.axes[0]
+    points = {c.get_label(): tuple(c.get_offsets()[0]) for c in ax.collections}
+    assert points == {"torch-fp32": (1.0, 1.0), "onnx": (1.5, 0.9999), "onnx-qint8": (3.0, 0.60)}
+    assert "worst-case cosine" in ax.get_ylabel()
+    assert "fidelity-vs-speedup" in charts.all_charts(df, "bi-encoder")
+    # nothing but the reference: no chart
+    assert charts.fidelity_vs_speedup(df[df["backend"].isin(["torch-fp32", "openvino"])], "bi-encoder") is None
+
+
 def test_time_breakdown(df):
     fig = charts.time_breakdown(df, "bi-encoder")
     assert _bars(fig) == 3 * 10

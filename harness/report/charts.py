@@ -51,11 +51,12 @@ from harness.report.layout import (
     speed_rows,
     stacked_axes,
 )  # fmt: skip
-from harness.report.pareto import accuracy_vs_speedup, marker_of, pareto_front
+from harness.report.pareto import accuracy_vs_speedup, fidelity_vs_speedup, marker_of, pareto_front
 
 __all__ = [
     "BACKEND_COLORS", "BACKEND_ORDER", "KIND_TITLES", "UNIT", "accuracy_by_backend", "accuracy_vs_speedup",
-    "all_charts", "backend_order", "by_label", "color_of", "dataset_order", "device_of", "marker_of", "not_run",
+    "all_charts", "backend_order", "by_label", "color_of", "dataset_order", "device_of", "fidelity_vs_speedup",
+    "marker_of", "not_run",
     "panels", "pareto_front", "speed_rows", "speedup_by_batch_size", "speedup_by_dataset", "speedup_chart",
     "time_breakdown",
 ]  # fmt: skip
@@ -334,6 +335,7 @@ def all_charts(df: pd.DataFrame, model_kind: str) -> dict[str, Figure]:
         "by-dataset": speedup_by_dataset(df, model_kind),
         "by-batch-size": speedup_by_batch_size(df, model_kind),
         "accuracy-vs-speedup": accuracy_vs_speedup(df, model_kind),
+        "fidelity-vs-speedup": fidelity_vs_speedup(df, model_kind),
         "time-breakdown": time_breakdown(df, model_kind),
     }
     return {name: fig for name, fig in charts.items() if fig is not None}

@@ -27,6 +27,7 @@ CHART_TITLES = {
     "by-dataset": "Speedup by text length",
     "by-batch-size": "Speedup by batch size",
     "accuracy-vs-speedup": "Accuracy vs speedup",
+    "fidelity-vs-speedup": "Worst-case fidelity vs speedup",
     "time-breakdown": "Time breakdown",
 }
 HARDWARE_FIELDS = (

@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from harness import results
+from harness.analysis import FIDELITY_FLOOR, fidelity_by_configuration, worst_fidelity
 from harness.report.layout import (
     FONT,
     KIND_TITLES,
@@ -64,6 +65,65 @@ def accuracy_vs_speedup(df: pd.DataFrame, model_kind: str = "bi-encoder") -> Fig
                 )
         if pts:
             data[panel] = pts
+    foot = (
+        "Black-edged points joined by the dashed staircase: the Pareto front (no other backend is both "
+        "faster and more accurate). Only backends with speed and accuracy measurements; "
+        "contended rows excluded."
+    )
+    return _tradeoff(data, f"{KIND_TITLES.get(model_kind, model_kind)}: accuracy vs speedup",
+                     "accuracy retained vs torch-fp32 (%)", 100.0, 0.5, foot)  # fmt: skip
+
+
+def fidelity_vs_speedup(df: pd.DataFrame, model_kind: str = "bi-encoder") -> Figure | None:
+    """Worst-case fidelity to torch-fp32 (lowest per-text cosine; lowest Spearman for cross-encoders) vs
+    speedup, Pareto front marked: the loss a mean accuracy hides. From the evaluation sets where
+    measured, else from the timed texts (`analysis.worst_fidelity`), so a speed-only store has it too."""
+    key = FIDELITY_FLOOR[model_kind]
+    sp = speed_rows(df, model_kind)
+    if sp.empty:
+        return None
+    clean = sp[(sp["status"] == "ok") & sp["speedup"].notna() & ~sp["is_contended"]]
+    data: dict[str, dict[str, tuple[float, float]]] = {}
+    sources: set[str] = set()
+    for panel in panels(clean):
+        rows = clean[clean["panel"] == panel]
+        evaluated = fidelity_by_configuration(
+            df, model_kind, models=rows["model"].unique(), machines=rows["machine"].unique()
+        )
+        pts = {}
+        for b in backend_order(rows["backend"].unique()):
+            mine = rows[rows["backend"] == b]
+            if b == results.BASELINE:
+                worst = 1.0
+            else:
+                shared = str(mine["accuracy_label"].iloc[0]) if "accuracy_label" in mine else b
+                worst, source = evaluated.get(shared, {}).get(key), "evaluation sets"
+                if worst is None:
+                    timed = mine[mine["fidelity_source"] == "timed texts"]
+                    worst, source = worst_fidelity(timed, model_kind).get(key), "timed texts"
+                if worst is None:
+                    continue
+                sources.add(source)
+            pts[b] = (float(mine["speedup"].astype(float).mean()), worst)
+        if len(pts) > 1:  # torch-fp32 alone says nothing
+            data[panel] = pts
+    name = "lowest per-text cosine" if model_kind == "bi-encoder" else "lowest Spearman of the scores"
+    foot = (
+        f"Worst case over the outputs: the {name} to torch-fp32's, on the "
+        f"{' and '.join(sorted(sources)) or 'evaluation sets'} (evaluation sets where measured, else the "
+        "texts that were timed). Black-edged points: the Pareto front. Contended rows excluded."
+    )
+    return _tradeoff(data, f"{KIND_TITLES.get(model_kind, model_kind)}: worst-case fidelity vs speedup",
+                     f"worst-case {FIDELITY_AXIS[model_kind]} to torch-fp32", 1.0, 0.005, foot)  # fmt: skip
+
+
+FIDELITY_AXIS = {"bi-encoder": "cosine", "cross-encoder": "Spearman"}
+
+
+def _tradeoff(
+    data: dict[str, dict[str, tuple[float, float]]], title: str, ylabel: str, yref: float, min_yspan: float, foot: str
+) -> Figure | None:
+    """One scatter panel per device of (speedup, y) per backend, Pareto front marked and labelled."""
     if not data:
         return None
     width = 5.4 * len(data) + 2.0
@@ -90,32 +150,22 @@ def accuracy_vs_speedup(df: pd.DataFrame, model_kind: str = "bi-encoder") -> Fig
         fx, fy = zip(*(pts[b] for b in front), strict=True)
         ax.plot(fx, fy, color="#333333", lw=1, ls="--", zorder=2, drawstyle="steps-pre")
         ax.axvline(1.0, color="#999999", lw=0.8, ls=":")
-        ax.axhline(100.0, color="#999999", lw=0.8, ls=":")
+        ax.axhline(yref, color="#999999", lw=0.8, ls=":")
         xs = [p[0] for p in pts.values()]
         ys = [p[1] for p in pts.values()]
         xspan = max(max(xs) - min(xs), 0.5)
         ax.set_xlim(min(min(xs), 1.0) - xspan * 0.08, max(xs) + xspan * 0.25)
-        yspan = max(max(ys) - min(ys), 0.5)
+        yspan = max(max(ys) - min(ys), min_yspan)
         ax.set_ylim(min(ys) - yspan * 0.12, max(ys) + yspan * 0.22)
         ax.set_xlabel("speedup vs torch-fp32 (\u00d7)", fontsize=FONT)
-        ax.set_ylabel("accuracy retained vs torch-fp32 (%)", fontsize=FONT)
+        ax.set_ylabel(ylabel, fontsize=FONT)
         ax.tick_params(labelsize=FONT - 1)
         ax.set_title(panel, fontsize=FONT + 1, loc="left")
         ax.grid(alpha=0.3)
     handles = [seen[b] for b in backend_order(seen)]
     fig.legend(handles=handles, loc="outside right center", fontsize=FONT - 1, frameon=False)
-    fig.suptitle(
-        f"{KIND_TITLES.get(model_kind, model_kind)}: accuracy vs speedup",
-        fontsize=FONT + 3,
-        x=0.01,
-        ha="left",
-    )
-    foot = [
-        "Black-edged points joined by the dashed staircase: the Pareto front (no other backend is both "
-        "faster and more accurate). Only backends with speed and accuracy measurements; "
-        "contended rows excluded."
-    ]
-    finish(fig, footnote(fig, foot, width))
+    fig.suptitle(title, fontsize=FONT + 3, x=0.01, ha="left")
+    finish(fig, footnote(fig, [foot], width))
     fig.get_layout_engine().execute(fig)  # settle the axes so labels can be placed in display space
     for ax, (panel, pts) in zip(axes, data.items(), strict=True):
         _label_points(ax, {b: pts[b] for b in fronts[panel]}, list(pts.values()))
