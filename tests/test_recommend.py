@@ -366,7 +366,8 @@ def test_cli_text_with_overrides_and_recorded_machine(capsys, tmp_path, detected
 
 
 def test_speed_only_store_falls_back_to_the_flowchart_and_lists_speedups(tmp_path):
-    """Without any accuracy rows only torch-fp32 'qualifies'; that must not be sold as a measured winner."""
+    """Without accuracy rows and without timed-text fidelity (rows written before it was measured) only
+    torch-fp32 'qualifies'; that must not be sold as a measured winner."""
     from harness import recommend as rec_mod
     from harness import results as res
 
