@@ -316,7 +316,8 @@ def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int)
             spec = {**job.spec, "batch_size": cell.batch_size, "texts": texts, "fidelity_ref": str(reference),
                     "is_reference": backend_cfg.name == results.BASELINE and not variant(backend_cfg)}  # fmt: skip
             start = time.monotonic()
-            status, out, reason = POOL.run(key, cfg.round, threads, "speed", spec, cfg.measure.cell_timeout_s)
+            status, out, reason = POOL.run(key, cfg.round, threads, "speed", spec, cfg.measure.cell_timeout_s,
+                                           what=f"{cfg.model.name} {label_of(backend_cfg)}")  # fmt: skip
             decision = decisions[cell.cell_id]
             out = {**(out or {}), "round_reason": decision.why if decision else None}
             record(cell, status, reason, out, time.monotonic() - start)

@@ -139,8 +139,8 @@ class WorkerPool:
         self.workers: OrderedDict[str, Worker] = OrderedDict()
         self.started = 0
 
-    def run(self, key: str, round_: int, threads: int, task: str, spec: dict[str, Any],
-            timeout_s: float) -> tuple[str, dict[str, Any] | None, str | None]:  # fmt: skip
+    def run(self, key: str, round_: int, threads: int, task: str, spec: dict[str, Any], timeout_s: float,
+            what: str = "") -> tuple[str, dict[str, Any] | None, str | None]:  # fmt: skip
         """Run one timed cell in the worker for `key` (started if needed), alone on the machine."""
         self._close_other_rounds(round_)
         worker = self.workers.get(key)
@@ -149,6 +149,7 @@ class WorkerPool:
             worker = Worker(key, threads)
             self.workers[key] = worker
             self.started += 1
+            log.info("worker pid %d started for %s, round %d", worker.proc.pid, what or key, round_)
         self.workers.move_to_end(key)
         with machine_lock(exclusive=True):
             status, out, reason = worker.call(task, spec, timeout_s)

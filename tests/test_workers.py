@@ -1,0 +1,115 @@
+"""The sweep engine's isolation: one worker per (model, backend, round) must not cost what one process
+per cell bought. A worker killed mid-cell (as a segfault would) records that cell as failed with the
+signal while every other backend's cells are ok and the same backend's next cell runs in a new worker;
+a hung cell is cut at its timeout and the rest of that backend's cells still run.
+
+Each test runs a real sweep on the tiny model in a subprocess, watches its log for the worker it wants
+("worker pid N started for tiny onnx, round 0") and signals that process while it measures.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import results
+
+STARTED = re.compile(r"worker pid (\d+) started for tiny (\S+), round (\d+)")
+
+
+def sweep(model: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "harness.cli", "sweep", "rounds=1", "model.name=tiny", f"model.source={model}",
+        "backend=torch-fp32,onnx,openvino", "dataset=short", "batch_sizes=[2,4]", "accuracy.enabled=false",
+        "dataset.samples=16", "measure.min_time_s=4", "measure.min_repeats=2", "measure.warmup_batches=1",
+        "measure.request_min_time_s=0.2", "measure.max_time_s=8", "measure.breakdown=false",
+        f"results_dir={tmp_path / 'results'}", "run=w", f"hydra.sweep.dir={tmp_path / 'multirun'}", *extra,
+    ]  # fmt: skip
+
+
+def run_and_signal(command: list[str], tmp_path: Path, backend: str, sig: signal.Signals) -> tuple[int, str, int]:
+    """Run the sweep; 1.5 s into the first cell of `backend`'s worker, send it `sig`. Returns
+    (exit code, its output, the signalled pid)."""
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache"), "HARNESS_LOCK_DIR": str(tmp_path)}
+    env.pop("HARNESS_DATA_DIR", None)
+    proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    signalled: list[int] = []
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    try:
+        for line in proc.stdout:  # Hydra logs the jobs' INFO lines to stdout
+            lines.append(line)
+            match = STARTED.search(line)
+            if match and match.group(2) == backend and not signalled:
+                time.sleep(1.5)  # model loaded and warmed up: now inside the first cell's timed passes
+                os.kill(int(match.group(1)), sig)
+                signalled.append(int(match.group(1)))
+        proc.wait(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(5)
+    assert signalled, "the worker was never seen starting:\n" + "".join(lines + err)[-3000:]
+    return proc.returncode, "".join(lines + err), signalled[0]
+
+
+def speed_rows(tmp_path: Path) -> list[dict]:
+    return [r for r in results.read_rows(tmp_path / "results") if r["kind"] == "speed"]
+
+
+def test_a_worker_killed_mid_cell_fails_only_that_cell(tiny_models, tmp_path):
+    code, log, pid = run_and_signal(sweep(tiny_models[0], tmp_path), tmp_path, "onnx", signal.SIGSEGV)
+    assert code == 0, log[-3000:]
+    rows = {(r["backend"], r["batch_size"]): r for r in speed_rows(tmp_path)}
+    assert len(rows) == 6  # every cell has its row
+    killed = rows[("onnx", 2)]
+    assert killed["status"] == "failed" and "SIGSEGV" in killed["reason"], killed["reason"]
+    assert rows[("onnx", 4)]["status"] == "ok"  # the backend's next cell ran in a new worker
+    for backend in ("torch-fp32", "openvino"):
+        for bs in (2, 4):
+            assert rows[(backend, bs)]["status"] == "ok", rows[(backend, bs)]["reason"]
+    onnx_workers = [m for m in STARTED.finditer(log) if m.group(2) == "onnx"]
+    assert len(onnx_workers) == 2 and int(onnx_workers[0].group(1)) == pid
+
+
+def test_a_hung_cell_is_cut_at_its_timeout_and_the_backend_goes_on(tiny_models, tmp_path):
+    command = sweep(tiny_models[0], tmp_path, "measure.cell_timeout_s=45")
+    code, log, _ = run_and_signal(command, tmp_path, "openvino", signal.SIGSTOP)  # stopped: hangs forever
+    assert code == 0, log[-3000:]
+    rows = {(r["backend"], r["batch_size"]): r for r in speed_rows(tmp_path)}
+    hung = rows[("openvino", 2)]
+    assert hung["status"] == "timeout" and "45s timeout" in hung["reason"]
+    assert 45 <= hung["duration_s"] < 120
+    assert rows[("openvino", 4)]["status"] == "ok", rows[("openvino", 4)]["reason"]
+    others = {k: (r["status"], r["reason"]) for k, r in rows.items() if k[0] != "openvino"}
+    assert all(status == "ok" for status, _ in others.values()), others
+
+
+@pytest.mark.parametrize("rounds", [2])
+def test_one_worker_per_backend_and_round_measures_all_its_cells(tiny_models, tmp_path, rounds):
+    """Two datasets x two batch sizes per backend and round: one worker each, and the rows say which cell of
+    its process each was (the model is loaded and read back once per process)."""
+    command = sweep(tiny_models[0], tmp_path, f"rounds={rounds}", "dataset=short,medium", "measure.min_time_s=0.2")
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache"), "HARNESS_LOCK_DIR": str(tmp_path)}
+    env.pop("HARNESS_DATA_DIR", None)
+    proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    started = [(m.group(2), int(m.group(3))) for m in STARTED.finditer(proc.stdout)]
+    assert sorted(started) == sorted((b, r) for b in ("torch-fp32", "onnx", "openvino") for r in range(rounds))
+    rows = speed_rows(tmp_path)
+    assert len(rows) == 3 * 2 * 2 * rounds and all(r["status"] == "ok" for r in rows)
+    for backend in ("torch-fp32", "onnx", "openvino"):
+        for r in range(rounds):
+            cells = sorted(x["settings"]["process_cell"] for x in rows if x["backend"] == backend and x["round"] == r)
+            assert cells == [1, 2, 3, 4]
+    assert re.search(r"timed \d+ s of \d+ s \(\d+%\)", proc.stdout), proc.stdout[-2000:]
