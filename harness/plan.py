@@ -55,9 +55,9 @@ class Plan:
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    return (
+        f"{seconds:.0f} s (~{seconds / 60:.0f} min)" if seconds < 7200 else f"{seconds:.0f} s (~{seconds / 3600:.1f} h)"
+    )
 
 
 def grid(dims: dict[str, list[str]]) -> list[dict[str, str]]:

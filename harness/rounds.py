@@ -10,7 +10,7 @@ every backend of a round alike, so per-round ratios cancel it). Another round is
   ratio of the group rests on it), or
 - a configuration has fewer ok rounds than the others (a round failed or is still missing).
 
-A round that is not needed is recorded as a row of kind "round" (status ok, reason = why), so a
+A round that is not needed is recorded as a row of kind "round" (results.ROUND_KIND) (status ok, reason = why), so a
 resumed sweep does not decide again and the pooled row says how many rounds it got and why.
 """
 

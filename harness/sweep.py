@@ -286,7 +286,7 @@ def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int)
     decisions = {c.cell_id: round_decision(cfg, c, machine, threads) for c in pending if c.kind == "speed"}
     for cell in [c for c in pending if decisions.get(c.cell_id) and decisions[c.cell_id].skip]:
         why = decisions[cell.cell_id].why
-        record(cell, "ok", why, {"round_reason": why}, 0.0, kind=rounds.KIND)
+        record(cell, "ok", why, {"round_reason": why}, 0.0, kind=results.ROUND_KIND)
         pending.remove(cell)
     if not pending:
         return written

@@ -1,0 +1,68 @@
+"""`harness sweep ... --plan`: the cells, exports and processes of a sweep and an estimate, offline, running nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+from harness import results
+from harness.plan import Timings, grid
+
+
+def plan(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", "sweep", *args, "--plan"], capture_output=True,
+                          text=True, env=env, timeout=300)  # fmt: skip
+
+
+def test_docs_cpu_grid_is_planned_offline_in_seconds(tmp_path):
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    start = time.monotonic()
+    proc = plan("+experiment=docs-cpu", f"results_dir={tmp_path / 'results'}", env=env)
+    seconds = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # 4 embedding models with [32,64,128] / [16,32,64] ... : the cell count is the sum over the grid
+    from harness.cli import CONF_DIR
+    from harness.plan import model_batch_sizes
+
+    models = ["all-MiniLM-L6-v2-hub", "bge-base-en-v1.5", "mxbai-embed-large-v1", "bge-m3", "ms-marco-MiniLM-L6-v2",
+              "bge-reranker-base", "mxbai-rerank-large-v1", "bge-reranker-v2-m3"]  # fmt: skip
+    cells = 3 * 11 * 3 * sum(len(model_batch_sizes(CONF_DIR, m)) for m in models)
+    assert re.search(rf"\b{cells} cells \({cells} speed, 0 accuracy\)", proc.stdout), proc.stdout
+    assert "estimated duration:" in proc.stdout and "no timing on this machine" in proc.stdout
+    assert not (tmp_path / "results").exists() and not (tmp_path / "cache").exists()  # nothing ran, nothing made
+    assert seconds < 60, seconds  # generous on a loaded 2-core machine; about a second when quiet
+
+
+def test_the_estimate_comes_from_this_machines_rows(tmp_path):
+    from rows import speed_row
+
+    from harness.hardware import detect
+
+    machine = detect().fingerprint
+    for backend, seconds in (("torch-fp32", 10.0), ("onnx", 20.0)):
+        row = speed_row(backend=backend, throughput=1.0, machine=machine, model="minilm", dataset="short",
+                        duration_s=seconds, run="old")  # fmt: skip
+        results.write_row(tmp_path / "results", row)
+    timings = Timings(results.read_rows(tmp_path / "results"), machine)
+    assert timings.estimate("speed", "minilm", "short", "onnx", "", 32) == 20.0  # the cell itself
+    assert timings.estimate("speed", "minilm", "medium", "onnx", "", 32) == 20.0  # its backend elsewhere
+    assert timings.estimate("speed", "x", "short", "openvino", "", 32) == 15.0  # the machine's median
+    assert Timings([], machine).estimate("speed", "minilm", "short", "onnx", "", 32) is None
+
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache")}
+    proc = plan("backend=torch-fp32,onnx", "dataset=short", "rounds=2", f"results_dir={tmp_path / 'results'}",
+                env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "4 cells (4 speed" in proc.stdout and "estimated duration: " in proc.stdout
+    # 2 rounds x (10 s + 20 s) of cells + the onnx export, never timed here (60 s)
+    assert "estimated duration: 120 s" in proc.stdout, proc.stdout
+
+
+def test_grid_varies_the_last_key_fastest():
+    assert grid({"round": ["0", "1"], "backend": ["a", "b"]}) == [
+        {"round": "0", "backend": "a"}, {"round": "0", "backend": "b"},
+        {"round": "1", "backend": "a"}, {"round": "1", "backend": "b"},
+    ]  # fmt: skip
