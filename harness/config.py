@@ -119,11 +119,11 @@ class BackendConfig:
 class MeasureConfig:
     threads: Optional[int] = None  # None: physical cores; the same budget for every runtime
     warmup_batches: int = 2
-    min_time_s: float = 2.0
-    min_repeats: int = 3  # timed passes over the texts
+    min_time_s: float = 1.5  # bulk passes (one encode call over all texts): at least this long in all ...
+    min_repeats: int = 3  # ... and at least this many passes
     max_repeats: int = 50
-    max_time_s: float = 15.0  # stop after the pass that crosses this, even below min_repeats (slow backends)
-    request_min_time_s: float = 1.0  # per-request loop (one call per batch: latency percentiles), >= 1 pass
+    max_time_s: float = 8.0  # stop after the pass that crosses this, even below min_repeats (slow backends)
+    request_min_time_s: float = 0.5  # per-request loop (one call per batch: latency percentiles), >= 1 pass
     sort_by_length: bool = True  # as encode() does over a whole corpus
     breakdown: bool = True  # tokenize / forward / rest shares
     cell_timeout_s: int = 900

@@ -1,8 +1,10 @@
-"""`harness overhead`: is the harness's reported throughput the throughput of encode() itself?
+"""`harness overhead`: is the harness's reported throughput the throughput a user's `encode` gets?
 
-Runs the harness speed cell and a bare loop (the same model, backend, threads, texts, batches and
-calls, one clock around everything) in alternating rounds, each in its own fresh process, and
-reports harness / bare. Alternating cancels slow drift of the machine.
+For each backend: the harness's speed cell, run exactly as a sweep runs it (in a worker forked from
+the preloaded server, harness.workers), and a bare loop — `model.encode(texts, batch_size=B)` over
+all the texts, one clock around it, in a freshly spawned process — in alternating rounds, each
+round in new processes. Reports harness bulk throughput / bare throughput; alternating cancels slow
+drift of the machine.
 """
 
 from __future__ import annotations
@@ -11,42 +13,66 @@ import argparse
 import statistics
 
 from harness.compose import compose
-from harness.config import validate
+from harness.config import BACKEND_NAMES, validate
+from harness.usage import did_you_mean
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness overhead", description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="sweep overrides, e.g. backend=onnx dataset=medium")
     parser.add_argument("--rounds", type=int, default=3, help="alternating harness/bare rounds (default 3)")
+    parser.add_argument("--backends", help="comma-separated backends, each measured in turn (default: backend=)")
     args = parser.parse_args(argv)
+    names = args.backends.split(",") if args.backends else [None]
+    for name in names:
+        if name is not None and name not in BACKEND_NAMES:
+            print(f"error: --backends: {name!r} is not a backend; choose from {', '.join(BACKEND_NAMES)}."
+                  + did_you_mean(name, list(BACKEND_NAMES)))  # fmt: skip
+            return 2
+    lines = []
+    for name in names:
+        overrides = [*args.overrides, f"backend={name}"] if name else args.overrides
+        line = _one(overrides, args.rounds)
+        if line is None:
+            return 1
+        lines.append(line)
+    print("\n".join(lines))
+    return 0
 
+
+def _one(overrides: list[str], rounds: int) -> str | None:
     from harness.cell import run_isolated
-    from harness.sweep import batch_sizes, prepare
+    from harness.sweep import batch_sizes, dataset_texts, prepare
+    from harness.workers import POOL
 
-    cfg = compose(args.overrides)
+    cfg = compose(overrides)
     validate(cfg)
     job = prepare(cfg)
     status, reason = job.export(cfg.measure.export_timeout_s)
     if status != "ok":
         print(f"error: export failed: {reason}")
-        return 1
+        return None
     bs = batch_sizes(cfg)[0]
-    spec = {**job.spec, "batch_size": bs, "measure": {**job.spec["measure"], "breakdown": False}}
+    spec = {**job.spec, "batch_size": bs, "texts": dataset_texts(cfg),
+            "measure": {**job.spec["measure"], "breakdown": False}}  # fmt: skip
     harness_tp, bare_tp = [], []
-    for i in range(args.rounds):
-        status, out, reason = run_isolated("speed", spec, cfg.measure.cell_timeout_s)
+    for i in range(rounds):
+        status, out, reason = POOL.run(f"overhead-{cfg.backend.name}-r{i}", i, job.threads, "speed", spec,
+                                       cfg.measure.cell_timeout_s)  # fmt: skip
+        POOL.close()
         if status != "ok":
             print(f"error: harness cell {status}: {reason}")
-            return 1
+            return None
         harness_tp.append(out["throughput"])
         status, ref, reason = run_isolated("bare", {**spec, "passes": out["repeats"]}, cfg.measure.cell_timeout_s)
         if status != "ok":
             print(f"error: bare loop {status}: {reason}")
-            return 1
+            return None
         bare_tp.append(ref["throughput"])
-        print(f"round {i + 1}: harness {harness_tp[-1]:.1f}/s  bare {bare_tp[-1]:.1f}/s  "
-              f"ratio {harness_tp[-1] / bare_tp[-1]:.3f}  (cpu_other {out['cpu_other']:.2f} cores)")  # fmt: skip
+        ratio = harness_tp[-1] / bare_tp[-1]
+        print(f"{cfg.backend.name} round {i + 1}: harness {harness_tp[-1]:.1f}/s  bare {bare_tp[-1]:.1f}/s  "
+              f"ratio {ratio:.3f}  (cpu_other {out['cpu_other']:.2f} cores)", flush=True)  # fmt: skip
     ratio = statistics.median(h / b for h, b in zip(harness_tp, bare_tp, strict=True))
-    print(f"{cfg.model.name} / {cfg.dataset.name} / bs {bs} / {cfg.backend.name} / {job.threads} threads: "
-          f"harness throughput = {ratio:.1%} of a bare encode loop (median of {args.rounds} rounds)")  # fmt: skip
-    return 0
+    return (f"{cfg.model.name} / {cfg.dataset.name} / bs {bs} / {cfg.backend.name} / {job.threads} threads: "
+            f"harness bulk throughput = {ratio:.1%} of a bare encode(texts) loop (median of {rounds} rounds; "
+            f"harness {statistics.median(harness_tp):.1f}/s, bare {statistics.median(bare_tp):.1f}/s)")  # fmt: skip

@@ -63,7 +63,7 @@ def test_exported_folder_loads_offline_with_the_same_outputs(
     if st_backend == "openvino":
         pytest.importorskip("openvino")
     if file_name is None:
-        from harness.recommend import qint8_file_name
+        from harness.backends.onnx import qint8_file_name
 
         file_name = qint8_file_name(qint8_config_for(detect()))
     source = tiny_models[0] if kind == "bi-encoder" else tiny_models[1]
