@@ -29,6 +29,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from harness import results
 from harness.recommend import BACKENDS, contended_mask
+from harness.report import sizes  # a module: sizes reads this one's helpers
 
 BACKEND_ORDER = BACKENDS
 BACKEND_COLORS = {
@@ -700,5 +701,6 @@ def all_charts(df: pd.DataFrame, model_kind: str) -> dict[str, Figure]:
         "by-batch-size": speedup_by_batch_size(df, model_kind),
         "accuracy-vs-speedup": accuracy_vs_speedup(df, model_kind),
         "time-breakdown": time_breakdown(df, model_kind),
+        "by-model-size": sizes.speedup_by_model_size(df, model_kind),
     }
     return {name: fig for name, fig in charts.items() if fig is not None}
