@@ -240,8 +240,19 @@ def build(spec: StandinSpec, out: Path) -> Path:
     return out
 
 
-def ensure(spec: StandinSpec, cache_dir: Path | str | None = None) -> Path:
-    """The stand-in's folder in the cache, built once (staging folder, then rename; a lock per key)."""
+def _build_in_child(spec: StandinSpec, out: Path) -> None:
+    """Build in a spawned process: a 568M-parameter model leaves gigabytes of freed-but-kept memory in
+    the process that built it, and the caller is the sweep's parent, alive while cells and exports run."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        pool.submit(build, spec, out).result()
+
+
+def ensure(spec: StandinSpec, cache_dir: Path | str | None = None, isolated: bool = True) -> Path:
+    """The stand-in's folder in the cache, built once (staging folder, then rename; a lock per key);
+    in a child process unless `isolated` is False (tests of tiny specs)."""
     from harness.exports import file_lock
 
     root = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "standins"
@@ -256,7 +267,7 @@ def ensure(spec: StandinSpec, cache_dir: Path | str | None = None) -> Path:
         staging = root / f".staging-{spec.key()}-{uuid.uuid4().hex}"
         log.info("building stand-in %s (random weights, like %s) into %s", spec.name, spec.like, folder)
         try:
-            build(spec, staging)
+            (_build_in_child if isolated else build)(spec, staging)
             if folder.exists():  # a folder without its marker: not ours to trust
                 shutil.rmtree(folder)
             os.replace(staging, folder)

@@ -48,11 +48,11 @@ def _weights(folder):
 def test_build_cache_hit_and_offline_load(tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    folder = standins.ensure(TINY, tmp_path)
+    folder = standins.ensure(TINY, tmp_path, isolated=False)
     assert folder.parent == tmp_path / "standins" and (folder / standins.MARKER).exists()
     assert not list(folder.parent.glob(".staging-*")), "the staging folder was renamed, not left behind"
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
-    assert standins.ensure(TINY, tmp_path) == folder  # cache hit: not rebuilt
+    assert standins.ensure(TINY, tmp_path, isolated=False) == folder  # cache hit: not rebuilt
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
 
     config = json.loads((folder / "config.json").read_text())
@@ -73,12 +73,12 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
 
     import numpy as np
 
-    a = _weights(standins.ensure(TINY, tmp_path / "a"))
+    a = _weights(standins.ensure(TINY, tmp_path / "a", isolated=False))
     b = _weights(standins.ensure(TINY, tmp_path / "b"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     other = dataclasses.replace(TINY, seed=1)
     assert other.key() != TINY.key()
-    c = _weights(standins.ensure(other, tmp_path / "a"))
+    c = _weights(standins.ensure(other, tmp_path / "a", isolated=False))
     assert not np.array_equal(a["encoder.layer.0.attention.self.query.weight"],
                               c["encoder.layer.0.attention.self.query.weight"])  # fmt: skip
 
@@ -86,7 +86,7 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
 def test_cross_encoder_pairs_with_one_token_type(tmp_path):
     from sentence_transformers import CrossEncoder
 
-    folder = standins.ensure(TINY_CE, tmp_path)
+    folder = standins.ensure(TINY_CE, tmp_path, isolated=False)
     assert models.detect_kind(folder) == "cross-encoder"
     scores = CrossEncoder(str(folder), device="cpu", local_files_only=True).predict([("a", "b"), ("query", "a doc")])
     assert scores.shape == (2,)
@@ -99,7 +99,7 @@ def test_interrupted_build_is_cleaned_and_redone(tmp_path):
     half = root / TINY.key()  # a folder without its marker: never trusted
     half.mkdir()
     (half / "junk").write_text("x")
-    folder = standins.ensure(TINY, tmp_path)
+    folder = standins.ensure(TINY, tmp_path, isolated=False)
     assert not stale.exists() and not (folder / "junk").exists() and (folder / standins.MARKER).exists()
 
 
@@ -107,7 +107,7 @@ def test_resolve_standin_source(tmp_path, monkeypatch):
     monkeypatch.setattr(standins, "SPECS", {**standins.SPECS, TINY.name: TINY})
     assert models.is_local("standin:tiny-xlmr")
     folder = models.resolve("standin:tiny-xlmr", tmp_path)
-    assert folder == standins.ensure(TINY, tmp_path)
+    assert folder == standins.ensure(TINY, tmp_path, isolated=False)
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     assert models.resolve("standin:tiny-xlmr") == folder  # default: the harness cache
     with pytest.raises(ConfigError, match=r"stand-in 'bge-m4' is not known.*Did you mean 'bge-m3'"):
@@ -141,10 +141,26 @@ def test_row_facts(tiny_models):
     assert models.row_facts({"source": "BAAI/bge-m3"}) == {"model_params": None, "model_weights": "trained"}
 
 
-def test_model_weights_is_checked():
+def test_model_weights_is_checked(tmp_path, monkeypatch):
     from harness.compose import compose
     from harness.config import validate
 
-    validate(compose(["model=standin-bge-m3"]))
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    cfg = compose(["model=standin-bge-m3"])  # checks the grid: a stand-in is checked, not built
+    assert cfg.model.weights == "random"
+    assert not (tmp_path / "standins").exists()
+    validate(cfg)
+    cfg.model.weights = "randm"
     with pytest.raises(ConfigError, match=r"model.weights: 'randm' is not allowed.*Did you mean 'random'"):
-        validate(compose(["model=standin-bge-m3", "model.weights=randm"]))
+        validate(cfg)
+
+
+def test_standin_kind_is_checked_without_building(tmp_path, monkeypatch):
+    from harness.compose import compose
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"model.kind: 'cross-encoder' does not match .*which is a bi-encoder"):
+        compose(["model=standin-bge-m3", "model.kind=cross-encoder"])
+    with pytest.raises(ConfigError, match=r"stand-in 'bge-m4' is not known"):
+        compose(["model=standin-bge-m3", "model.source=standin:bge-m4"])
+    assert not (tmp_path / "standins").exists()
