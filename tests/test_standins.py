@@ -164,3 +164,25 @@ def test_standin_kind_is_checked_without_building(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"stand-in 'bge-m4' is not known"):
         compose(["model=standin-bge-m3", "model.source=standin:bge-m4"])
     assert not (tmp_path / "standins").exists()
+
+
+def test_sizes_experiment_composes_offline_without_building(tmp_path, monkeypatch):
+    """Every model of +experiment=sizes composes and validates, at its smallest docs batch size;
+    checking the grid builds no stand-in (the job does)."""
+    from harness.compose import compose
+    from harness.config import validate
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    smallest = {
+        "minilm": 32,
+        "standin-bge-base-en-v1.5": 16,
+        "standin-mxbai-embed-large-v1": 8,
+        "standin-bge-m3": 2,
+        "standin-bge-reranker-base": 16,
+    }
+    for model, batch_size in smallest.items():
+        cfg = compose(["+experiment=sizes", f"model={model}", "backend=onnx-O4", "dataset=medium"])
+        validate(cfg)
+        assert list(cfg.batch_sizes) == [batch_size] and cfg.run == "sizes"
+        assert cfg.model.weights == ("trained" if model == "minilm" else "random")
+    assert not (tmp_path / "standins").exists()
