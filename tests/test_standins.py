@@ -186,3 +186,24 @@ def test_sizes_experiment_composes_offline_without_building(tmp_path, monkeypatc
         assert list(cfg.batch_sizes) == [batch_size] and cfg.run == "sizes"
         assert cfg.model.weights == ("trained" if model == "minilm" else "random")
     assert not (tmp_path / "standins").exists()
+
+
+@pytest.mark.parametrize("backend_name", ["onnx", "openvino"])
+def test_xlm_roberta_cross_encoder_standin_exports(tmp_path, backend_name):
+    """bge-reranker-base's layout (XLM-RoBERTa, one token type) through the harness's ONNX and OpenVINO
+    exports: pairs reach the exported graph without token type ids."""
+    from omegaconf import OmegaConf
+
+    from harness import backends
+    from harness.config import BACKENDS
+    from harness.exports import ExportCache
+    from harness.hardware import detect
+
+    source = standins.ensure(TINY_CE, tmp_path, isolated=False)
+    cache = ExportCache(tmp_path / "cache")
+    folder = cache.model_dir("tiny-ce", source)
+    backend = backends.create(OmegaConf.structured(BACKENDS[backend_name]), detect(), 1)
+    backend.prepare(folder, "cross-encoder", cache, [])
+    load_folder, described = backend.load_spec(source, folder, cache)
+    model = backend.load("cross-encoder", load_folder, described, trust_remote_code=False)
+    assert model.predict([("a query", "a passage about it"), ("q", "p")]).shape == (2,)
