@@ -82,7 +82,7 @@ def test_bge_m3_standin_over_2gb_exports_to_onnx_and_runs(tmp_path):
     initializers). Then onnx-O1: sentence-transformers' export_optimized_onnx_model either keeps the
     weights file (a fixed release) or the export fails with the reason.
 
-    On a 2-core EPYC: ~2.5 minutes, peak RSS ~7.5 GB, ~7 GB of disk under tmp_path (removed after).
+    On a 2-core EPYC: ~1.5 minutes, peak RSS 7.4 GB, ~7 GB of disk under tmp_path (removed after).
     """
     from harness import models
 
