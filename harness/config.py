@@ -17,6 +17,7 @@ from omegaconf import MISSING, OmegaConf
 from harness.usage import did_you_mean
 
 MODEL_KINDS = ("bi-encoder", "cross-encoder")
+MODEL_WEIGHTS = ("trained", "random")  # random: a shape-faithful stand-in (harness.standins), speed only
 BACKEND_NAMES = (
     "torch-fp32",
     "torch-fp16",
@@ -74,8 +75,10 @@ class ModelConfig:
     name: str = MISSING
     kind: str = "bi-encoder"
     # "package:<module>" (a Python package whose get_model_path() returns the folder),
-    # a local folder, or a Hugging Face Hub id.
+    # "standin:<name>" (harness.standins), a local folder, or a Hugging Face Hub id.
     source: str = MISSING
+    # "random": the weights are not trained (a stand-in): speed is measured, accuracy is not
+    weights: str = "trained"
     trust_remote_code: bool = False
     max_seq_length: Optional[int] = None  # None: the model's own limit
     batch_sizes: list[int] = field(default_factory=lambda: [32])  # the model's grid (the docs list one per model)
@@ -199,6 +202,7 @@ def validate(cfg: Any) -> None:
     if not str(cfg.model.name).strip():
         raise ConfigError("model.name: '' is not allowed; give the model a short name (it names rows and exports).")
     check_choice("model.kind", cfg.model.kind, MODEL_KINDS)
+    check_choice("model.weights", cfg.model.weights, MODEL_WEIGHTS)
     if cfg.model.max_seq_length is not None:
         check_positive_int("model.max_seq_length", cfg.model.max_seq_length)
     sizes = cfg.batch_sizes if cfg.batch_sizes is not None else cfg.model.batch_sizes

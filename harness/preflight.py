@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from harness import models, texts
+from harness import models, standins, texts
 from harness.config import DEVICES, ConfigError, validate
 
 # What each accuracy task reads from a local folder under data_dir.
@@ -94,6 +94,14 @@ def check_model(model_json: str) -> None:
     source = model["source"]
     if not models.is_local(source):
         return  # a Hub id: fetched (and its kind checked) by the job
+    if source.startswith(standins.PREFIX):  # checked from its spec: built (minutes, GBs) by the job
+        found = standins.spec_for(source).kind
+        if found != model["kind"]:
+            raise ConfigError(
+                f"model.kind: {model['kind']!r} does not match model {model['name']!r} ({source}), which is a "
+                f"{found}; set model.kind={found} or choose another model."
+            )
+        return
     folder = models.resolve(source)
     models.check_kind(folder, model["kind"], model["name"])
 

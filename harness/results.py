@@ -35,7 +35,8 @@ STATUSES = ("ok", "failed", "unsupported", "timeout")
 # Columns every row has (None where not applicable). Kept flat so pandas reads it as is.
 COLUMNS = (
     # identity
-    "run", "cell_id", "cell_key", "round", "kind", "model", "model_kind", "model_source", "dataset", "batch_size",
+    "run", "cell_id", "cell_key", "round", "kind", "model", "model_kind", "model_source", "model_params",
+    "model_weights", "dataset", "batch_size",
     "backend", "variant",
     # outcome
     "status", "reason",

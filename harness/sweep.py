@@ -80,13 +80,22 @@ def cell_id_speed(cfg: DictConfig, machine: str, batch_size: int, threads: int, 
     backend_cfg = cfg.backend if backend_cfg is None else backend_cfg
     key = {
         "machine": machine,
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": model_identity(cfg),
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         "backend": backend_identity(backend_cfg),
         "batch_size": batch_size,
         "threads": threads,
     }
     return _slug("speed", cfg.model.name, cfg.dataset.name, f"bs{batch_size}", backend_cfg.name, _digest(key))
+
+
+def model_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The model config that names its cells; `weights: trained` (the default) is left out, so adding
+    that field did not rename every cell of an existing store."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    if model.get("weights") == "trained":
+        del model["weights"]
+    return model
 
 
 def with_round(cell_key: str, round_: int) -> str:
@@ -98,7 +107,7 @@ def cell_id_accuracy(cfg: DictConfig, machine: str, task: str, backend_cfg: Any)
     backend = {k: v for k, v in backend_identity(backend_cfg).items() if k not in SPEED_ONLY_KNOBS}
     key = {
         "machine": machine,
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": model_identity(cfg),
         "backend": backend,
         "task": task,
         "source": accuracy_source(cfg, task),
@@ -206,12 +215,12 @@ def prepare(cfg: DictConfig, backend_cfg: Any = None) -> Job:
     """The job's shared parts for one backend configuration (the job's own unless given)."""
     backend_cfg = cfg.backend if backend_cfg is None else backend_cfg
     hw, threads = budget(cfg)
-    source_dir = models.resolve(cfg.model.source)
+    source_dir = models.resolve(cfg.model.source, cfg.cache_dir)
     models.check_kind(source_dir, cfg.model.kind, cfg.model.name)
     cache = ExportCache(cfg.cache_dir)
     export_dir = cache.model_dir(cfg.model.name, source_dir)
     spec = {
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": model_identity(cfg),
         "backend": OmegaConf.to_container(backend_cfg, resolve=True),
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         "measure": OmegaConf.to_container(cfg.measure, resolve=True),
@@ -258,6 +267,7 @@ def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int)
         "hardware": hw.to_dict(),
         "machine": machine,
         "versions": library_versions(),
+        **_row_facts(cfg.model.source, cfg.model.get("weights")),
     }
     written: list[dict[str, Any]] = []
 
@@ -322,7 +332,11 @@ def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int)
             out = {**(out or {}), "round_reason": decision.why if decision else None}
             record(cell, status, reason, out, time.monotonic() - start)
     accuracy_cells = [c for c in pending if c.kind == "accuracy"]
-    if accuracy_cells:
+    no_accuracy = models.accuracy_unsupported_reason(cfg.model)
+    if accuracy_cells and no_accuracy:  # e.g. a stand-in with random weights: speed only, never a number
+        for cell in accuracy_cells:
+            record(cell, "unsupported", no_accuracy, None, 0.0)
+    elif accuracy_cells:
         start = time.monotonic()
         outcomes = _run_accuracy(cfg, accuracy_cells, job.spec, machine, backend_cfg)
         seconds = (time.monotonic() - start) / len(accuracy_cells)
@@ -336,6 +350,12 @@ def round_decision(cfg: DictConfig, cell: Cell, machine: str, threads: int) -> r
     prefix = _slug("speed", cfg.model.name, cfg.dataset.name, f"bs{cell.batch_size}") + "-"
     match = {"machine": machine, "threads": threads, "model_source": cfg.model.source}
     return rounds.decide(cfg, prefix, match, cfg.measure.settle_tolerance, results.BASELINE)
+
+
+@functools.lru_cache(maxsize=32)
+def _row_facts(source: str, weights: str | None) -> dict[str, Any]:
+    """The model's size and weights kind for its rows (read once per model per sweep process)."""
+    return models.row_facts({"source": source, "weights": weights})
 
 
 def label_of(backend_cfg: Any) -> str:
@@ -355,7 +375,7 @@ def dataset_texts(cfg: DictConfig) -> list[str]:
 
 def _fidelity_reference(cfg: DictConfig, machine: str, threads: int) -> Path:
     """Where torch-fp32's outputs on this job's timed texts are kept (label-free fidelity of the others)."""
-    key = {"machine": machine, "model": OmegaConf.to_container(cfg.model, resolve=True),
+    key = {"machine": machine, "model": model_identity(cfg),
            "dataset": OmegaConf.to_container(cfg.dataset, resolve=True)}  # fmt: skip
     return (
         Path(cfg.results_dir) / cfg.run / ".reference" / f"timed-{cfg.model.name}-{cfg.dataset.name}-{_digest(key)}.npy"

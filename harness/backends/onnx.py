@@ -103,8 +103,10 @@ class OnnxBackend(Backend):
             model = self._load_for_export(model_kind, folder)
             if self.cfg.optimization:
                 export_optimized_onnx_model(model, self.cfg.optimization, str(staging))
+                check_external_data(staging, "export_optimized_onnx_model")
             else:
                 export_dynamic_quantized_onnx_model(model, self.qconfig, str(staging))
+                check_external_data(staging, "export_dynamic_quantized_onnx_model")
 
         cache.produce(folder, key, settings, export_derived)
 
@@ -162,6 +164,42 @@ class OnnxBackend(Backend):
             "graph_optimization_level": str(options.graph_optimization_level),
             "onnxruntime": ort.__version__,
         }
+
+
+def missing_external_data(onnx_file: Path) -> list[str]:
+    """External data files an ONNX file's initializers point to that are not beside it."""
+    import onnx
+
+    graph = onnx.load(str(onnx_file), load_external_data=False).graph
+    wanted = {
+        entry.value
+        for init in graph.initializer
+        if init.data_location == onnx.TensorProto.EXTERNAL
+        for entry in init.external_data
+        if entry.key == "location"
+    }
+    return sorted(name for name in wanted if not (onnx_file.parent / name).exists())
+
+
+def check_external_data(staging: Path, function: str) -> None:
+    """Fail an export whose .onnx lost its weights, with the reason, before the cache trusts it.
+
+    A model over protobuf's 2 GB limit (bge-m3 in fp32: 2.27 GB) is saved as model.onnx plus a
+    weights file. sentence-transformers' export_optimized_onnx_model (and the dynamic-quantized one,
+    for a graph still over 2 GB after int8) copies only the .onnx file out of optimum's output
+    folder (sentence_transformers/backend/utils.py, save_or_push_to_hub_model), so the weights
+    are lost and ONNX Runtime fails at load with "External data path does not exist".
+    """
+    from importlib.metadata import version
+
+    for onnx_file in sorted((staging / "onnx").glob("*.onnx")):
+        missing = missing_external_data(onnx_file)
+        if missing:
+            raise RuntimeError(
+                f"{function} (sentence-transformers {version('sentence-transformers')}) saved "
+                f"onnx/{onnx_file.name} without its external weights file {', '.join(missing)}: it copies only "
+                "the .onnx of a model over ONNX's 2 GB limit; see the README, 'Models over 2 GB'"
+            )
 
 
 # Ops that carry a transformer's arithmetic; the quantized ones compute in int8 whatever their inputs.

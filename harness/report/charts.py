@@ -52,6 +52,7 @@ from harness.report.layout import (
     stacked_axes,
 )  # fmt: skip
 from harness.report.pareto import accuracy_vs_speedup, fidelity_vs_speedup, marker_of, pareto_front
+from harness.report.sizes import speedup_by_model_size
 
 __all__ = [
     "BACKEND_COLORS", "BACKEND_ORDER", "KIND_TITLES", "UNIT", "accuracy_by_backend", "accuracy_vs_speedup",
@@ -337,5 +338,6 @@ def all_charts(df: pd.DataFrame, model_kind: str) -> dict[str, Figure]:
         "accuracy-vs-speedup": accuracy_vs_speedup(df, model_kind),
         "fidelity-vs-speedup": fidelity_vs_speedup(df, model_kind),
         "time-breakdown": time_breakdown(df, model_kind),
+        "by-model-size": speedup_by_model_size(df, model_kind),
     }
     return {name: fig for name, fig in charts.items() if fig is not None}
