@@ -45,7 +45,7 @@ COLUMNS = (
     "cv", "n_texts", "n_batches", "repeats", "measure_s", "peak_memory_mb",
     "cpu_self", "cpu_other", "contended", "tries", "discarded_tries",
     "tokenize_share", "forward_share", "other_share", "forward_throughput", "latencies_ms", "pass_s", "rounds",
-    "per_request_throughput", "round_reason", "warnings",
+    "per_request_throughput", "round_reason", "warnings", "timed_window",
     # accuracy (kind == "accuracy")
     "metric", "accuracy", "fidelity_mean_cos", "fidelity_min_cos", "fidelity_spearman",
     "fidelity_max_abs_diff", "fidelity_source", "accuracy_s",

@@ -164,6 +164,7 @@ def speed(spec: dict[str, Any], state: State | None = None) -> dict[str, Any]:
     measure.warm_up(call, batches, m["warmup_batches"] if not loaded.warm else min(1, m["warmup_batches"]))
     loaded.warm = True
     discarded: list[dict[str, float]] = []  # contended tries that a later try replaced
+    timed_from = time.time()
     while True:
         timing = measure.Timing(texts_per_pass=len(inputs))
         with measure.CpuMeter() as meter:
@@ -175,9 +176,11 @@ def speed(spec: dict[str, Any], state: State | None = None) -> dict[str, Any]:
         if timing.cpu_other <= m["contention_threshold"] or len(discarded) >= m["contention_retries"]:
             break
         discarded.append({"throughput": timing.throughput, "cpu_self": timing.cpu_self, "cpu_other": timing.cpu_other})
+    timed_window = [round(timed_from, 3), round(time.time(), 3)]  # wall clock: timed cells never overlap
     runtime = loaded.runtime()
     fields = {
         **timing.fields(),
+        "timed_window": timed_window,
         **loaded.text_stats(_digest(texts), texts, inputs),
         "tries": len(discarded) + 1,
         "discarded_tries": discarded,
