@@ -31,6 +31,8 @@ BASELINE = "torch-fp32"
 ROUND_KIND = "round"  # a row recording that a later round of a cell was not needed (harness.rounds)
 BREAKDOWN = ("tokenize_share", "forward_share", "other_share", "forward_throughput")  # where the time goes
 STATUSES = ("ok", "failed", "unsupported", "timeout")
+# Fields that made a variant in rows written before they stopped being knobs; `load` drops them.
+FORMER_KNOBS = ("device",)
 
 # Columns every row has (None where not applicable). Kept flat so pandas reads it as is.
 COLUMNS = (
@@ -135,19 +137,18 @@ def backend_of(configuration: str) -> str:
 
 
 def current_variant(variant: str | None) -> str:
-    """A stored variant without the fields that are no longer knobs (`config.FORMER_KNOBS`): an old
+    """A stored variant without the fields that are no longer knobs (`FORMER_KNOBS`): an old
     docs-gpu row's "device=cuda" is where it ran, not a configuration of its own."""
-    from harness.config import FORMER_KNOBS
-
     parts = variant.split(",") if isinstance(variant, str) else []  # None / NaN: the backend as registered
     return ",".join(p for p in parts if p and p.partition("=")[0] not in FORMER_KNOBS)
 
 
 def accuracy_variant(variant: str) -> str:
     """The part of a variant that can change outputs: knobs that only change speed share accuracy."""
-    from harness.config import SPEED_ONLY_KNOBS
+    from harness.backends import speed_only_fields
 
-    return ",".join(p for p in variant.split(",") if p and p.partition("=")[0] not in SPEED_ONLY_KNOBS)
+    speed_only = speed_only_fields()
+    return ",".join(p for p in variant.split(",") if p and p.partition("=")[0] not in speed_only)
 
 
 def with_labels(df: pd.DataFrame) -> pd.DataFrame:

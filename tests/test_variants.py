@@ -58,3 +58,14 @@ def test_cell_ids_of_the_default_configurations_do_not_change():
         assert cell_id_accuracy(cfg, machine, "sts", cfg.backend) == expected
     f32 = compose(["backend=openvino", "backend.ov_precision=f32", "data_dir=null"])
     assert cell_id_speed(f32, machine, 32, 2) == "speed-all-MiniLM-L6-v2-short-bs32-openvino-c11f40e7f8"
+
+
+def test_each_family_owns_its_knobs():
+    from harness import backends, config
+
+    assert backends.knobs_of("torch") == ()
+    assert backends.knobs_of("onnx") == ("ort_spinning",)
+    assert backends.knobs_of("openvino") == ("ov_hint", "ov_precision", "calibration_samples")
+    assert backends.knobs_of("not-registered") == backends.runtime_knobs()  # as before: every knob
+    assert set(backends.speed_only_fields()) == {"ort_spinning", "ov_hint", "device"}
+    assert not any(hasattr(config, t) for t in ("RUNTIME_KNOBS", "SPEED_ONLY_KNOBS", "FAMILY_KNOBS"))
