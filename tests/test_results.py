@@ -51,12 +51,12 @@ def test_corrupt_files_are_skipped_with_their_path(tmp_path, caplog):
 
 
 def test_write_is_atomic_no_temp_left(tmp_path):
-    results.write_row(tmp_path, _row(backend="torch-fp32"))
+    results.write_row(tmp_path, _row(backend="torch-fp32", throughput=1.0))
     assert not list(tmp_path.rglob(".tmp-*"))
 
 
 def test_row_json_has_every_column(tmp_path):
-    path = results.write_row(tmp_path, _row(backend="onnx"))
+    path = results.write_row(tmp_path, _row(backend="onnx", throughput=1.0))
     assert set(json.loads(path.read_text())) == set(results.COLUMNS)
 
 
