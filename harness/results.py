@@ -54,7 +54,9 @@ def is_done(results_dir: Path | str, run: str, cell_id: str) -> bool:
 
 
 def write_row(results_dir: Path | str, row: dict[str, Any]) -> Path:
-    """Write one row atomically (temp file in the same folder + rename)."""
+    """Write one row atomically (temp file in the same folder + rename), checked by its type: an
+    impossible row is refused (`rows.InvalidRow`), never stored."""
+    row = rows.parse(row).to_flat()
     path = cell_path(results_dir, row["run"], row["cell_id"])
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
