@@ -31,14 +31,7 @@ BACKEND_NAMES = (
     "openvino",
     "openvino-qint8",
 )
-FAMILIES = ("torch", "onnx", "openvino")
 DEVICES = ("auto", "cpu", "cuda")
-TORCH_DTYPES = ("float32", "float16", "bfloat16")
-ONNX_OPTIMIZATIONS = ("O1", "O2", "O3", "O4")
-ONNX_QUANTIZATIONS = ("auto", "arm64", "avx2", "avx512", "avx512_vnni")
-OV_QUANTIZATIONS = ("static",)
-OV_HINTS = ("LATENCY", "THROUGHPUT")
-OV_PRECISIONS = ("f32", "bf16", "f16")
 DATASET_SOURCES = ("builtin", "local", "hub")
 DATASET_FORMATS = ("lines", "sts", "beir", "file", "hf")  # file: a user's .txt / .jsonl / .csv, by extension
 BUILTIN_BUCKETS = ("short", "medium", "long")
@@ -46,24 +39,9 @@ ACCURACY_TASKS = ("sts", "retrieval")
 # accuracy.<task>: where the data is (local under data_dir, else hub) + what evaluate() reads
 ACCURACY_SOURCE_KEYS = ("local", "hub", "split", "max_queries", "max_corpus", "seed")
 RUN_NAME = re.compile(r"[\w.-]+")
-# Backend fields that tune a runtime rather than name a backend: a row records the ones that differ
-# from the backend's defaults as its `variant`, so swept knobs stay apart everywhere. `backend.device`
-# is not one of them: it says where a cell runs, which the row reads back from the runtime
-# (`runtime.device`) and the analysis layer pairs on - `device=cuda` on a GPU machine restates what
-# `auto` resolves to and must not turn every row of +experiment=docs-gpu into a variant.
-RUNTIME_KNOBS = ("ort_spinning", "ov_hint", "ov_precision", "calibration_samples")
-# Fields that change speed but cannot change what a model computes: accuracy is measured once for all
-# their values (device included: the accuracy cell of a backend does not depend on where it is timed).
-SPEED_ONLY_KNOBS = ("ort_spinning", "ov_hint", "device")
-# The knobs each family has: a knob of another family means nothing to it (torch-fp32 in a sweep
-# over backend.ov_precision=f32,bf16 is one cell, measured once).
-FAMILY_KNOBS = {
-    "torch": (),
-    "onnx": ("ort_spinning",),
-    "openvino": ("ov_hint", "ov_precision", "calibration_samples"),
-}
-# Fields that made a variant in rows written before they stopped being knobs; `results.load` drops them.
-FORMER_KNOBS = ("device",)
+# A backend family's runtime knobs (which fields make a variant, which only change speed) and their
+# checks live with its backend class in harness/backends/. `backend.device` is not a knob but says
+# where a cell runs, which the row reads back from the runtime (`runtime.device`).
 
 
 class ConfigError(ValueError):
@@ -109,7 +87,8 @@ class BackendConfig:
     dtype: str = "float32"  # torch only
     optimization: Optional[str] = None  # onnx: O1..O4
     quantization: Optional[str] = None  # onnx: auto|arm64|avx2|avx512|avx512_vnni ; openvino: static
-    # runtime knobs (fair defaults; sweepable: -m backend.ort_spinning=true,false)
+    # runtime knobs, each owned by its family (`knobs` in harness/backends/); fair defaults, sweepable:
+    # -m backend.ort_spinning=true,false
     ort_spinning: bool = False  # spinning ORT workers steal cycles from ST's torch post-processing
     ov_hint: str = "LATENCY"
     # None: OpenVINO chooses, as SentenceTransformer(backend="openvino") runs it (bf16 on AMX/AVX512-BF16
@@ -215,25 +194,11 @@ def validate(cfg: Any) -> None:
         check_positive_int(field_name, size)
     if len(set(sizes)) != len(sizes):
         raise ConfigError(f"{field_name}: {list(sizes)!r} is not allowed; each batch size once.")
-    b = cfg.backend
-    check_choice("backend.family", b.family, FAMILIES)
-    check_choice("backend.device", b.device, DEVICES)
-    check_choice("backend.dtype", b.dtype, TORCH_DTYPES)
-    if b.optimization is not None:
-        check_choice("backend.optimization", b.optimization, ONNX_OPTIMIZATIONS)
-    if b.quantization is not None:
-        allowed = {"openvino": OV_QUANTIZATIONS, "onnx": ONNX_QUANTIZATIONS}.get(b.family, ())
-        if b.quantization not in allowed:
-            raise ConfigError(
-                f"backend.quantization: {b.quantization!r} is not allowed for {b.name}"
-                + (f" ({b.family}); " if b.family != b.name else "; ")
-                + (f"choose one of {', '.join(allowed)}." if allowed else "leave it null.")
-                + did_you_mean(b.quantization, allowed)
-            )
-    check_choice("backend.ov_hint", b.ov_hint, OV_HINTS)
-    if b.ov_precision is not None:
-        check_choice("backend.ov_precision", b.ov_precision, OV_PRECISIONS)
-    check_positive_int("backend.calibration_samples", b.calibration_samples)
+    from harness import backends
+
+    check_choice("backend.family", cfg.backend.family, backends.families())
+    check_choice("backend.device", cfg.backend.device, DEVICES)
+    backends.check(cfg.backend)  # each family checks its own fields
     d = cfg.dataset
     check_choice("dataset.source", d.source, DATASET_SOURCES)
     check_choice("dataset.format", d.format, DATASET_FORMATS)

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import backends, models, progress, results, rounds
 from harness.cell import run_isolated
-from harness.config import BACKENDS, FAMILY_KNOBS, RUNTIME_KNOBS, SPEED_ONLY_KNOBS, ConfigError
+from harness.config import BACKENDS, ConfigError
 from harness.exports import ExportCache, file_lock, library_versions
 from harness.hardware import detect
 from harness.preflight import preflight
@@ -38,14 +38,14 @@ log = logging.getLogger(__name__)
 
 
 def own_knobs(family: str) -> tuple[str, ...]:
-    return FAMILY_KNOBS.get(family, RUNTIME_KNOBS)
+    return backends.knobs_of(family)
 
 
 def backend_identity(backend_cfg: Any) -> dict[str, Any]:
     """The backend's config without the runtime knobs its family does not have: what names its cells."""
     d = OmegaConf.to_container(backend_cfg, resolve=True) if OmegaConf.is_config(backend_cfg) else dict(backend_cfg)
     own = own_knobs(d["family"])
-    return {k: v for k, v in d.items() if k not in RUNTIME_KNOBS or k in own}
+    return {k: v for k, v in d.items() if k not in backends.runtime_knobs() or k in own}
 
 
 def variant(backend_cfg: Any) -> str:
@@ -104,7 +104,7 @@ def with_round(cell_key: str, round_: int) -> str:
 
 
 def cell_id_accuracy(cfg: DictConfig, machine: str, task: str, backend_cfg: Any) -> str:
-    backend = {k: v for k, v in backend_identity(backend_cfg).items() if k not in SPEED_ONLY_KNOBS}
+    backend = {k: v for k, v in backend_identity(backend_cfg).items() if k not in backends.speed_only_fields()}
     key = {
         "machine": machine,
         "model": model_identity(cfg),

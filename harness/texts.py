@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from harness import datafiles
 from harness.config import ConfigError, did_you_mean
 
 log = logging.getLogger(__name__)
@@ -110,10 +111,7 @@ def _bad(path: Path, fmt: str, what: str) -> ConfigError:
 def _read_text(path: Path, fmt: str) -> str:
     if path.is_dir():
         raise _bad(path, fmt, "is a folder")
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _bad(path, fmt, f"cannot be read as UTF-8 text ({exc})") from None
+    return _parsed(fmt, datafiles.read_text, path)
 
 
 def read_lines(path: Path) -> list[str]:
@@ -121,20 +119,11 @@ def read_lines(path: Path) -> list[str]:
 
 
 def read_sts_sentences(path: Path) -> list[str]:
-    """Unique sentences of an original STS-benchmark tab file, in file order."""
-    if path.is_dir():
-        if not (path / "sts-test.csv").is_file():
-            raise _bad(path, "sts", "is a folder without sts-test.csv")
-        path = path / "sts-test.csv"
-    seen: dict[str, None] = {}
-    rows = csv.reader(_read_text(path, "sts").splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
-    for n, row in enumerate(rows, 1):
-        if not row or row == [""]:
-            continue
-        if len(row) < 7:
-            raise _bad(path, "sts", f"line {n} has {len(row)} tab-separated column(s), not 7")
-        seen.setdefault(row[5].strip())
-        seen.setdefault(row[6].strip())
+    """Unique sentences of an original STS-benchmark tab file (or a folder with sts-test.csv), in file order."""
+    if path.is_dir() and not (path / "sts-test.csv").is_file():
+        raise _bad(path, "sts", "is a folder without sts-test.csv")
+    sentences1, sentences2, _ = _parsed("sts", datafiles.read_sts, datafiles.sts_file(path))
+    seen = dict.fromkeys(s for pair in zip(sentences1, sentences2, strict=True) for s in pair)
     seen.pop("", None)
     return list(seen)
 
@@ -143,20 +132,15 @@ def read_beir_corpus(path: Path) -> list[str]:
     corpus = path / "corpus.jsonl" if path.is_dir() else path
     if not corpus.is_file():
         raise _bad(path, "beir", "has no corpus.jsonl")
-    texts = []
-    for n, line in enumerate(_read_text(corpus, "beir").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line)
-        except ValueError as exc:
-            raise _bad(corpus, "beir", f"line {n} is not JSON ({exc})") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("text"), str):
-            raise _bad(corpus, "beir", f"line {n} has no 'text' field")
-        text = f"{doc.get('title') or ''} {doc['text']}".strip()
-        if text:
-            texts.append(text)
-    return texts
+    return [text for text in _parsed("beir", datafiles.read_corpus, corpus).values() if text]
+
+
+def _parsed(fmt: str, read: Any, path: Path) -> Any:
+    """`read(path)` with a mistake in the file said as a mistake in dataset.path."""
+    try:
+        return read(path)
+    except datafiles.DataFileError as exc:
+        raise _bad(exc.path, fmt, exc.detail) from None
 
 
 def read_hub(cfg: Any) -> list[str]:

@@ -1,4 +1,6 @@
-"""Synthetic result rows for tests: the one place that knows the shape of a speed and an accuracy row.
+"""Synthetic result rows for tests, built through the row types (`harness.rows`), so a test cannot
+write a row the harness could not: a column of another kind, an unknown status, an ok speed row
+without throughput are refused here as in the sweep.
 
 Each test module passes its own defaults (machine, dataset, settings ...) on top; the cell id is
 derived from the row's identity unless a test sets one (e.g. to store a re-measured cell twice).
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness import results
+from harness.rows import AccuracyRow, SpeedRow
 
 SPEED_IDENTITY = ("kind", "model", "dataset", "batch_size", "backend", "machine")
 ACCURACY_IDENTITY = ("kind", "model", "dataset", "metric", "backend", "machine")
@@ -21,7 +23,7 @@ def speed_row(backend: str, throughput: float | None, **fields: Any) -> dict[str
     )  # fmt: skip
     row.update(fields)
     row.setdefault("cell_id", "-".join(str(row[k]) for k in SPEED_IDENTITY))
-    return results.new_row(**row)
+    return SpeedRow.from_flat(row).to_flat()
 
 
 def accuracy_row(backend: str, accuracy: float | None, **fields: Any) -> dict[str, Any]:
@@ -31,4 +33,4 @@ def accuracy_row(backend: str, accuracy: float | None, **fields: Any) -> dict[st
     )  # fmt: skip
     row.update(fields)
     row.setdefault("cell_id", "-".join(str(row[k]) for k in ACCURACY_IDENTITY))
-    return results.new_row(**row)
+    return AccuracyRow.from_flat(row).to_flat()

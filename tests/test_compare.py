@@ -71,7 +71,9 @@ def test_cells_ratios_tau_and_summary(tmp_path):
         speed("b", "onnx-O2", 300.0),
         speed("b", "onnx-qint8", 1.0, status="failed"), speed("a", "onnx-qint8", 400.0),
     )  # fmt: skip
-    results.write_row(tmp_path, results.new_row(run="b", cell_id="acc", kind="accuracy", status="ok", machine=FP))
+    accuracy = results.new_row(run="b", cell_id="acc", kind="accuracy", status="ok", metric="sts_spearman",
+                               accuracy=0.8, machine=FP)  # fmt: skip
+    results.write_row(tmp_path, accuracy)
     cells, ranks, summary = compared(tmp_path)
 
     assert len(cells) == 6

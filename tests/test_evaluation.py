@@ -314,7 +314,7 @@ def test_load_sts_local_original_format(tmp_path: Path) -> None:
     [
         ([], "has no rows"),
         (["main\tMSRvid\t2012\t0001\t5.0\tonly one sentence"], "expected at least 7"),
-        (["main\tMSRvid\t2012\t0001\tfive\ta\tb"], "score column is not a number"),
+        (["main\tMSRvid\t2012\t0001\tfive\ta\tb"], "score column that is not a number"),
         (["main\tMSRvid\t2012\t0001\t7.0\ta\tb"], "outside 0-5"),
     ],
 )

@@ -6,6 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from harness import results, rounds
+from harness.rows import RoundRow
 
 BASE = "torch-fp32"
 
@@ -77,8 +78,9 @@ def test_decide_reads_the_group_from_the_store(tmp_path):
 def test_a_round_not_needed_is_a_row_the_pooled_cell_reports(tmp_path):
     _store(tmp_path, {BASE: [100, 101]})
     base = next(r for r in results.read_rows(tmp_path) if r["round"] == 0)
-    skipped = {**base, "cell_id": base["cell_id"] + "-r2", "kind": results.ROUND_KIND, "round": 2,
-               "reason": "settled x", "round_reason": "settled x"}  # fmt: skip
+    identity = {k: v for k, v in base.items() if k in RoundRow.columns()}  # a round row has no measurement
+    skipped = results.new_row(**{**identity, "cell_id": base["cell_id"] + "-r2", "kind": results.ROUND_KIND,
+                                 "round": 2, "reason": "settled x", "round_reason": "settled x"})  # fmt: skip
     results.write_row(tmp_path, skipped)
     df = results.load(tmp_path)
     assert list(df["kind"]) == ["speed"]  # the decision row is not a cell of its own

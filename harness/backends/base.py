@@ -15,6 +15,36 @@ class Backend(ABC):
     """One configured backend: how to export it, load it, and what it really ran with."""
 
     st_backend: ClassVar[str]  # the `backend=` argument of sentence-transformers
+    # Runtime knobs: backend fields that tune this family's runtime rather than name a backend. A row
+    # records the ones that differ from the backend's defaults as its `variant`; a knob of another
+    # family means nothing here (torch-fp32 in a sweep over backend.ov_precision=f32,bf16 is one cell).
+    knobs: ClassVar[tuple[str, ...]] = ()
+    # The knobs that change speed but cannot change what the model computes: accuracy is measured once
+    # for all their values.
+    speed_only_knobs: ClassVar[tuple[str, ...]] = ()
+    quantizations: ClassVar[tuple[str, ...]] = ()  # the backend.quantization values this family knows
+
+    @classmethod
+    def check_fields(cls, cfg: Any) -> None:
+        """Check the values of the backend fields this family owns (ConfigError naming field, value and
+        what is allowed). `config.validate` asks every family, so a bad value fails whichever backend
+        it is swept with. Default: none."""
+        return None
+
+    @classmethod
+    def validate(cls, cfg: Any) -> None:
+        """Check a backend config of this family: its `quantization` is one this family knows."""
+        from harness.config import ConfigError
+        from harness.usage import did_you_mean
+
+        q, allowed = cfg.quantization, cls.quantizations
+        if q is not None and q not in allowed:
+            raise ConfigError(
+                f"backend.quantization: {q!r} is not allowed for {cfg.name}"
+                + (f" ({cfg.family}); " if cfg.family != cfg.name else "; ")
+                + (f"choose one of {', '.join(allowed)}." if allowed else "leave it null.")
+                + did_you_mean(q, allowed)
+            )
 
     def __init__(self, cfg: Any, hw: Hardware, threads: int):
         self.cfg = cfg

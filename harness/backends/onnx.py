@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 BASE_KEY = "onnx"
 BASE_FILE = "onnx/model.onnx"
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+OPTIMIZATIONS = ("O1", "O2", "O3", "O4")
+QUANTIZATIONS = ("auto", "arm64", "avx2", "avx512", "avx512_vnni")
 
 
 def qint8_file_name(config: str) -> str:
@@ -31,6 +33,17 @@ def qint8_file_name(config: str) -> str:
 
 class OnnxBackend(Backend):
     st_backend = "onnx"
+    # spinning ORT workers steal cycles from sentence-transformers' torch post-processing
+    knobs = ("ort_spinning",)
+    speed_only_knobs = ("ort_spinning",)
+    quantizations = QUANTIZATIONS
+
+    @classmethod
+    def check_fields(cls, cfg: Any) -> None:
+        from harness.config import check_choice
+
+        if cfg.optimization is not None:
+            check_choice("backend.optimization", cfg.optimization, OPTIMIZATIONS)
 
     @property
     def provider(self) -> str:

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 BASE_KEY = "openvino"
 BASE_FILE = "openvino/openvino_model.xml"
 QINT8_FILE = "openvino/openvino_model_qint8_quantized.xml"  # what export_static_quantized_openvino_model writes
+HINTS = ("LATENCY", "THROUGHPUT")
+PRECISIONS = ("f32", "bf16", "f16")  # backend.ov_precision: INFERENCE_PRECISION_HINT
 PRECISION = {
     "f32": "fp32",
     "float32": "fp32",
@@ -51,6 +53,18 @@ def default_precision(device: str = "CPU") -> str | None:
 
 class OpenVINOBackend(Backend):
     st_backend = "openvino"
+    knobs = ("ov_hint", "ov_precision", "calibration_samples")
+    speed_only_knobs = ("ov_hint",)
+    quantizations = ("static",)
+
+    @classmethod
+    def check_fields(cls, cfg: Any) -> None:
+        from harness.config import check_choice, check_positive_int
+
+        check_choice("backend.ov_hint", cfg.ov_hint, HINTS)
+        if cfg.ov_precision is not None:
+            check_choice("backend.ov_precision", cfg.ov_precision, PRECISIONS)
+        check_positive_int("backend.calibration_samples", cfg.calibration_samples)
 
     def unsupported_reason(self) -> str | None:
         if self.device == "cuda":

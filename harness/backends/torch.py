@@ -8,10 +8,17 @@ from typing import Any
 from harness.backends.base import Backend
 
 PRECISION = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 class TorchBackend(Backend):
     st_backend = "torch"
+
+    @classmethod
+    def check_fields(cls, cfg: Any) -> None:
+        from harness.config import check_choice
+
+        check_choice("backend.dtype", cfg.dtype, DTYPES)
 
     def load_spec(self, source_dir: Path, export_dir: Path, cache: Any) -> tuple[Path, dict[str, Any]]:
         return source_dir, {"torch_dtype": self.cfg.dtype}

@@ -9,23 +9,27 @@ lazily: local runs and unit tests never need it, and nothing downloads unless on
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from harness.datafiles import (
+    doc_text,
+    read_corpus,
+    read_qrels,
+    read_queries,
+    read_sts,
+    require_columns,
+    sts_file,
+)
 from harness.usage import did_you_mean
 
 log = logging.getLogger(__name__)
 
-STS_MAX_SCORE = 5.0
-# Original STS-benchmark layout; rows may carry extra licence columns after these.
-STS_COLUMNS = ("genre", "file", "year", "id", "score", "sentence1", "sentence2")
 
 NANOBEIR_DATASETS: dict[str, str] = {
     "climatefever": "ClimateFEVER",
@@ -113,51 +117,11 @@ def check_outputs(outputs: Any, n: int, ndim: int, who: str) -> np.ndarray:
 # --- STS ---------------------------------------------------------------------------------
 
 
-def _sts_file(path_or_dir: str | Path, split: str) -> Path:
-    path = Path(path_or_dir)
-    if path.is_dir():
-        path = path / f"sts-{split}.csv"
-    if not path.is_file():
-        raise ValueError(f"STS file {path} does not exist")
-    return path
-
-
-def parse_sts_rows(rows: Iterable[list[str]], source: str) -> StsData:
-    """Turn original STS-benchmark rows into `StsData`; `source` only names the input in errors."""
-    sentences1: list[str] = []
-    sentences2: list[str] = []
-    scores: list[float] = []
-    for lineno, row in enumerate(rows, start=1):
-        if not row or row == [""]:
-            continue
-        if len(row) < len(STS_COLUMNS):
-            raise ValueError(
-                f"STS file {source} line {lineno}: expected at least {len(STS_COLUMNS)} "
-                f"tab-separated columns ({', '.join(STS_COLUMNS)}), got {len(row)}"
-            )
-        try:
-            score = float(row[4])
-        except ValueError:
-            raise ValueError(f"STS file {source} line {lineno}: score column is not a number: {row[4]!r}") from None
-        if not 0.0 <= score <= STS_MAX_SCORE:
-            raise ValueError(f"STS file {source} line {lineno}: score {score} is outside 0-5")
-        sentences1.append(row[5].strip())
-        sentences2.append(row[6].strip())
-        scores.append(score / STS_MAX_SCORE)
-    if not scores:
-        raise ValueError(f"STS file {source} has no rows")
-    return StsData(sentences1, sentences2, np.asarray(scores, dtype=np.float64))
-
-
 def load_sts_local(path_or_dir: str | Path, split: str = "test") -> StsData:
-    """Read the original tab-separated STS-benchmark file (a file, or a dir with sts-<split>.csv).
-
-    The files are not quoted (sentences contain bare quotes), hence QUOTE_NONE.
-    """
-    path = _sts_file(path_or_dir, split)
-    with path.open(encoding="utf-8", newline="") as f:
-        data = parse_sts_rows(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), str(path))
-    data.name = f"stsb-{split}"
+    """Read the original tab-separated STS-benchmark file (a file, or a dir with sts-<split>.csv)."""
+    path = sts_file(path_or_dir, split)
+    sentences1, sentences2, scores = read_sts(path)
+    data = StsData(sentences1, sentences2, np.asarray(scores, dtype=np.float64), name=f"stsb-{split}")
     log.info("loaded %d STS pairs from %s", len(data), path)
     return data
 
@@ -167,7 +131,7 @@ def load_sts_hub(name: str = "sentence-transformers/stsb", split: str = "test") 
     from datasets import load_dataset
 
     ds = load_dataset(name, split=split)
-    _require_columns(ds.column_names, ("sentence1", "sentence2", "score"), f"{name} [{split}]")
+    require_columns(ds.column_names, ("sentence1", "sentence2", "score"), f"{name} [{split}]")
     if len(ds) == 0:
         raise ValueError(f"dataset {name} [{split}] has no rows")
     data = StsData(
@@ -181,55 +145,6 @@ def load_sts_hub(name: str = "sentence-transformers/stsb", split: str = "test") 
 
 
 # --- retrieval ---------------------------------------------------------------------------
-
-
-def _require_columns(columns: Iterable[str], required: Iterable[str], source: str) -> None:
-    missing = [c for c in required if c not in set(columns)]
-    if missing:
-        raise ValueError(f"{source} is missing column(s) {', '.join(missing)}")
-
-
-def doc_text(record: Mapping[str, Any]) -> str:
-    """BEIR convention: the title, when there is one, is prepended to the text."""
-    title = (record.get("title") or "").strip()
-    text = (record.get("text") or "").strip()
-    return f"{title} {text}".strip()
-
-
-def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {lineno} is not valid JSON: {e.msg}") from None
-            _require_columns(record, required, f"{path} line {lineno}")
-            records.append(record)
-    if not records:
-        raise ValueError(f"{path} has no rows")
-    return records
-
-
-def _read_qrels_tsv(path: Path) -> list[tuple[str, str, int]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = [r for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r]
-    if not rows:
-        raise ValueError(f"{path} has no rows")
-    header, body = rows[0], rows[1:]
-    _require_columns(header, ("query-id", "corpus-id", "score"), f"{path} header")
-    qi, ci, si = (header.index(c) for c in ("query-id", "corpus-id", "score"))
-    triples = []
-    for lineno, row in enumerate(body, start=2):
-        try:
-            triples.append((row[qi], row[ci], int(float(row[si]))))
-        except (IndexError, ValueError):
-            raise ValueError(f"{path} line {lineno} is malformed: {row!r}") from None
-    if not triples:
-        raise ValueError(f"{path} has no rows")
-    return triples
 
 
 def build_retrieval_data(
@@ -277,9 +192,8 @@ def load_beir_local(folder: str | Path, split: str = "test") -> RetrievalData:
     for path in paths.values():
         if not path.is_file():
             raise ValueError(f"BEIR folder {folder} has no {path.relative_to(folder)}")
-    corpus = {str(r["_id"]): doc_text(r) for r in _read_jsonl(paths["corpus"], ("_id", "text"))}
-    queries = {str(r["_id"]): str(r["text"]).strip() for r in _read_jsonl(paths["queries"], ("_id", "text"))}
-    data = build_retrieval_data(folder.name, corpus, queries, _read_qrels_tsv(paths["qrels"]))
+    corpus, queries = read_corpus(paths["corpus"]), read_queries(paths["queries"])
+    data = build_retrieval_data(folder.name, corpus, queries, read_qrels(paths["qrels"]))
     log.info("loaded %s: %d docs, %d queries", data.name, len(data.corpus), len(data.queries))
     return data
 
@@ -302,7 +216,7 @@ def load_nanobeir_hub(subset: str) -> RetrievalData:
 
     def load(config: str, required: tuple[str, ...]) -> Any:
         ds = load_dataset(dataset_id, config, split="train")
-        _require_columns(ds.column_names, required, f"{dataset_id} [{config}]")
+        require_columns(ds.column_names, required, f"{dataset_id} [{config}]")
         if len(ds) == 0:
             raise ValueError(f"{dataset_id} [{config}] has no rows")
         return ds
