@@ -240,7 +240,7 @@ def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
     hw, threads = budget(cfg)
     skipped = accuracy_skipped(cfg)
     if skipped and cfg.accuracy.enabled:
-        log.warning("accuracy skipped: %s; set HARNESS_DATA_DIR (e.g. ../shared/data) to measure it", skipped)
+        _warn_once(f"accuracy skipped: {skipped}; set HARNESS_DATA_DIR (e.g. ../shared/data) to measure it")
     written: list[dict[str, Any]] = []
     for backend_cfg in configurations(cfg, hw, threads):
         written += _run_configuration(cfg, backend_cfg, hw, threads)
@@ -350,6 +350,12 @@ def round_decision(cfg: DictConfig, cell: Cell, machine: str, threads: int) -> r
     prefix = _slug("speed", cfg.model.name, cfg.dataset.name, f"bs{cell.batch_size}") + "-"
     match = {"machine": machine, "threads": threads, "model_source": cfg.model.source}
     return rounds.decide(cfg, prefix, match, cfg.measure.settle_tolerance, results.BASELINE)
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    """A warning every job of a sweep would repeat, said once per sweep process."""
+    log.warning(message)
 
 
 @functools.lru_cache(maxsize=32)

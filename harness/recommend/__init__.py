@@ -1,7 +1,8 @@
 """Which backend to use: the documented sentence-transformers flowcharts, checked against measurements.
 
 * `flowchart` - the docs' flowcharts and the numbers their text states;
-* `evidence` - this machine's measured cells, and the recommendation built on both;
+* `evidence` - this machine's measured cells and the rules each passes or breaks;
+* `decision` - the recommendation built on them and on the flowchart;
 * `snippet` - the code that loads the recommended backend;
 * `cli` - `harness recommend`.
 """
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 from harness.hardware import Hardware
 from harness.recommend.cli import build_parser, effective_hardware, hardware_from_dict, main, parse_flags
-from harness.recommend.evidence import Candidate, Evidence, Query, Recommendation, evidence, format_text, recommend
+from harness.recommend.decision import Recommendation, format_text, recommend
+from harness.recommend.evidence import Candidate, Evidence, Query, evidence
 from harness.recommend.flowchart import DOCS_URL, DOCUMENTED, Documented, documented, flowchart
 from harness.recommend.snippet import documented_model_kwargs, python_snippet, st_backend
 

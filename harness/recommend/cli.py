@@ -14,7 +14,8 @@ from harness import hardware, results
 from harness.analysis import find_machine
 from harness.config import MODEL_KINDS
 from harness.hardware import Hardware
-from harness.recommend.evidence import SCENARIOS, Query, format_text, recommend
+from harness.recommend.decision import format_text, recommend
+from harness.recommend.evidence import SCENARIOS, Query
 from harness.recommend.flowchart import CPU_VENDORS
 from harness.usage import Parser, UsageError, did_you_mean
 
