@@ -401,7 +401,7 @@ def test_nanobeir_names() -> None:
     for name in ("msmarco", "NanoMSMARCO", "zeta-alpha-ai/NanoMSMARCO"):
         assert nanobeir_dataset_id(name) == "zeta-alpha-ai/NanoMSMARCO"
     assert nanobeir_dataset_id("touche2020") == "zeta-alpha-ai/NanoTouche2020"
-    with pytest.raises(ValueError, match="Did you mean: msmarco"):
+    with pytest.raises(ValueError, match="Did you mean 'msmarco'"):
         nanobeir_dataset_id("msmarc")
 
 
@@ -444,10 +444,10 @@ def test_evaluate_wraps_models(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("sst", "bi-encoder", {"path": "x"}), "unknown task 'sst'. Did you mean: sts?"),
-        (("sts", "biencoder", {"path": "x"}), "Did you mean: bi-encoder?"),
+        (("sst", "bi-encoder", {"path": "x"}), "unknown task 'sst'. Did you mean 'sts'?"),
+        (("sts", "biencoder", {"path": "x"}), "Did you mean 'bi-encoder'?"),
         (("sts", "bi-encoder", {"path": "x", "hub": "y"}), "exactly one of 'path' or 'hub'"),
-        (("sts", "bi-encoder", {"path": "x", "max_query": 5}), "Did you mean: max_queries?"),
+        (("sts", "bi-encoder", {"path": "x", "max_query": 5}), "Did you mean 'max_queries'?"),
     ],
 )
 def test_evaluate_rejects_bad_arguments(args: tuple[str, str, dict], message: str) -> None:

@@ -14,7 +14,7 @@ from harness import results
 pytestmark = pytest.mark.slow
 SHARED = shared_dir()
 needs_shared = pytest.mark.skipif(SHARED is None, reason="../shared (or HARNESS_SHARED_DIR) is not present")
-QUICK = ["dataset=short", "dataset.samples=64", "measure.min_time_s=1", "measure.min_repeats=2",
+QUICK = ["dataset=short", "dataset.samples=64", "batch_sizes=[32]", "measure.min_time_s=1", "measure.min_repeats=2",
          "measure.warmup_batches=1", "accuracy.tasks=[sts]"]  # fmt: skip
 
 
