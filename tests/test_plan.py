@@ -53,7 +53,8 @@ def test_the_estimate_comes_from_this_machines_rows(tmp_path):
     assert Timings([], machine).estimate("speed", "minilm", "short", "onnx", "", 32) is None
 
     env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache")}
-    proc = plan("backend=torch-fp32,onnx", "dataset=short", "rounds=2", f"results_dir={tmp_path / 'results'}",
+    proc = plan("backend=torch-fp32,onnx", "dataset=short", "batch_sizes=[32]", "rounds=2",
+                f"results_dir={tmp_path / 'results'}",
                 env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "4 cells (4 speed" in proc.stdout and "estimated duration: " in proc.stdout
