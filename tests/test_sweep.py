@@ -88,7 +88,7 @@ def test_interleaved_rounds_run_every_backend_before_repeating_and_pool(tiny_mod
                    "run=rr", *quick, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    raw = sorted(results.read_rows(tmp_path / "results"), key=lambda r: r["timestamp"])
+    raw = sorted(results.read_rows(tmp_path / "results"), key=lambda r: (r.get("timed_window") or [0])[0])
     speed = [r for r in raw if r["kind"] == "speed"]
     assert [(r["round"], r["backend"]) for r in speed] == [
         (0, "torch-fp32"), (0, "onnx"), (1, "torch-fp32"), (1, "onnx")

@@ -29,7 +29,8 @@ def sweep(model: Path, tmp_path: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "harness.cli", "sweep", "rounds=1", "model.name=tiny", f"model.source={model}",
         "backend=torch-fp32,onnx,openvino", "dataset=short", "batch_sizes=[2,4]", "accuracy.enabled=false",
-        "dataset.samples=16", "measure.min_time_s=4", "measure.min_repeats=2", "measure.warmup_batches=1",
+        "dataset.samples=16", "measure.min_time_s=4", "measure.min_repeats=2", "measure.max_repeats=100000",
+        "measure.warmup_batches=1",
         "measure.request_min_time_s=0.2", "measure.max_time_s=8", "measure.breakdown=false",
         f"results_dir={tmp_path / 'results'}", "run=w", f"hydra.sweep.dir={tmp_path / 'multirun'}", *extra,
     ]  # fmt: skip
@@ -38,7 +39,12 @@ def sweep(model: Path, tmp_path: Path, *extra: str) -> list[str]:
 def run_and_signal(command: list[str], tmp_path: Path, backend: str, sig: signal.Signals) -> tuple[int, str, int]:
     """Run the sweep; 1.5 s into the first cell of `backend`'s worker, send it `sig`. Returns
     (exit code, its output, the signalled pid)."""
-    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache"), "HARNESS_LOCK_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "HARNESS_CACHE_DIR": str(tmp_path / "cache"),
+        "HARNESS_LOCK_DIR": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+    }  # fmt: skip  (the log lines must arrive while the sweep runs)
     env.pop("HARNESS_DATA_DIR", None)
     proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
@@ -99,7 +105,14 @@ def test_a_hung_cell_is_cut_at_its_timeout_and_the_backend_goes_on(tiny_models, 
 def test_one_worker_per_backend_and_round_measures_all_its_cells(tiny_models, tmp_path, rounds):
     """Two datasets x two batch sizes per backend and round: one worker each, and the rows say which cell of
     its process each was (the model is loaded and read back once per process)."""
-    command = sweep(tiny_models[0], tmp_path, f"rounds={rounds}", "dataset=short,medium", "measure.min_time_s=0.2")
+    command = sweep(
+        tiny_models[0],
+        tmp_path,
+        f"rounds={rounds}",
+        "dataset=short,medium",
+        "measure.min_time_s=0.2",
+        "measure.max_repeats=50",
+    )
     env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache"), "HARNESS_LOCK_DIR": str(tmp_path)}
     env.pop("HARNESS_DATA_DIR", None)
     proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
