@@ -174,16 +174,20 @@ def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str
             log.debug("%s took %.1fs", task, time.monotonic() - start)
     path = Path(out_path)
     if not path.exists():
-        code = proc.exitcode
-        how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
-        hint = " (likely out of memory)" if code == -signal.SIGKILL else ""
-        return "failed", None, f"{task} process died with {how}{hint}"
+        return "failed", None, death_reason(task, proc.exitcode)
     result = json.loads(path.read_text(encoding="utf-8"))
     path.unlink(missing_ok=True)
     if "error" in result:
         log.debug("%s failed:\n%s", task, result.get("traceback"))
         return "failed", None, result["error"]
     return "ok", outcome_fields(result), None
+
+
+def death_reason(task: str, code: int | None) -> str:
+    """How a unit's process died, from its exit code (a negative code is the signal that killed it)."""
+    how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
+    hint = " (likely out of memory)" if code == -signal.SIGKILL else ""
+    return f"{task} process died with {how}{hint}"
 
 
 def outcome_fields(result: dict[str, Any]) -> dict[str, Any]:

@@ -60,7 +60,8 @@ def library_versions() -> dict[str, str]:
     return found
 
 
-def _hash(value: Any) -> str:
+def digest(value: Any) -> str:
+    """A short, stable name for a JSON-able value (cache keys, cell ids)."""
     return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
@@ -84,7 +85,7 @@ def content_key(source_dir: Path) -> str:
             continue
         stat = path.stat()
         entries.append((rel.as_posix(), stat.st_size, stat.st_mtime_ns))
-    return _hash(entries)
+    return digest(entries)
 
 
 @contextlib.contextmanager
@@ -105,7 +106,7 @@ class ExportCache:
     def model_dir(self, model_name: str, source_dir: Path) -> Path:
         """The cached copy of a model folder (created once, atomically), keyed by its content and versions."""
         slug = re.sub(r"[^\w.-]+", "_", model_name)
-        folder = self.root / f"{slug}-{content_key(source_dir)}" / _hash(library_versions())
+        folder = self.root / f"{slug}-{content_key(source_dir)}" / digest(library_versions())
         marker = folder / ".harness" / "base.json"
         if marker.exists():
             return folder
@@ -128,7 +129,7 @@ class ExportCache:
 
     def _markers(self, model_name: str, key: str) -> list[Path]:
         slug = re.sub(r"[^\w.-]+", "_", model_name)
-        return sorted(self.root.glob(f"{glob.escape(slug)}-*/{_hash(library_versions())}/.harness/{key}.json"))
+        return sorted(self.root.glob(f"{glob.escape(slug)}-*/{digest(library_versions())}/.harness/{key}.json"))
 
     def has_export(self, model_name: str, key: str) -> bool:
         """Whether an export of this key exists for a model of this name (for plans: looks, never creates)."""

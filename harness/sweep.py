@@ -11,7 +11,6 @@ only for the groups whose ranking is not settled yet (harness.rounds).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -28,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness import backends, models, progress, results, rounds
 from harness.cell import run_isolated
 from harness.config import BACKENDS, ConfigError
-from harness.exports import ExportCache, file_lock, library_versions
+from harness.exports import ExportCache, digest, file_lock, library_versions
 from harness.hardware import detect
 from harness.preflight import preflight
 from harness.texts import load_texts
@@ -68,10 +67,6 @@ class Cell:
     cell_key: str | None = None  # the same for every round of a speed cell
 
 
-def _digest(value: Any) -> str:
-    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
 def _slug(*parts: Any) -> str:
     return "-".join(str(p).replace("/", "_") for p in parts if p is not None)
 
@@ -86,7 +81,7 @@ def cell_id_speed(cfg: DictConfig, machine: str, batch_size: int, threads: int, 
         "batch_size": batch_size,
         "threads": threads,
     }
-    return _slug("speed", cfg.model.name, cfg.dataset.name, f"bs{batch_size}", backend_cfg.name, _digest(key))
+    return _slug("speed", cfg.model.name, cfg.dataset.name, f"bs{batch_size}", backend_cfg.name, digest(key))
 
 
 def model_identity(cfg: DictConfig) -> dict[str, Any]:
@@ -112,7 +107,7 @@ def cell_id_accuracy(cfg: DictConfig, machine: str, task: str, backend_cfg: Any)
         "task": task,
         "source": accuracy_source(cfg, task),
     }
-    return _slug("accuracy", cfg.model.name, task, backend["name"], _digest(key))
+    return _slug("accuracy", cfg.model.name, task, backend["name"], digest(key))
 
 
 def accuracy_source(cfg: DictConfig, task: str) -> dict[str, Any]:
@@ -318,9 +313,7 @@ def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int)
     speed_cells = [c for c in pending if c.kind == "speed"]
     if speed_cells:
         texts = dataset_texts(cfg)
-        key = (
-            f"{_digest([job.spec['model'], backend_identity(backend_cfg), threads, str(job.export_dir)])}-r{cfg.round}"
-        )
+        key = f"{digest([job.spec['model'], backend_identity(backend_cfg), threads, str(job.export_dir)])}-r{cfg.round}"
         reference = _fidelity_reference(cfg, machine, threads)
         for cell in speed_cells:
             spec = {**job.spec, "batch_size": cell.batch_size, "texts": texts, "fidelity_ref": str(reference),
@@ -384,7 +377,7 @@ def _fidelity_reference(cfg: DictConfig, machine: str, threads: int) -> Path:
     key = {"machine": machine, "model": model_identity(cfg),
            "dataset": OmegaConf.to_container(cfg.dataset, resolve=True)}  # fmt: skip
     return (
-        Path(cfg.results_dir) / cfg.run / ".reference" / f"timed-{cfg.model.name}-{cfg.dataset.name}-{_digest(key)}.npy"
+        Path(cfg.results_dir) / cfg.run / ".reference" / f"timed-{cfg.model.name}-{cfg.dataset.name}-{digest(key)}.npy"
     )
 
 

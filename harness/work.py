@@ -6,8 +6,6 @@ Each takes a plain, JSON-able spec and returns plain fields for a result row.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from harness import backends, measure
-from harness.exports import ExportCache
+from harness.exports import ExportCache, digest
 from harness.hardware import detect
 from harness.texts import as_pairs, builtin_texts, load_texts
 
@@ -105,14 +103,10 @@ class State:
         self.cells = 0
 
     def load(self, spec: dict[str, Any]) -> Loaded:
-        key = _digest({k: spec[k] for k in ("model", "backend", "threads", "source_dir", "export_dir")})
+        key = digest({k: spec[k] for k in ("model", "backend", "threads", "source_dir", "export_dir")})
         if key not in self.loaded:
             self.loaded[key] = Loaded(spec)
         return self.loaded[key]
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _workload(spec: dict[str, Any], model: Any) -> tuple[list[str], list[Any], list[list[Any]], Any, Any]:
@@ -181,7 +175,7 @@ def speed(spec: dict[str, Any], state: State | None = None) -> dict[str, Any]:
     fields = {
         **timing.fields(),
         "timed_window": timed_window,
-        **loaded.text_stats(_digest(texts), texts, inputs),
+        **loaded.text_stats(digest(texts), texts, inputs),
         "tries": len(discarded) + 1,
         "discarded_tries": discarded,
         "contended": bool(timing.cpu_other > m["contention_threshold"]),

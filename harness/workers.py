@@ -26,14 +26,13 @@ import atexit
 import logging
 import multiprocessing as mp
 import os
-import signal
 import time
 from collections import OrderedDict
 from typing import Any
 
 import psutil
 
-from harness.cell import THREAD_ENV, configure_process, machine_lock, outcome_fields, run_unit
+from harness.cell import THREAD_ENV, configure_process, death_reason, machine_lock, outcome_fields, run_unit
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +111,7 @@ class Worker:
 
     def _death(self, task: str) -> str:
         self.proc.join(5)
-        code = self.proc.exitcode
-        how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
-        hint = " (likely out of memory)" if code == -signal.SIGKILL else ""
-        return f"{task} process died with {how}{hint}"
+        return death_reason(task, self.proc.exitcode)
 
     def close(self) -> None:
         try:
