@@ -40,6 +40,12 @@ class Plan:
     estimate_s: float = 0.0
     untimed: int = 0  # cells whose estimate is a fallback, not a timing
     notes: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """Every cell of the sweep is in the store (a skipped third round counts: its row says so)."""
+        return self.cells > 0 and self.done == self.cells
 
     def text(self) -> str:
         rounds = "" if not self.notes else "\n" + "\n".join(f"  {n}" for n in self.notes)
@@ -103,13 +109,17 @@ class Timings:
 
 
 def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, threads: int, accuracy: bool,
-              done_ids: set[str] | None = None, cell_ids: Any = None) -> Plan:  # fmt: skip
+              done_ids: set[str] | None = None, cell_ids: Any = None, accuracy_ids: Any = None,
+              runs: list[str] | None = None) -> Plan:  # fmt: skip
     """Plan the sweep: `base` is the first job's config (defaults), `dims` the swept keys and values;
-    `cell_ids(job, batch_size, round)` names a speed cell, to find it among `done_ids`."""
+    `cell_ids(job, batch_size, round)` names a job's speed cells (one per backend configuration: the
+    job's own and the companion variants this machine adds), `accuracy_ids(job)` its accuracy cells,
+    to find them among `done_ids`. Without them, one speed cell per job and batch size is counted."""
     from harness.exports import ExportCache
 
     machine = hw.fingerprint
-    plan = Plan()
+    plan = Plan(runs=list(runs or []))
+    done_ids = done_ids or set()
     dims = {k.lstrip("+~"): v for k, v in dims.items()}
     rounds = [int(r) for r in dims.pop(ROUND_KEY, [str(base.round)])]
     jobs = grid({k: v for k, v in dims.items() if not k.startswith("hydra")})
@@ -130,11 +140,12 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
         sizes = _sizes(base, job, conf_dir, model)
         for r in rounds:
             for bs in sizes:
-                plan.cells += 1
-                plan.speed_cells += 1
-                ids = cell_ids(job, bs, r) if cell_ids else None
-                if ids and done_ids is not None and ids in done_ids:
-                    plan.done += 1
+                ids = cell_ids(job, bs, r) if cell_ids else [None]
+                plan.cells += len(ids)
+                plan.speed_cells += len(ids)
+                pending = [i for i in ids if i is None or i not in done_ids]
+                plan.done += len(ids) - len(pending)
+                if not pending:
                     continue
                 if r >= measured_rounds:  # adaptive: counted as possible, timed as likely for half the groups
                     seconds = 0.5 * (timings.estimate("speed", model, dataset, backend, variant, bs) or FALLBACK_CELL_S)
@@ -142,13 +153,15 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
                     estimate = timings.estimate("speed", model, dataset, backend, variant, bs)
                     plan.untimed += estimate is None
                     seconds = estimate if estimate is not None else FALLBACK_CELL_S
-                plan.estimate_s += seconds
+                plan.estimate_s += seconds * len(pending)
                 workers.add((model, backend, variant, r))
         if accuracy and (model, backend, variant) not in accuracy_done:
             accuracy_done.add((model, backend, variant))
-            n_tasks = len(base.accuracy.tasks)
-            plan.cells += n_tasks
-            plan.accuracy_cells += n_tasks
+            ids = accuracy_ids(job) if accuracy_ids else [None] * len(base.accuracy.tasks)
+            n_tasks = sum(1 for i in ids if i is None or i not in done_ids)
+            plan.cells += len(ids)
+            plan.accuracy_cells += len(ids)
+            plan.done += len(ids) - n_tasks
             estimate = timings.estimate("accuracy", model, "", backend, variant, None)
             plan.estimate_s += n_tasks * (estimate if estimate is not None else 4 * FALLBACK_CELL_S)
             plan.untimed += n_tasks if estimate is None else 0

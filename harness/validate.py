@@ -355,7 +355,7 @@ def plan_sweep(args: list[str], conf_dir: str) -> Any:
     from harness.config import register_configs
     from harness.hardware import detect
     from harness.plan import make_plan
-    from harness.sweep import accuracy_skipped, cell_id_speed, with_round
+    from harness.sweep import accuracy_skipped, cell_id_accuracy, cell_id_speed, configurations, with_round
 
     parsed = _parse_args(args)
     overrides = _parse_overrides(parsed.overrides)
@@ -369,15 +369,38 @@ def plan_sweep(args: list[str], conf_dir: str) -> Any:
         runs = dims.get("run", [first.run])
         done = {p.stem for run in runs for p in (Path(first.results_dir) / str(run)).glob("*.json")}
         composed: dict[tuple, DictConfig] = {}
+        backend_cfgs: dict[tuple, list[Any]] = {}
+        spelled = {k.lstrip("+~"): k for k in dims}  # the plan's job keys lose "+"; composing needs it back
 
-        def cell_ids(job: dict[str, str], batch_size: int, round_: int) -> str:
-            other = tuple((k, v) for k, v in job.items() if k != "backend" and not k.startswith("hydra"))
+        def job_cfg(job: dict[str, str]) -> tuple[DictConfig, list[Any]]:
+            """The job's composed config and its backend configurations (its own and the companions
+            this machine adds, as `harness.sweep.configurations` runs them)."""
+            other = tuple((spelled.get(k, k), v) for k, v in job.items() if k != "backend" and k[:5] != "hydra")
             if other not in composed:
-                composed[other] = _compose(compose, dict(other))
+                composed[other] = _compose(compose, dict(other)) if other else first
             cfg = composed[other]
             name = job.get("backend", cfg.backend.name)
-            backend = _backend_variant(cfg, name, command_line).backend if name in BACKENDS else cfg.backend
-            return with_round(cell_id_speed(cfg, hw.fingerprint, batch_size, threads, backend), round_)
+            if (other, name) not in backend_cfgs:
+                cfg_b = _backend_variant(cfg, name, command_line) if name in BACKENDS else cfg
+                backend_cfgs[(other, name)] = configurations(cfg_b, hw, threads)
+            return cfg, backend_cfgs[(other, name)]
+
+        def counted(job: dict[str, str]) -> int:
+            """With nothing in the store there is nothing to find: count the configurations, compose nothing."""
+            return len(job_cfg({"backend": job["backend"]} if "backend" in job else {})[1])
+
+        def cell_ids(job: dict[str, str], batch_size: int, round_: int) -> list[str | None]:
+            if not done:
+                return [None] * counted(job)
+            cfg, configs = job_cfg(job)
+            return [with_round(cell_id_speed(cfg, hw.fingerprint, batch_size, threads, b), round_) for b in configs]
+
+        def accuracy_ids(job: dict[str, str]) -> list[str | None]:
+            if not done:
+                return [None] * counted(job) * len(first.accuracy.tasks)
+            cfg, configs = job_cfg(job)
+            return [cell_id_accuracy(cfg, hw.fingerprint, t, b) for b in configs for t in cfg.accuracy.tasks]
 
         return make_plan(first, dims, conf_dir, hw, threads, accuracy=not accuracy_skipped(first),
-                         done_ids=done, cell_ids=cell_ids if done else None)  # fmt: skip
+                         done_ids=done, cell_ids=cell_ids, accuracy_ids=accuracy_ids,
+                         runs=[str(r) for r in runs])  # fmt: skip

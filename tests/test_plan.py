@@ -67,3 +67,19 @@ def test_grid_varies_the_last_key_fastest():
         {"round": "0", "backend": "a"}, {"round": "0", "backend": "b"},
         {"round": "1", "backend": "a"}, {"round": "1", "backend": "b"},
     ]  # fmt: skip
+
+
+def test_plan_counts_the_companion_variants_this_machine_adds(tmp_path, monkeypatch):
+    """On an AMX CPU the sweep measures `openvino [ov_precision=f32]` beside `openvino`: the plan counts
+    those cells too (probe monkeypatched: this CPU need not choose bf16)."""
+    from harness.backends import openvino
+    from harness.cli import CONF_DIR
+    from harness.validate import plan_sweep
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["+experiment=default", "backend=torch-fp32,openvino", "dataset=short", "batch_sizes=[32]",
+            'hydra.sweeper.params.round="0"', f"results_dir={tmp_path / 'results'}"]  # fmt: skip
+    for precision, cells in (("fp32", 2), ("bf16", 3)):
+        monkeypatch.setattr(openvino, "default_precision", lambda device="CPU", p=precision: p)
+        plan = plan_sweep(args, CONF_DIR)
+        assert (plan.cells, plan.done, plan.finished) == (cells, 0, False), precision

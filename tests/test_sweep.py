@@ -75,6 +75,8 @@ def test_every_backend_on_a_tiny_model(kind, tiny_models, tiny_data, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert sorted((tmp_path / "results" / "t").glob("*.json")) == files
     assert [f.stat().st_mtime_ns for f in files] == mtimes  # nothing measured twice
+    # every cell (speed and accuracy) is in the store: no Hydra job is started at all
+    assert "nothing to run: all" in again.stdout, again.stdout[-2000:]
     assert "export" not in again.stderr.lower() or "exporting" not in again.stderr.lower()
 
 
