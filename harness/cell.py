@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 log = logging.getLogger(__name__)
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS")
@@ -160,11 +162,14 @@ def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str
     with machine_lock(exclusive=task in TIMED):
         start = time.monotonic()
         proc.start()
+        limit = memory_limit_mb(spec)
         try:
-            proc.join(timeout_s)
-            if proc.is_alive():
+            ended, rss = wait_for(proc.pid, lambda s: (proc.join(s), not proc.is_alive())[1], timeout_s, limit)
+            if ended != "done":
                 proc.kill()
                 proc.join()
+                if ended == "memory":
+                    return "failed", None, memory_reason(task, rss, limit)
                 return "timeout", None, f"{task} exceeded the {timeout_s:g}s timeout and was killed"
         except BaseException:  # Ctrl-C: take the child down with us
             proc.kill()
@@ -181,6 +186,43 @@ def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str
         log.debug("%s failed:\n%s", task, result.get("traceback"))
         return "failed", None, result["error"]
     return "ok", outcome_fields(result), None
+
+
+MEMORY_SHARE = 0.9  # measure.memory_limit_mb unset: this share of the machine's memory
+POLL_S = 0.5  # how often a running unit's memory is looked at (a /proc read: nothing on the timed CPU)
+
+
+def memory_limit_mb(spec: dict[str, Any]) -> float:
+    limit = (spec.get("measure") or {}).get("memory_limit_mb")
+    return float(limit) if limit else MEMORY_SHARE * psutil.virtual_memory().total / 2**20
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.Error:
+        return 0.0
+
+
+def wait_for(pid: int, finished: Any, timeout_s: float, limit_mb: float) -> tuple[str, float]:
+    """Wait for a unit's process: `finished(seconds)` waits up to that long and says whether it is done.
+    Returns ("done" | "timeout" | "memory", the resident MB last seen)."""
+    deadline = time.monotonic() + timeout_s
+    rss = 0.0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "timeout", rss
+        if finished(min(POLL_S, remaining)):
+            return "done", rss
+        rss = rss_mb(pid)
+        if rss > limit_mb:
+            return "memory", rss
+
+
+def memory_reason(task: str, rss: float, limit_mb: float) -> str:
+    return (f"out of memory: the {task} process reached {rss:,.0f} MB, over the limit of {limit_mb:,.0f} MB "
+            f"(measure.memory_limit_mb; default 90 % of this machine's memory), and was stopped")  # fmt: skip
 
 
 def death_reason(task: str, code: int | None) -> str:

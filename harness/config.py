@@ -113,6 +113,9 @@ class MeasureConfig:
     contention_threshold: float = 0.1  # cores used by other processes during a timed cell
     contention_retries: int = 2
     settle_tolerance: float = 0.1  # rounds=auto: torch-fp32 moving more than this between rounds asks for another
+    # a unit's process (speed worker, export, accuracy) over this resident memory is stopped and its row says
+    # so, before the machine runs out and the kernel kills something; None: 90 % of the machine's memory
+    memory_limit_mb: Optional[int] = None
 
 
 @dataclass
@@ -231,6 +234,8 @@ def validate(cfg: Any) -> None:
     check_non_negative("measure.min_time_s", m.min_time_s)
     check_non_negative("measure.max_time_s", m.max_time_s)
     check_non_negative("measure.request_min_time_s", m.request_min_time_s)
+    if m.memory_limit_mb is not None:
+        check_positive_int("measure.memory_limit_mb", m.memory_limit_mb)
     check_non_negative("measure.contention_retries", m.contention_retries)
     check_positive_int("measure.cell_timeout_s", m.cell_timeout_s)
     check_positive_int("measure.export_timeout_s", m.export_timeout_s)

@@ -32,7 +32,18 @@ from typing import Any
 
 import psutil
 
-from harness.cell import THREAD_ENV, configure_process, death_reason, machine_lock, outcome_fields, run_unit
+from harness.cell import (
+    THREAD_ENV,
+    configure_process,
+    death_reason,
+    machine_lock,
+    memory_limit_mb,
+    memory_reason,
+    outcome_fields,
+    rss_mb,
+    run_unit,
+    wait_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +93,7 @@ class Worker:
         return self.proc.is_alive()
 
     def rss_mb(self) -> float:
-        try:
-            return psutil.Process(self.proc.pid).memory_info().rss / 2**20
-        except psutil.Error:
-            return 0.0
+        return rss_mb(self.proc.pid)
 
     def call(self, task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str, dict[str, Any] | None, str | None]:
         """Run `harness.work.<task>(spec, state)` in this worker. Returns (status, result, reason)."""
@@ -93,8 +101,12 @@ class Worker:
         start = time.monotonic()
         try:
             self.conn.send((task, spec))
-            if not self.conn.poll(timeout_s):
+            limit = memory_limit_mb(spec)
+            ended, rss = wait_for(self.proc.pid, self.conn.poll, timeout_s, limit)
+            if ended != "done":
                 self.kill()
+                if ended == "memory":
+                    return "failed", None, memory_reason(task, rss, limit)
                 return "timeout", None, f"{task} exceeded the {timeout_s:g}s timeout and was killed"
             result = self.conn.recv()
         except (EOFError, OSError, BrokenPipeError):

@@ -126,3 +126,21 @@ def test_one_worker_per_backend_and_round_measures_all_its_cells(tiny_models, tm
             cells = sorted(x["settings"]["process_cell"] for x in rows if x["backend"] == backend and x["round"] == r)
             assert cells == [1, 2, 3, 4]
     assert re.search(r"timed \d+ s of \d+ s \(\d+%\)", proc.stdout), proc.stdout[-2000:]
+
+
+def test_a_unit_over_the_memory_limit_is_recorded_with_its_reason(tiny_models, tmp_path):
+    """Under a lowered memory limit every unit's process goes over it: the speed worker (torch-fp32) and
+    the export process (onnx) are stopped and their rows say so, instead of the kernel killing something."""
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache"), "HARNESS_LOCK_DIR": str(tmp_path)}
+    env.pop("HARNESS_DATA_DIR", None)
+    command = [a for a in sweep(tiny_models[0], tmp_path, "measure.memory_limit_mb=50") if not a.startswith("backend=")]
+    proc = subprocess.run([*command, "backend=torch-fp32,onnx"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {(r["backend"], r["batch_size"]): r for r in speed_rows(tmp_path)}
+    assert len(rows) == 4, rows.keys()
+    for (backend, _), row in rows.items():
+        unit = "speed" if backend == "torch-fp32" else "export"
+        assert row["status"] == "failed", (backend, row["status"], row["reason"])
+        expected = rf"out of memory: the {unit} process reached [\d,]+ MB, over the limit of 50 MB"
+        assert re.search(expected, row["reason"]), row["reason"]
