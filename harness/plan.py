@@ -187,7 +187,16 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
 
 def _sizes(base: Any, job: dict[str, str], conf_dir: str, model: str) -> list[int]:
     if "batch_sizes" in job:
-        return [int(x) for x in json.loads(job["batch_sizes"])]
+        try:
+            return [int(x) for x in json.loads(job["batch_sizes"])]
+        except ValueError:  # e.g. '[${model.batch_sizes.0}]': resolved against the model's own file
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+
+            value = OverridesParser.create().parse_override(f"batch_sizes={job['batch_sizes']}").value()
+            node = OmegaConf.create(
+                {"batch_sizes": value, "model": {"batch_sizes": model_batch_sizes(conf_dir, model)}}
+            )
+            return [int(x) for x in node.batch_sizes]
     if base.batch_sizes is not None:
         return list(base.batch_sizes)
     return model_batch_sizes(conf_dir, model)

@@ -83,3 +83,13 @@ def test_plan_counts_the_companion_variants_this_machine_adds(tmp_path, monkeypa
         monkeypatch.setattr(openvino, "default_precision", lambda device="CPU", p=precision: p)
         plan = plan_sweep(args, CONF_DIR)
         assert (plan.cells, plan.done, plan.finished) == (cells, 0, False), precision
+
+
+def test_a_batch_size_interpolated_from_the_model_is_planned(tmp_path):
+    """`batch_sizes=[${model.batch_sizes.0}]` on the command line (each model's smallest docs size) used to
+    crash the plan with a JSON traceback; it is resolved against each model's own file."""
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache")}
+    proc = plan("model=minilm,standin-bge-base-en-v1.5", "backend=torch-fp32", "dataset=short", "rounds=1",
+                "batch_sizes=[${model.batch_sizes.0}]", f"results_dir={tmp_path / 'results'}", env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 cells (2 speed" in proc.stdout, proc.stdout
