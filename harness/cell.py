@@ -168,9 +168,8 @@ def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str
             if ended != "done":
                 proc.kill()
                 proc.join()
-                if ended == "memory":
-                    return "failed", None, memory_reason(task, rss, limit)
-                return "timeout", None, f"{task} exceeded the {timeout_s:g}s timeout and was killed"
+                status, reason = stopped(task, ended, rss, limit, timeout_s)
+                return status, None, reason
         except BaseException:  # Ctrl-C: take the child down with us
             proc.kill()
             proc.join()
@@ -220,9 +219,13 @@ def wait_for(pid: int, finished: Any, timeout_s: float, limit_mb: float) -> tupl
             return "memory", rss
 
 
-def memory_reason(task: str, rss: float, limit_mb: float) -> str:
-    return (f"out of memory: the {task} process reached {rss:,.0f} MB, over the limit of {limit_mb:,.0f} MB "
-            f"(measure.memory_limit_mb; default 90 % of this machine's memory), and was stopped")  # fmt: skip
+def stopped(task: str, ended: str, rss: float, limit_mb: float, timeout_s: float) -> tuple[str, str]:
+    """(status, reason) of a unit the parent stopped: over its memory limit, or past its timeout."""
+    if ended == "memory":
+        return "failed", (f"out of memory: the {task} process reached {rss:,.0f} MB, over the limit of "
+                          f"{limit_mb:,.0f} MB (measure.memory_limit_mb; default 90 % of this machine's memory), "
+                          "and was stopped")  # fmt: skip
+    return "timeout", f"{task} exceeded the {timeout_s:g}s timeout and was killed"
 
 
 def death_reason(task: str, code: int | None) -> str:

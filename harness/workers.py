@@ -38,10 +38,9 @@ from harness.cell import (
     death_reason,
     machine_lock,
     memory_limit_mb,
-    memory_reason,
     outcome_fields,
-    rss_mb,
     run_unit,
+    stopped,
     wait_for,
 )
 
@@ -92,9 +91,6 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.is_alive()
 
-    def rss_mb(self) -> float:
-        return rss_mb(self.proc.pid)
-
     def call(self, task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str, dict[str, Any] | None, str | None]:
         """Run `harness.work.<task>(spec, state)` in this worker. Returns (status, result, reason)."""
         self.cells += 1
@@ -105,9 +101,8 @@ class Worker:
             ended, rss = wait_for(self.proc.pid, self.conn.poll, timeout_s, limit)
             if ended != "done":
                 self.kill()
-                if ended == "memory":
-                    return "failed", None, memory_reason(task, rss, limit)
-                return "timeout", None, f"{task} exceeded the {timeout_s:g}s timeout and was killed"
+                status, reason = stopped(task, ended, rss, limit, timeout_s)
+                return status, None, reason
             result = self.conn.recv()
         except (EOFError, OSError, BrokenPipeError):
             return "failed", None, self._death(task)
@@ -181,11 +176,6 @@ class WorkerPool:
     def close(self) -> None:
         while self.workers:
             self.workers.popitem()[1].close()
-
-
-def _memory_short() -> bool:
-    memory = psutil.virtual_memory()
-    return memory.available < MIN_AVAILABLE * memory.total
 
 
 POOL = WorkerPool()
