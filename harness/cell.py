@@ -21,6 +21,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,11 @@ def configure_process(threads: int, offline: bool) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # If the machine runs out of memory anyway, the kernel should kill this unit (a row with its reason),
+    # not the sweep that records it. Raising one's own score needs no privilege.
+    with contextlib.suppress(OSError):
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
     # Third-party advice ("save the exported model", tracer notes) is noise here: the harness saves
     # exports itself. Errors still surface, and as the row's reason.
     for noisy in ("sentence_transformers", "transformers", "optimum", "nncf", "datasets"):
@@ -164,11 +170,12 @@ def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str
         proc.start()
         limit = memory_limit_mb(spec)
         try:
-            ended, rss = wait_for(proc.pid, lambda s: (proc.join(s), not proc.is_alive())[1], timeout_s, limit)
-            if ended != "done":
+            watch = wait_for(proc.pid, lambda s: (proc.join(s), not proc.is_alive())[1], timeout_s, limit,
+                             POLL_S if task in TIMED else POLL_UNTIMED_S)  # fmt: skip
+            if watch.ended != "done":
                 proc.kill()
                 proc.join()
-                status, reason = stopped(task, ended, rss, limit, timeout_s)
+                status, reason = stopped(task, watch, limit, timeout_s)
                 return status, None, reason
         except BaseException:  # Ctrl-C: take the child down with us
             proc.kill()
@@ -178,7 +185,7 @@ def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str
             log.debug("%s took %.1fs", task, time.monotonic() - start)
     path = Path(out_path)
     if not path.exists():
-        return "failed", None, death_reason(task, proc.exitcode)
+        return "failed", None, death_reason(task, proc.exitcode, watch)
     result = json.loads(path.read_text(encoding="utf-8"))
     path.unlink(missing_ok=True)
     if "error" in result:
@@ -188,7 +195,9 @@ def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str
 
 
 MEMORY_SHARE = 0.9  # measure.memory_limit_mb unset: this share of the machine's memory
-POLL_S = 0.5  # how often a running unit's memory is looked at (a /proc read: nothing on the timed CPU)
+MIN_FREE_SHARE = 0.03  # a unit is also stopped when the machine has less than this share available
+POLL_S = 0.5  # how often a timed unit's memory is looked at (a /proc read: nothing on the timed CPU)
+POLL_UNTIMED_S = 0.1  # exports and accuracy passes: nothing is timed, and an export can grow GBs a second
 
 
 def memory_limit_mb(spec: dict[str, Any]) -> float:
@@ -197,41 +206,76 @@ def memory_limit_mb(spec: dict[str, Any]) -> float:
 
 
 def rss_mb(pid: int) -> float:
+    """Resident memory of a unit's process and every process it started (an exporter may fork), in MB."""
     try:
-        return psutil.Process(pid).memory_info().rss / 2**20
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
     except psutil.Error:
         return 0.0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total / 2**20
 
 
-def wait_for(pid: int, finished: Any, timeout_s: float, limit_mb: float) -> tuple[str, float]:
+def available_mb() -> float:
+    return psutil.virtual_memory().available / 2**20
+
+
+@dataclass
+class Watch:
+    """How a watched unit ended ("done" | "timeout" | "memory"), the most resident memory seen in its
+    process tree, and the machine's available memory at that moment (MB)."""
+
+    ended: str
+    peak_mb: float = 0.0
+    available_mb: float = 0.0
+
+
+def wait_for(pid: int, finished: Any, timeout_s: float, limit_mb: float, poll_s: float = POLL_S) -> Watch:
     """Wait for a unit's process: `finished(seconds)` waits up to that long and says whether it is done.
-    Returns ("done" | "timeout" | "memory", the resident MB last seen)."""
+    The unit is stopped ("memory") when its process tree goes over `limit_mb` or the machine is about to
+    run out (under MIN_FREE_SHARE available), so the row says so instead of the kernel killing something."""
     deadline = time.monotonic() + timeout_s
-    rss = 0.0
+    floor = MIN_FREE_SHARE * psutil.virtual_memory().total / 2**20
+    watch = Watch("done")
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return "timeout", rss
-        if finished(min(POLL_S, remaining)):
-            return "done", rss
-        rss = rss_mb(pid)
-        if rss > limit_mb:
-            return "memory", rss
+            watch.ended = "timeout"
+            return watch
+        if finished(min(poll_s, remaining)):
+            return watch
+        rss, free = rss_mb(pid), available_mb()
+        if rss >= watch.peak_mb:
+            watch.peak_mb, watch.available_mb = rss, free
+        if rss > limit_mb or free < floor:
+            watch.ended, watch.peak_mb, watch.available_mb = "memory", max(rss, watch.peak_mb), free
+            return watch
 
 
-def stopped(task: str, ended: str, rss: float, limit_mb: float, timeout_s: float) -> tuple[str, str]:
+def stopped(task: str, watch: Watch, limit_mb: float, timeout_s: float) -> tuple[str, str]:
     """(status, reason) of a unit the parent stopped: over its memory limit, or past its timeout."""
-    if ended == "memory":
-        return "failed", (f"out of memory: the {task} process reached {rss:,.0f} MB, over the limit of "
-                          f"{limit_mb:,.0f} MB (measure.memory_limit_mb; default 90 % of this machine's memory), "
-                          "and was stopped")  # fmt: skip
+    if watch.ended == "memory":
+        if watch.peak_mb > limit_mb:
+            return "failed", (f"out of memory: the {task} process reached {watch.peak_mb:,.0f} MB, over the limit "
+                              f"of {limit_mb:,.0f} MB (measure.memory_limit_mb; default 90 % of this machine's "
+                              "memory), and was stopped")  # fmt: skip
+        return "failed", (f"out of memory: the {task} process held {watch.peak_mb:,.0f} MB when the machine had "
+                          f"only {watch.available_mb:,.0f} MB left, and was stopped")  # fmt: skip
     return "timeout", f"{task} exceeded the {timeout_s:g}s timeout and was killed"
 
 
-def death_reason(task: str, code: int | None) -> str:
+def death_reason(task: str, code: int | None, watch: Watch | None = None) -> str:
     """How a unit's process died, from its exit code (a negative code is the signal that killed it)."""
     how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
-    hint = " (likely out of memory)" if code == -signal.SIGKILL else ""
+    hint = ""
+    if code == -signal.SIGKILL:
+        hint = " (likely out of memory"
+        if watch and watch.peak_mb:
+            hint += f": it held {watch.peak_mb:,.0f} MB with {watch.available_mb:,.0f} MB of the machine free"
+        hint += ")"
     return f"{task} process died with {how}{hint}"
 
 

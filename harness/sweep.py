@@ -196,6 +196,9 @@ class Job:
         """Export into the cache unless already there (own process). Returns (status, reason)."""
         if not self.backend.needs_export(self.cache, self.export_dir):
             return "ok", None
+        # An export can need many times its model's size (the reranker stand-in's O4: 10.8 GB peak for a
+        # 1.1 GB model), so idle workers holding other backends' models give their memory back first.
+        POOL.close()
         status, _, reason = run_isolated("export", self.spec, timeout_s)
         return status, reason
 

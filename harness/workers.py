@@ -95,17 +95,18 @@ class Worker:
         """Run `harness.work.<task>(spec, state)` in this worker. Returns (status, result, reason)."""
         self.cells += 1
         start = time.monotonic()
+        watch = None
         try:
             self.conn.send((task, spec))
             limit = memory_limit_mb(spec)
-            ended, rss = wait_for(self.proc.pid, self.conn.poll, timeout_s, limit)
-            if ended != "done":
+            watch = wait_for(self.proc.pid, self.conn.poll, timeout_s, limit)
+            if watch.ended != "done":
                 self.kill()
-                status, reason = stopped(task, ended, rss, limit, timeout_s)
+                status, reason = stopped(task, watch, limit, timeout_s)
                 return status, None, reason
             result = self.conn.recv()
         except (EOFError, OSError, BrokenPipeError):
-            return "failed", None, self._death(task)
+            return "failed", None, self._death(task, watch)
         except BaseException:  # Ctrl-C: take the worker down with us
             self.kill()
             raise
@@ -116,9 +117,9 @@ class Worker:
             return "failed", None, result["error"]
         return "ok", outcome_fields(result), None
 
-    def _death(self, task: str) -> str:
+    def _death(self, task: str, watch: Any) -> str:
         self.proc.join(5)
-        return death_reason(task, self.proc.exitcode)
+        return death_reason(task, self.proc.exitcode, watch)
 
     def close(self) -> None:
         try:
