@@ -198,7 +198,14 @@ def _sizes(base: Any, job: dict[str, str], conf_dir: str, model: str) -> list[in
             )
             return [int(x) for x in node.batch_sizes]
     if base.batch_sizes is not None:
-        return list(base.batch_sizes)
+        # An experiment's `batch_sizes: ["${model.batch_sizes.0}"]` names each job's model, not the
+        # first job's (which `base` resolves it against): resolve it against this model's file.
+        raw = OmegaConf.to_container(base.batch_sizes, resolve=False)
+        node = OmegaConf.create({"batch_sizes": raw, "model": {"batch_sizes": model_batch_sizes(conf_dir, model)}})
+        try:
+            return [int(x) for x in node.batch_sizes]
+        except Exception:  # noqa: BLE001 - another interpolation (e.g. an env var): the resolved value
+            return list(base.batch_sizes)
     return model_batch_sizes(conf_dir, model)
 
 

@@ -93,3 +93,17 @@ def test_a_batch_size_interpolated_from_the_model_is_planned(tmp_path):
                 "batch_sizes=[${model.batch_sizes.0}]", f"results_dir={tmp_path / 'results'}", env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 cells (2 speed" in proc.stdout, proc.stdout
+
+
+def test_an_experiments_batch_size_from_the_model_is_each_models_own():
+    """`batch_sizes: ["${model.batch_sizes.0}"]` in an experiment file (+experiment=sizes) was resolved
+    against the first job's model (MiniLM: 32) for every model, so a finished sizes sweep was planned as
+    88 of 132 cells still to run and its rerun was not recognised as finished."""
+    from omegaconf import OmegaConf
+
+    from harness.cli import CONF_DIR
+    from harness.plan import _sizes, model_batch_sizes
+
+    base = OmegaConf.create({"batch_sizes": ["${model.batch_sizes.0}"], "model": {"batch_sizes": [32, 64]}})
+    assert _sizes(base, {}, CONF_DIR, "standin-bge-m3") == [model_batch_sizes(CONF_DIR, "standin-bge-m3")[0]] == [2]
+    assert _sizes(OmegaConf.create({"batch_sizes": [4, 8]}), {}, CONF_DIR, "standin-bge-m3") == [4, 8]
