@@ -251,7 +251,7 @@ def wait_for(pid: int, finished: Any, timeout_s: float, limit_mb: float, poll_s:
         if rss >= watch.peak_mb:
             watch.peak_mb, watch.available_mb = rss, free
         if rss > limit_mb or free < floor:
-            watch.ended, watch.peak_mb, watch.available_mb = "memory", max(rss, watch.peak_mb), free
+            watch.ended, watch.available_mb = "memory", free  # peak_mb already counts this reading
             return watch
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from harness import results
 from harness.config import BACKENDS, ModelConfig
@@ -189,24 +190,25 @@ def _sizes(base: Any, job: dict[str, str], conf_dir: str, model: str) -> list[in
     if "batch_sizes" in job:
         try:
             return [int(x) for x in json.loads(job["batch_sizes"])]
-        except ValueError:  # e.g. '[${model.batch_sizes.0}]': resolved against the model's own file
+        except ValueError:  # e.g. '[${model.batch_sizes.0}]'
             from hydra.core.override_parser.overrides_parser import OverridesParser
 
             value = OverridesParser.create().parse_override(f"batch_sizes={job['batch_sizes']}").value()
-            node = OmegaConf.create(
-                {"batch_sizes": value, "model": {"batch_sizes": model_batch_sizes(conf_dir, model)}}
-            )
-            return [int(x) for x in node.batch_sizes]
+            return _for_model(value, conf_dir, model)
     if base.batch_sizes is not None:
         # An experiment's `batch_sizes: ["${model.batch_sizes.0}"]` names each job's model, not the
-        # first job's (which `base` resolves it against): resolve it against this model's file.
-        raw = OmegaConf.to_container(base.batch_sizes, resolve=False)
-        node = OmegaConf.create({"batch_sizes": raw, "model": {"batch_sizes": model_batch_sizes(conf_dir, model)}})
+        # first job's (which `base` resolves it against).
         try:
-            return [int(x) for x in node.batch_sizes]
-        except Exception:  # noqa: BLE001 - another interpolation (e.g. an env var): the resolved value
+            return _for_model(OmegaConf.to_container(base.batch_sizes, resolve=False), conf_dir, model)
+        except (OmegaConfBaseException, ValueError):  # another interpolation (e.g. ${run}): the resolved value
             return list(base.batch_sizes)
     return model_batch_sizes(conf_dir, model)
+
+
+def _for_model(value: Any, conf_dir: str, model: str) -> list[int]:
+    """A batch_sizes value, its `${model.batch_sizes...}` resolved against the model's own file."""
+    node = OmegaConf.create({"batch_sizes": value, "model": {"batch_sizes": model_batch_sizes(conf_dir, model)}})
+    return [int(x) for x in node.batch_sizes]
 
 
 def export_key(backend: str, knobs: dict[str, str], hw: Any, threads: int) -> str | None:

@@ -34,6 +34,7 @@ import psutil
 
 from harness.cell import (
     THREAD_ENV,
+    Watch,
     configure_process,
     death_reason,
     machine_lock,
@@ -117,7 +118,7 @@ class Worker:
             return "failed", None, result["error"]
         return "ok", outcome_fields(result), None
 
-    def _death(self, task: str, watch: Any) -> str:
+    def _death(self, task: str, watch: Watch | None) -> str:
         self.proc.join(5)
         return death_reason(task, self.proc.exitcode, watch)
 
