@@ -1,5 +1,6 @@
-"""Work that runs in its own spawned process: exports, accuracy passes, bare loops (speed cells run in
-a backend's worker: harness.workers); and what every such process sets up first.
+"""Work that runs in a process of its own: exports (forked from the preloaded server), accuracy passes
+and bare loops (spawned); speed cells run in a backend's worker (harness.workers); and what every
+such process sets up first.
 
 One process per unit means a backend's threads, allocator state or crash (segfault, OOM kill)
 never touches another's, and a hang is cut off by the timeout. The child writes its result to a
@@ -30,7 +31,38 @@ import psutil
 log = logging.getLogger(__name__)
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS")
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 TIMED = ("speed", "bare")  # units whose numbers are timings
+# Units forked from the preloaded server instead of a new interpreter: an export pays no imports (3-9 s on
+# 2 cores). A bare loop stays spawned (the independent reference for `harness overhead`), and so does an
+# accuracy pass (it may read evaluation sets from the Hub; the server is offline).
+FORKED = ("export",)
+PRELOAD = ["harness.preload"]
+
+
+def preloaded_context(threads: int) -> Any:
+    """The fork server's context: processes forked from a server that has imported torch,
+    sentence-transformers and the runtimes' Python layers (harness/preload.py; no runtime created).
+
+    The server starts once per sweep process with the thread budget and the offline flags in its
+    environment, since libraries read both when they are imported there. This process's environment
+    is left as it was: a spawned accuracy pass after it may need the Hub."""
+    from multiprocessing import forkserver
+
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    saved = dict(os.environ)
+    try:
+        for var in THREAD_ENV:
+            os.environ.setdefault(var, str(threads))
+        for var in OFFLINE_ENV:
+            os.environ[var] = "1"  # its processes load local folders and are handed their texts
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+        forkserver.ensure_running()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return ctx
 
 
 @contextlib.contextmanager
@@ -160,7 +192,7 @@ def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str
     if mp.get_start_method(allow_none=True) not in mp.get_all_start_methods():
         # inside a joblib (loky) worker the inherited start method is unknown to multiprocessing
         mp.set_start_method("spawn", force=True)
-    ctx = mp.get_context("spawn")
+    ctx = preloaded_context(spec["threads"]) if task in FORKED else mp.get_context("spawn")
     fd, out_path = tempfile.mkstemp(prefix="harness-cell-", suffix=".json")
     os.close(fd)
     os.unlink(out_path)

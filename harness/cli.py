@@ -7,11 +7,15 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
 from harness.config import ConfigError, register_configs
+
+if TYPE_CHECKING:
+    from harness.plan import Plan
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 log = logging.getLogger("harness")
@@ -90,35 +94,38 @@ def sweep_main(args: list[str]) -> int:
 
         print(plan_sweep(args, CONF_DIR).text())
         return 0
-    if finished(args):
+    plan = plan_first(args)
+    if plan is not None and plan.finished:
+        runs = ", ".join(plan.runs)
+        print(f"nothing to run: all {plan.cells} cells of run {runs} are in the store already. "
+              f"`harness report --run {plan.runs[0]}` shows them; a new run=NAME measures again.")  # fmt: skip
         return 0
+    if plan is not None:
+        from harness import progress
+
+        progress.expect_cells(plan.cells)  # the bar counts every cell, the machine's variants included
     sys.argv = ["harness sweep", *args]
     register_configs()
     _hydra_sweep()
     return 0
 
 
-def finished(args: list[str]) -> bool:
-    """A rerun of a finished sweep: every cell is in the store, so say so and start no Hydra job (each
-    would compose its config and find its cells done, ~0.35 s apiece). Hydra flags (`--cfg`, `-m`, a
-    launcher's own) take the ordinary path."""
+def plan_first(args: list[str]) -> Plan | None:
+    """The sweep's plan, before any Hydra job: a finished sweep says so and starts none (each job would
+    compose its config and find its cells done, ~0.35 s apiece), and the progress bar gets every cell,
+    the machine's companion variants included. None for Hydra flags (`--cfg`, `-m`, a launcher's own):
+    they take the ordinary path, and so does a plan that could not be made."""
     if any(a.startswith("-") for a in args):
-        return False
+        return None
     from harness.validate import plan_sweep
 
     try:
-        plan = plan_sweep(args, CONF_DIR)
+        return plan_sweep(args, CONF_DIR)
     except ConfigError:
         raise
     except Exception:  # noqa: BLE001 - only a shortcut: the sweep itself goes on and checks its own input
-        logging.getLogger(__name__).debug("rerun check failed; running the sweep", exc_info=True)
-        return False
-    if not plan.finished:
-        return False
-    runs = ", ".join(plan.runs)
-    print(f"nothing to run: all {plan.cells} cells of run {runs} are in the store already. "
-          f"`harness report --run {plan.runs[0]}` shows them; a new run=NAME measures again.")  # fmt: skip
-    return True
+        logging.getLogger(__name__).debug("planning failed; running the sweep", exc_info=True)
+        return None
 
 
 def with_default_experiment(args: list[str]) -> list[str]:

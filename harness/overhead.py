@@ -2,9 +2,9 @@
 
 For each backend: the harness's speed cell, run exactly as a sweep runs it (in a worker forked from
 the preloaded server, harness.workers), and a bare loop — `model.encode(texts, batch_size=B)` over
-all the texts, one clock around it, in a freshly spawned process — in alternating rounds, each
-round in new processes. Reports harness bulk throughput / bare throughput; alternating cancels slow
-drift of the machine.
+all the texts, one clock around it, in a freshly spawned process — in alternating rounds (which one
+goes first alternates too), each round in new processes. Reports harness bulk throughput / bare
+throughput; alternating cancels slow drift of the machine.
 """
 
 from __future__ import annotations
@@ -56,22 +56,28 @@ def _one(overrides: list[str], rounds: int) -> str | None:
     spec = {**job.spec, "batch_size": bs, "texts": dataset_texts(cfg),
             "measure": {**job.spec["measure"], "breakdown": False}}  # fmt: skip
     harness_tp, bare_tp = [], []
+    passes = cfg.measure.min_repeats  # the bare loop times as many passes as the last harness cell did
     for i in range(rounds):
-        status, out, reason = POOL.run(f"overhead-{cfg.backend.name}-r{i}", i, job.threads, "speed", spec,
-                                       cfg.measure.cell_timeout_s)  # fmt: skip
-        POOL.close()
-        if status != "ok":
-            print(f"error: harness cell {status}: {reason}")
-            return None
+        # which of the two goes first alternates too, so drift within a round favours neither
+        order = ("harness", "bare") if i % 2 == 0 else ("bare", "harness")
+        out: dict = {}
+        for side in order:
+            if side == "harness":
+                status, out, reason = POOL.run(f"overhead-{cfg.backend.name}-r{i}", i, job.threads, "speed", spec,
+                                               cfg.measure.cell_timeout_s)  # fmt: skip
+                POOL.close()
+                passes = out["repeats"] if status == "ok" else passes
+            else:
+                status, ref, reason = run_isolated("bare", {**spec, "passes": passes}, cfg.measure.cell_timeout_s)
+            if status != "ok":
+                print(f"error: {'harness cell' if side == 'harness' else 'bare loop'} {status}: {reason}")
+                return None
         harness_tp.append(out["throughput"])
-        status, ref, reason = run_isolated("bare", {**spec, "passes": out["repeats"]}, cfg.measure.cell_timeout_s)
-        if status != "ok":
-            print(f"error: bare loop {status}: {reason}")
-            return None
         bare_tp.append(ref["throughput"])
         ratio = harness_tp[-1] / bare_tp[-1]
-        print(f"{cfg.backend.name} round {i + 1}: harness {harness_tp[-1]:.1f}/s  bare {bare_tp[-1]:.1f}/s  "
-              f"ratio {ratio:.3f}  (cpu_other {out['cpu_other']:.2f} cores)", flush=True)  # fmt: skip
+        print(f"{cfg.backend.name} round {i + 1} ({order[0]} first): harness {harness_tp[-1]:.1f}/s  "
+              f"bare {bare_tp[-1]:.1f}/s  ratio {ratio:.3f}  (cpu_other {out['cpu_other']:.2f} cores)",
+              flush=True)  # fmt: skip
     ratio = statistics.median(h / b for h, b in zip(harness_tp, bare_tp, strict=True))
     return (f"{cfg.model.name} / {cfg.dataset.name} / bs {bs} / {cfg.backend.name} / {job.threads} threads: "
             f"harness bulk throughput = {ratio:.1%} of a bare encode(texts) loop (median of {rounds} rounds; "

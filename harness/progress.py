@@ -97,6 +97,13 @@ def timed_share(results_dir: str, runs: list[str], since: str, wall_s: float) ->
 
 
 _ACTIVE: SweepProgress | None = None  # the bar of the sweep running in this process, if any
+_EXPECTED: int | None = None  # the cells the sweep's plan counted (harness.cli), if it made one
+
+
+def expect_cells(n: int) -> None:
+    """The next sweep in this process has `n` cells (its plan's count: variants and every round)."""
+    global _EXPECTED
+    _EXPECTED = n
 
 
 def cell_done(row: dict[str, Any]) -> None:
@@ -129,7 +136,7 @@ class SweepProgress(Callback):
         global _ACTIVE
         self.start = time.monotonic()
         self.since = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.planned = count_cells(config)
+        self.planned = _EXPECTED or count_cells(config)
         self.bar = tqdm(total=self.planned, unit="cell", desc="sweep", file=sys.stderr, dynamic_ncols=True)
         _ACTIVE = self
 

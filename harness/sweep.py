@@ -318,8 +318,12 @@ def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int)
         texts = dataset_texts(cfg)
         key = f"{digest([job.spec['model'], backend_identity(backend_cfg), threads, str(job.export_dir)])}-r{cfg.round}"
         reference = _fidelity_reference(cfg, machine, threads)
+        # The time breakdown (tokenize / forward / rest) is where the time goes, not how fast: it is the
+        # same in every round, so the first round measures it and the pooled row keeps that one.
+        measure_spec = {**job.spec["measure"], "breakdown": job.spec["measure"]["breakdown"] and cfg.round == 0}
         for cell in speed_cells:
             spec = {**job.spec, "batch_size": cell.batch_size, "texts": texts, "fidelity_ref": str(reference),
+                    "measure": measure_spec,
                     "is_reference": backend_cfg.name == results.BASELINE and not variant(backend_cfg)}  # fmt: skip
             start = time.monotonic()
             status, out, reason = POOL.run(key, cfg.round, threads, "speed", spec, cfg.measure.cell_timeout_s,

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import multiprocessing as mp
-import os
 import time
 from collections import OrderedDict
 from typing import Any
@@ -33,13 +31,13 @@ from typing import Any
 import psutil
 
 from harness.cell import (
-    THREAD_ENV,
     Watch,
     configure_process,
     death_reason,
     machine_lock,
     memory_limit_mb,
     outcome_fields,
+    preloaded_context,
     run_unit,
     stopped,
     wait_for,
@@ -47,22 +45,8 @@ from harness.cell import (
 
 log = logging.getLogger(__name__)
 
-PRELOAD = ["harness.preload"]
 MAX_WORKERS = 16  # kept alive at once (idle ones cost memory, not CPU)
 MIN_AVAILABLE = 0.35  # keep idle workers only while this share of the machine's memory is free
-
-
-def _context(threads: int) -> Any:
-    """The fork server's context. It starts (once per sweep process) with the thread budget and
-    offline flags in its environment, since libraries read both when they are imported there."""
-    ctx = mp.get_context("forkserver")
-    for var in THREAD_ENV:
-        os.environ.setdefault(var, str(threads))
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        os.environ[var] = "1"  # a worker loads local folders and is handed its texts: it needs no Hub
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    ctx.set_forkserver_preload(PRELOAD)
-    return ctx
 
 
 def _serve(conn: Any, threads: int) -> None:
@@ -81,7 +65,7 @@ def _serve(conn: Any, threads: int) -> None:
 
 class Worker:
     def __init__(self, key: str, threads: int):
-        ctx = _context(threads)
+        ctx = preloaded_context(threads)
         self.key = key
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_serve, args=(child, threads), name=f"harness-worker-{key[:8]}", daemon=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from omegaconf import OmegaConf
 
 from harness import results
@@ -33,3 +35,23 @@ def test_progress_counts_jobs_and_finds_every_swept_run(tmp_path):
     lines = [line.split() for line in text.splitlines() if "torch-fp32" in line]
     assert [line[0] for line in lines] == ["a", "b"]  # a run column when several runs are shown
     assert "no results in run(s) c" in progress.summary(str(tmp_path), ["c"])
+
+
+def test_the_bar_counts_every_planned_cell_with_the_machines_variants(tmp_path, monkeypatch):
+    """On a CPU where OpenVINO chooses bf16 the sweep adds `openvino [ov_precision=f32]`: the bar's total
+    is the plan's cell count with it (it used to count Hydra jobs' batch sizes and grow as variants
+    appeared, so its ETA ran short). Probe monkeypatched; Hydra itself is not started."""
+    from harness import cli, progress
+    from harness.backends import openvino
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(openvino, "default_precision", lambda device="CPU": "bf16")
+    monkeypatch.setattr(progress, "_EXPECTED", None)
+    monkeypatch.setattr(cli, "_hydra_sweep", lambda: None)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # sweep_main hands its arguments to Hydra this way
+    cli.sweep_main(["backend=torch-fp32,openvino", "dataset=short,medium", "batch_sizes=[32]", "rounds=1",
+                    f"results_dir={tmp_path / 'results'}"])  # fmt: skip
+    bar = progress.SweepProgress()
+    bar.on_multirun_start(OmegaConf.create({}))
+    assert bar.bar.total == 2 * 3  # two datasets x (torch-fp32, openvino, openvino [ov_precision=f32])
+    bar.bar.close()

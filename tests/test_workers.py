@@ -22,7 +22,7 @@ import pytest
 
 from harness import results
 
-STARTED = re.compile(r"worker pid (\d+) started for tiny (\S+), round (\d+)")
+STARTED = re.compile(r"worker pid (\d+) started for tiny ([^\s,]+)(?: \[[^\]]*\])?, round (\d+)")  # backend, no knobs
 
 
 def sweep(model: Path, tmp_path: Path, *extra: str) -> list[str]:
@@ -32,6 +32,9 @@ def sweep(model: Path, tmp_path: Path, *extra: str) -> list[str]:
         "dataset.samples=16", "measure.min_time_s=4", "measure.min_repeats=2", "measure.max_repeats=100000",
         "measure.warmup_batches=1",
         "measure.request_min_time_s=0.2", "measure.max_time_s=8", "measure.breakdown=false",
+        # pinned, so a CPU where OpenVINO would choose bf16 adds no `openvino [ov_precision=f32]` companion:
+        # the same cells and workers on every machine
+        "backend.ov_precision=f32",
         f"results_dir={tmp_path / 'results'}", "run=w", f"hydra.sweep.dir={tmp_path / 'multirun'}", *extra,
     ]  # fmt: skip
 
@@ -104,7 +107,8 @@ def test_a_hung_cell_is_cut_at_its_timeout_and_the_backend_goes_on(tiny_models, 
 @pytest.mark.parametrize("rounds", [2])
 def test_one_worker_per_backend_and_round_measures_all_its_cells(tiny_models, tmp_path, rounds):
     """Two datasets x two batch sizes per backend and round: one worker each, and the rows say which cell of
-    its process each was (the model is loaded and read back once per process)."""
+    its process each was (the model is loaded and read back once per process). The time breakdown is
+    measured in the first round only (it says where time goes, the same in every round)."""
     command = sweep(
         tiny_models[0],
         tmp_path,
@@ -113,6 +117,7 @@ def test_one_worker_per_backend_and_round_measures_all_its_cells(tiny_models, tm
         "measure.min_time_s=0.2",
         "measure.max_repeats=50",
     )
+    command.remove("measure.breakdown=false")
     env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache"), "HARNESS_LOCK_DIR": str(tmp_path)}
     env.pop("HARNESS_DATA_DIR", None)
     proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
@@ -125,6 +130,7 @@ def test_one_worker_per_backend_and_round_measures_all_its_cells(tiny_models, tm
         for r in range(rounds):
             cells = sorted(x["settings"]["process_cell"] for x in rows if x["backend"] == backend and x["round"] == r)
             assert cells == [1, 2, 3, 4]
+    assert all((r["tokenize_share"] is not None) == (r["round"] == 0) for r in rows)
     assert re.search(r"timed \d+ s of \d+ s \(\d+%\)", proc.stdout), proc.stdout[-2000:]
 
 
@@ -144,3 +150,22 @@ def test_a_unit_over_the_memory_limit_is_recorded_with_its_reason(tiny_models, t
         assert row["status"] == "failed", (backend, row["status"], row["reason"])
         expected = rf"out of memory: the {unit} process reached [\d,]+ MB, over the limit of 50 MB"
         assert re.search(expected, row["reason"]), row["reason"]
+
+
+def test_the_fork_server_is_offline_and_this_process_keeps_its_environment(monkeypatch):
+    """The preloaded server (speed workers, exports) starts with the thread budget and the offline flags,
+    but the sweep's own environment is left alone: an accuracy pass spawned after a worker may read its
+    evaluation sets from the Hub. (The server used to be configured through the sweep's os.environ, so
+    every later spawned process inherited HF_DATASETS_OFFLINE=1.)"""
+    import multiprocessing.forkserver
+
+    from harness import cell
+
+    seen: dict[str, str] = {}
+    monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", lambda: seen.update(os.environ))
+    for var in (*cell.OFFLINE_ENV, *cell.THREAD_ENV):
+        monkeypatch.delenv(var, raising=False)
+    cell.preloaded_context(3)
+    assert {var: seen.get(var) for var in cell.OFFLINE_ENV} == dict.fromkeys(cell.OFFLINE_ENV, "1")
+    assert seen["OMP_NUM_THREADS"] == "3"
+    assert [var for var in (*cell.OFFLINE_ENV, *cell.THREAD_ENV) if var in os.environ] == []
