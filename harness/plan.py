@@ -137,7 +137,7 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
         dataset = job.get("dataset", base.dataset.name)
         backend = job.get("backend", base.backend.name)
         knobs = {k.split(".", 1)[1]: v for k, v in job.items() if k.startswith("backend.")}
-        variant = ",".join(f"{k}={v}" for k, v in sorted(knobs.items()))
+        variant = _variant(backend, knobs)
         sizes = _sizes(base, job, conf_dir, model)
         for r in rounds:
             for bs in sizes:
@@ -211,15 +211,30 @@ def _for_model(value: Any, conf_dir: str, model: str) -> list[int]:
     return [int(x) for x in node.batch_sizes]
 
 
+def _backend_cfg(backend: str, knobs: dict[str, str]) -> Any:
+    """A registered backend's config with a job's `backend.*` overrides applied."""
+    cfg = OmegaConf.structured(BACKENDS[backend])
+    for knob, value in knobs.items():
+        if knob in cfg:
+            cfg[knob] = None if value in ("null", "None") else value
+    return cfg
+
+
+def _variant(backend: str, knobs: dict[str, str]) -> str:
+    """The `variant` the job's rows will carry (sweep.variant: its family's knobs that differ from the
+    backend's defaults, in the family's order), so the store's timings of that very cell are found."""
+    if backend not in BACKENDS:
+        return ",".join(f"{k}={v}" for k, v in sorted(knobs.items()))
+    from harness.sweep import variant
+
+    return variant(_backend_cfg(backend, knobs))
+
+
 def export_key(backend: str, knobs: dict[str, str], hw: Any, threads: int) -> str | None:
     """The export cache key a registered backend (with these knobs) loads, None when it loads the weights."""
     from harness import backends
 
     if backend not in BACKENDS:
         return None
-    cfg = OmegaConf.structured(BACKENDS[backend])
-    for knob, value in knobs.items():
-        if knob in cfg:
-            cfg[knob] = None if value in ("null", "None") else value
-    key = backends.create(cfg, hw, threads).export_key()
+    key = backends.create(_backend_cfg(backend, knobs), hw, threads).export_key()
     return key[0] if key else None

@@ -112,3 +112,23 @@ def test_an_experiments_batch_size_from_the_model_is_each_models_own():
     base = OmegaConf.create({"batch_sizes": ["${model.batch_sizes.0}"], "model": {"batch_sizes": [32, 64]}})
     assert _sizes(base, {}, CONF_DIR, "standin-bge-m3") == [model_batch_sizes(CONF_DIR, "standin-bge-m3")[0]] == [2]
     assert _sizes(OmegaConf.create({"batch_sizes": [4, 8]}), {}, CONF_DIR, "standin-bge-m3") == [4, 8]
+
+
+def test_the_estimate_finds_a_variant_cells_own_timing(tmp_path):
+    """A job's `backend.*` overrides name its rows' variant in the family's knob order, with other
+    families' knobs left out; the plan must look up that very variant, not its sorted overrides."""
+    from rows import speed_row
+
+    from harness.hardware import detect
+
+    machine = detect().fingerprint
+    for variant, seconds in (("", 10.0), ("ov_precision=f32,calibration_samples=16", 40.0)):
+        row = speed_row(backend="openvino", variant=variant, throughput=1.0, machine=machine, model="minilm",
+                        dataset="short", duration_s=seconds, run="old", cell_id=f"ov-{seconds}")  # fmt: skip
+        results.write_row(tmp_path / "results", row)
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache")}
+    proc = plan("backend=openvino", "backend.calibration_samples=16", "backend.ov_precision=f32", "dataset=short",
+                "batch_sizes=[32]", "rounds=1", f"results_dir={tmp_path / 'results'}", env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the cell's own 40 s (not the backend's median over both rows, 25 s) + the openvino export, never timed (60 s)
+    assert "estimated duration: 100 s" in proc.stdout, proc.stdout
