@@ -1,0 +1,54 @@
+"""`harness overhead`: the bare reference loop is held to the same contention rule as a speed cell."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from harness import work
+from harness.overhead import bare_loop
+
+MEASURE = SimpleNamespace(contention_retries=2, contention_threshold=0.1, cell_timeout_s=60)
+
+
+def test_a_contended_bare_loop_is_run_again():
+    others = iter([0.6, 0.3, 0.02])
+    calls = []
+
+    def run(unit, spec, timeout):
+        calls.append(unit)
+        return "ok", {"throughput": 100.0 + len(calls), "cpu_other": next(others)}, ""
+
+    status, ref, _ = bare_loop(run, {}, MEASURE)
+    assert status == "ok" and calls == ["bare"] * 3 and ref["cpu_other"] == 0.02 and ref["throughput"] == 103.0
+
+
+def test_retries_are_bounded_and_a_failure_is_not_retried():
+    def busy(unit, spec, timeout):
+        return "ok", {"throughput": 1.0, "cpu_other": 1.0}, ""
+
+    status, ref, _ = bare_loop(busy, {}, MEASURE)
+    assert status == "ok" and ref["cpu_other"] == 1.0  # kept, and counted as contended by the caller
+
+    calls = []
+
+    def crash(unit, spec, timeout):
+        calls.append(unit)
+        return "failed", {}, "killed by SIGSEGV"
+
+    assert bare_loop(crash, {}, MEASURE)[0] == "failed" and len(calls) == 1
+
+
+def test_the_bare_loop_meters_the_cpu(monkeypatch):
+    """work.bare reports the other processes' CPU use over its timed passes (0 or more cores)."""
+    texts = ["a short text", "another one", "and a third"] * 4
+    encoded = []
+
+    def encode(batch):
+        encoded.extend(batch)
+
+    monkeypatch.setattr(work, "_load", lambda spec: (None, None, None))
+    workload = (texts, texts, [texts[:4]], encode, lambda: encode(texts))
+    monkeypatch.setattr(work, "_workload", lambda spec, model: workload)
+    out = work.bare({"passes": 2, "measure": {"warmup_batches": 1}})
+    assert out["throughput"] > 0 and out["cpu_other"] >= 0
+    assert len(encoded) == 4 + 2 * len(texts)  # one warm-up batch, then the timed passes
