@@ -205,6 +205,11 @@ def _measured(
             f"{best.label} is the fastest qualifying backend: {best.speedup:.2f}x torch-fp32 bulk throughput, "
             f"{best.why}"
         )
+    for tied in (c for c in ev.qualifying if c.tied_with == best.label):
+        reasons.append(
+            f"{tied.label} measured {_score(tied, scenario)}, within the spread of {best.label}'s "
+            f"{_score(best, scenario)} (cv {tied.cv:.1%} and {best.cv:.1%}): the name's own defaults are kept"
+        )
     if best.accuracy_by_metric:
         reasons.append(f"accuracy per metric: {_per_metric(best.accuracy_by_metric)}")
     if best.fidelity:

@@ -19,6 +19,7 @@ from harness.analysis import (
     fidelity_by_configuration,
     worst_fidelity,
 )
+from harness.compare import moved_beyond_spread
 from harness.config import MODEL_KINDS
 from harness.recommend.flowchart import TIE_DECIMALS
 
@@ -91,6 +92,8 @@ class Candidate:
     fidelity: dict[str, float] = field(default_factory=dict)  # worst case vs torch-fp32 (`analysis.FIDELITY`)
     fidelity_source: str | None = None  # "evaluation set" | "timed texts" | "the reference"
     rejected: list[str] = field(default_factory=list)  # every rule it broke (empty when it qualifies)
+    cv: float | None = None  # largest throughput cv over its cells (its own spread)
+    tied_with: str | None = None  # a variant within the spread of its named backend, ranked just after it
 
     @property
     def label(self) -> str:
@@ -136,11 +139,35 @@ def _nearest(values: list[float], target: float) -> list[float]:
     return sorted(v for v, d in dist.items() if d - best <= 1e-9)
 
 
-def _sort_key(c: Candidate, preferred: str, scenario: str = "bulk") -> tuple:
-    if scenario == "online":  # lowest p99 first; equal at the printed precision (0.01 ms) is a tie
-        p99 = math.inf if c.latency_p99_ms is None else round(c.latency_p99_ms, TIE_DECIMALS)
-        return (p99, c.label != preferred, c.label)
-    return (-round(c.speedup, TIE_DECIMALS), c.label != preferred, c.label)
+def _score(c: Candidate, scenario: str) -> float:
+    """What the scenario ranks by, lower is better: p99 latency (online) or minus the bulk speedup."""
+    if scenario == "online":  # equal at the printed precision (0.01 ms) is a tie
+        return math.inf if c.latency_p99_ms is None else round(c.latency_p99_ms, TIE_DECIMALS)
+    return -round(c.speedup, TIE_DECIMALS)
+
+
+def _sort_key(c: Candidate, preferred: str, scenario: str = "bulk", anchor: Candidate | None = None) -> tuple:
+    """Best score first, then `preferred`, then name; a candidate with an `anchor` (its named backend)
+    takes the anchor's place and goes right after it."""
+    a = anchor or c
+    return (_score(a, scenario), a.label != preferred, a.label, anchor is not None, c.label)
+
+
+def _named_anchor(c: Candidate, named: dict[str, Candidate], scenario: str) -> Candidate | None:
+    """The named backend a qualifying variant of it is tied with: both qualify and the variant's edge is
+    within their own spread (`compare.moved_beyond_spread`, the rule `harness compare` uses). A user is
+    then better served by the name's defaults (`backend=...` alone) than by a knob that measured no
+    better; a variant that beats its name beyond the spread keeps its place."""
+    p = named.get(c.backend)
+    if not c.variant or p is None or not (c.qualifies and p.qualifies) or c.cv is None or p.cv is None:
+        return None
+    a, b = _score(c, scenario), _score(p, scenario)
+    if a >= b:  # no better: it already ranks after its name
+        return None
+    if a == 0 or b == 0:
+        return None
+    ratio = b / a if scenario == "online" else a / b  # > 1: how much better the variant measured
+    return p if moved_beyond_spread(ratio, c.cv, p.cv) is False else None
 
 
 def _worst(rows: pd.DataFrame, column: str, how: str) -> float | None:
@@ -181,7 +208,8 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
       --max-memory-mb (peak memory); a number a constraint needs that was not measured breaks it.
       Every rule a candidate breaks is listed in its `rejected`;
     * order: bulk - speedup (rounded to TIE_DECIMALS); online - p99 latency (rounded to 0.01 ms);
-      then `preferred` (the flowchart's answer), then name.
+      then `preferred` (the flowchart's answer), then name; a qualifying variant that beats its
+      qualifying named backend by less than their spread ranks right after the name (`_named_anchor`).
     """
     ev = Evidence(machine=machine, scenario=query.scenario)
     if df.empty:
@@ -241,7 +269,11 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
     _add_accuracy(ev, df, query, machine, accuracy_labels)
     for c in ev.candidates:
         _judge(c, query, ev.basis)
-    ev.candidates.sort(key=lambda c: _sort_key(c, preferred or "", query.scenario))
+    named = {c.backend: c for c in ev.candidates if not c.variant}
+    anchors = {c.label: _named_anchor(c, named, query.scenario) for c in ev.candidates}
+    for c in ev.candidates:
+        c.tied_with = anchors[c.label].label if anchors[c.label] else None
+    ev.candidates.sort(key=lambda c: _sort_key(c, preferred or "", query.scenario, anchors[c.label]))
     if not ev.qualifying:
         ev.note = "no measured backend meets every rule"
     return ev
@@ -265,6 +297,7 @@ def _candidate(rows: pd.DataFrame) -> Candidate:
         speedup_per_request=float(per_request.mean()) if len(per_request) else None,
         latency_p99_ms=_worst(rows, "latency_p99_ms", "max"),
         peak_memory_mb=_worst(rows, "peak_memory_mb", "max"),
+        cv=_worst(rows, "cv", "max"),
     )
     if _is_reference(c):
         c.fidelity_source = "the reference"
