@@ -14,12 +14,3 @@ import harness.work  # noqa: F401
 for module in ("optimum.onnxruntime", "optimum.intel.openvino"):
     with contextlib.suppress(ImportError):
         __import__(module)
-
-# sentence-transformers' encode builds a (disabled) tqdm bar per call, and tqdm's first bar in a process
-# creates a multiprocessing lock: a named semaphore. A worker still alive at the end of a sweep is
-# terminated, so its semaphore was never unlinked, and the sweep ended on "resource_tracker: There appear
-# to be 13 leaked semaphore objects" (one per backend of the last round). No worker draws a bar, so the
-# workers use tqdm's thread lock alone (what tqdm itself falls back to where a semaphore cannot be made).
-from tqdm.std import TqdmDefaultWriteLock  # noqa: E402
-
-TqdmDefaultWriteLock.mp_lock = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.util  # noqa: F401  (registers its exit handler before POOL.close: see POOL)
 import time
 from collections import OrderedDict
 from typing import Any
@@ -165,4 +166,9 @@ class WorkerPool:
 
 
 POOL = WorkerPool()
+# atexit runs last-registered first. multiprocessing.util registers its exit handler, which terminates
+# every daemonic child, when it is first imported - until now at the first worker's start, after this
+# line - so the last round's workers were killed before POOL.close could close them: no finalizer ran,
+# and each left its tqdm lock's semaphore behind ("There appear to be 13 leaked semaphore objects").
+# Imported above, that handler runs after this one.
 atexit.register(POOL.close)
