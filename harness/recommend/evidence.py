@@ -162,9 +162,7 @@ def _named_anchor(c: Candidate, named: dict[str, Candidate], scenario: str) -> C
     if not c.variant or p is None or not (c.qualifies and p.qualifies) or c.cv is None or p.cv is None:
         return None
     a, b = _score(c, scenario), _score(p, scenario)
-    if a >= b:  # no better: it already ranks after its name
-        return None
-    if a == 0 or b == 0:
+    if a >= b or 0 in (a, b):  # no better (it already ranks after its name), or no ratio to take
         return None
     ratio = b / a if scenario == "online" else a / b  # > 1: how much better the variant measured
     return p if moved_beyond_spread(ratio, c.cv, p.cv) is False else None
@@ -270,10 +268,12 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
     for c in ev.candidates:
         _judge(c, query, ev.basis)
     named = {c.backend: c for c in ev.candidates if not c.variant}
-    anchors = {c.label: _named_anchor(c, named, query.scenario) for c in ev.candidates}
     for c in ev.candidates:
-        c.tied_with = anchors[c.label].label if anchors[c.label] else None
-    ev.candidates.sort(key=lambda c: _sort_key(c, preferred or "", query.scenario, anchors[c.label]))
+        anchor = _named_anchor(c, named, query.scenario)
+        c.tied_with = anchor.label if anchor else None
+    ev.candidates.sort(
+        key=lambda c: _sort_key(c, preferred or "", query.scenario, named[c.backend] if c.tied_with else None)
+    )
     if not ev.qualifying:
         ev.note = "no measured backend meets every rule"
     return ev
