@@ -7,30 +7,24 @@ with one line.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import MISSING, OmegaConf
 
-from harness.usage import did_you_mean
-
-MODEL_KINDS = ("bi-encoder", "cross-encoder")
-MODEL_WEIGHTS = ("trained", "random")  # random: a shape-faithful stand-in (harness.standins), speed only
-BACKEND_NAMES = (
-    "torch-fp32",
-    "torch-fp16",
-    "torch-bf16",
-    "onnx",
-    "onnx-O1",
-    "onnx-O2",
-    "onnx-O3",
-    "onnx-O4",
-    "onnx-qint8",
-    "openvino",
-    "openvino-qint8",
+from harness.core.usage import (  # noqa: F401 - ConfigError: where callers have always found it
+    ConfigError,
+    check_choice,
+    check_name,
+    check_non_negative,
+    check_positive_int,
 )
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # the YAML that composes named variants
+MODEL_KINDS = ("bi-encoder", "cross-encoder")
+MODEL_WEIGHTS = ("trained", "random")  # random: a shape-faithful stand-in (harness.inputs.standins), speed only
 DEVICES = ("auto", "cpu", "cuda")
 DATASET_SOURCES = ("builtin", "local", "hub")
 DATASET_FORMATS = ("lines", "sts", "beir", "file", "hf")  # file: a user's .txt / .jsonl / .csv, by extension
@@ -38,14 +32,9 @@ BUILTIN_BUCKETS = ("short", "medium", "long")
 ACCURACY_TASKS = ("sts", "retrieval")
 # accuracy.<task>: where the data is (local under data_dir, else hub) + what evaluate() reads
 ACCURACY_SOURCE_KEYS = ("local", "hub", "split", "max_queries", "max_corpus", "seed")
-RUN_NAME = re.compile(r"[\w.-]+")
 # A backend family's runtime knobs (which fields make a variant, which only change speed) and their
 # checks live with its backend class in harness/backends/. `backend.device` is not a knob but says
 # where a cell runs, which the row reads back from the runtime (`runtime.device`).
-
-
-class ConfigError(ValueError):
-    """A user mistake in configuration; its message is the one line the CLI prints."""
 
 
 @dataclass
@@ -53,7 +42,7 @@ class ModelConfig:
     name: str = MISSING
     kind: str = "bi-encoder"
     # "package:<module>" (a Python package whose get_model_path() returns the folder),
-    # "standin:<name>" (harness.standins), a local folder, or a Hugging Face Hub id.
+    # "standin:<name>" (harness.inputs.standins), a local folder, or a Hugging Face Hub id.
     source: str = MISSING
     # "random": the weights are not trained (a stand-in): speed is measured, accuracy is not
     weights: str = "trained"
@@ -87,14 +76,9 @@ class BackendConfig:
     dtype: str = "float32"  # torch only
     optimization: Optional[str] = None  # onnx: O1..O4
     quantization: Optional[str] = None  # onnx: auto|arm64|avx2|avx512|avx512_vnni ; openvino: static
-    # runtime knobs, each owned by its family (`knobs` in harness/backends/); fair defaults, sweepable:
-    # -m backend.ort_spinning=true,false
-    ort_spinning: bool = False  # spinning ORT workers steal cycles from ST's torch post-processing
-    ov_hint: str = "LATENCY"
-    # None: OpenVINO chooses, as SentenceTransformer(backend="openvino") runs it (bf16 on AMX/AVX512-BF16
-    # CPUs); f32 pins fp32 (the sweep measures that beside it where the machine's choice is not fp32)
-    ov_precision: Optional[str] = None
-    calibration_samples: int = 128  # openvino static int8 (optimum-intel presets use 128; ST falls back to 300)
+    # Runtime knobs (backend.ort_spinning, backend.ov_precision, ...) are each family's own (`Knobs` in
+    # harness/backends/), added to this schema by `harness.backends.schema()`; the named backends
+    # (torch-fp32, onnx-O3, ...) are registered by their families too.
 
 
 @dataclass
@@ -138,7 +122,7 @@ class AccuracyConfig:
 class SweepConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
-    backend: BackendConfig = MISSING
+    backend: Any = MISSING  # a `harness.backends.schema()` node: BackendConfig with every family's knobs
     batch_sizes: Optional[list[int]] = None  # None: model.batch_sizes
     run: str = "default"
     round: int = 0  # this job's interleaved round; conf/config.yaml sweeps 0,1,2 outermost (`rounds=N` to change)
@@ -149,33 +133,6 @@ class SweepConfig:
     data_dir: Optional[str] = "${oc.env:HARNESS_DATA_DIR,null}"
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
-
-
-def check_choice(field_name: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
-    if value not in allowed:
-        raise ConfigError(
-            f"{field_name}: {value!r} is not allowed; choose one of {', '.join(map(str, allowed))}."
-            + did_you_mean(value, allowed)
-        )
-
-
-def check_positive_int(field_name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{field_name}: {value!r} is not allowed; it must be a whole number > 0.")
-
-
-def check_name(field_name: str, value: Any, what: str) -> None:
-    """Names that become folder or file names: no path separators, not hidden, not empty."""
-    if not isinstance(value, str) or not RUN_NAME.fullmatch(value) or value.startswith("."):
-        raise ConfigError(
-            f"{field_name}: {value!r} is not allowed; {what} names a folder, so use letters, digits, '_', '-' and '.' "
-            "(not first), e.g. 2024-06-icelake."
-        )
-
-
-def check_non_negative(field_name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{field_name}: {value!r} is not allowed; it must be a number >= 0.")
 
 
 def validate(cfg: Any) -> None:
@@ -197,11 +154,7 @@ def validate(cfg: Any) -> None:
         check_positive_int(field_name, size)
     if len(set(sizes)) != len(sizes):
         raise ConfigError(f"{field_name}: {list(sizes)!r} is not allowed; each batch size once.")
-    from harness import backends
-
-    check_choice("backend.family", cfg.backend.family, backends.families())
-    check_choice("backend.device", cfg.backend.device, DEVICES)
-    backends.check(cfg.backend)  # each family checks its own fields
+    check_choice("backend.device", cfg.backend.device, DEVICES)  # the family's fields: harness.backends.check
     d = cfg.dataset
     check_choice("dataset.source", d.source, DATASET_SOURCES)
     check_choice("dataset.format", d.format, DATASET_FORMATS)
@@ -255,31 +208,3 @@ def validate(cfg: Any) -> None:
                     f"accuracy.{task}.{key}: {spec.get(key)!r} is not allowed; give the "
                     + ("folder under data_dir." if key == "local" else "Hugging Face Hub dataset name.")
                 )
-
-
-def register_configs() -> None:
-    """Register the schema and the 11 backends in Hydra's ConfigStore (one line per backend)."""
-    from hydra.core.config_store import ConfigStore
-
-    cs = ConfigStore.instance()
-    cs.store(name="sweep_schema", node=SweepConfig)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
-    for name, node in BACKENDS.items():
-        cs.store(group="backend", name=name, node=node)
-
-
-BACKENDS: dict[str, BackendConfig] = {
-    "torch-fp32": BackendConfig(name="torch-fp32", family="torch", dtype="float32"),
-    "torch-fp16": BackendConfig(name="torch-fp16", family="torch", dtype="float16"),
-    "torch-bf16": BackendConfig(name="torch-bf16", family="torch", dtype="bfloat16"),
-    "onnx": BackendConfig(name="onnx", family="onnx"),
-    "onnx-O1": BackendConfig(name="onnx-O1", family="onnx", optimization="O1"),
-    "onnx-O2": BackendConfig(name="onnx-O2", family="onnx", optimization="O2"),
-    "onnx-O3": BackendConfig(name="onnx-O3", family="onnx", optimization="O3"),
-    "onnx-O4": BackendConfig(name="onnx-O4", family="onnx", optimization="O4"),
-    "onnx-qint8": BackendConfig(name="onnx-qint8", family="onnx", quantization="auto"),
-    "openvino": BackendConfig(name="openvino", family="openvino"),
-    "openvino-qint8": BackendConfig(name="openvino-qint8", family="openvino", quantization="static"),
-}
-assert tuple(BACKENDS) == BACKEND_NAMES

@@ -28,15 +28,17 @@ def grid_ids(args: list[str], results_dir: Path, monkeypatch) -> list[str]:
     """Every speed and accuracy cell id the sweep `args` plans, on FIXED_HARDWARE, with OpenVINO choosing
     bf16 (so the f32 companions are in the grid), HARNESS_DATA_DIR unset and the Hub taken as reachable
     (accuracy cells named by the Hub sets, not by a local path)."""
-    from harness import hardware, sweep, validate
-    from harness import plan as plan_module
     from harness.backends import openvino
-    from harness.cli import CONF_DIR, with_default_experiment
+    from harness.cli.sweep import with_default_experiment
+    from harness.config import CONF_DIR
+    from harness.core import hardware
+    from harness.engine import cells, grid
+    from harness.engine import plan as plan_module
 
     monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
     monkeypatch.setattr(hardware, "detect", lambda *a, **k: hardware.Hardware(**FIXED_HARDWARE))
     monkeypatch.setattr(openvino, "default_precision", lambda device="CPU": "bf16")
-    monkeypatch.setattr(sweep, "hub_unreachable", lambda: None)  # the Hub's names: accuracy cells are planned
+    monkeypatch.setattr(cells, "hub_unreachable", lambda: None)  # the Hub's names: accuracy cells are planned
     (results_dir / "x").mkdir(parents=True, exist_ok=True)
     (results_dir / "x" / "not-a-row.json").write_text("{}")  # a store that is not empty: the plan names its cells
     seen: list[str] = []
@@ -59,7 +61,7 @@ def grid_ids(args: list[str], results_dir: Path, monkeypatch) -> list[str]:
     args = [*args, f"results_dir={results_dir}", "run=x"]
     if not any(a.lstrip("+~").startswith("experiment=") for a in args):
         args = with_default_experiment(args)
-    validate.plan_sweep(args, CONF_DIR)
+    grid.plan_sweep(args, CONF_DIR)
     return sorted(set(seen))
 
 

@@ -43,7 +43,7 @@ def tiny_data(tmp_path_factory):
     """A data_dir laid out like ../shared/data: a 12-pair STS file and a 12-doc BEIR folder."""
     import json
 
-    from harness.texts import builtin_texts
+    from harness.inputs.texts import builtin_texts
 
     root = tmp_path_factory.mktemp("data")
     sts = root / "stsbenchmark"

@@ -1,4 +1,4 @@
-"""Synthetic result rows for tests, built through the row types (`harness.rows`), so a test cannot
+"""Synthetic result rows for tests, built through the row types (`harness.store.rows`), so a test cannot
 write a row the harness could not: a column of another kind, an unknown status, an ok speed row
 without throughput are refused here as in the sweep.
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.rows import AccuracyRow, SpeedRow
+from harness.store.rows import AccuracyRow, SpeedRow
 
 SPEED_IDENTITY = ("kind", "model", "dataset", "batch_size", "backend", "machine")
 ACCURACY_IDENTITY = ("kind", "model", "dataset", "metric", "backend", "machine")

@@ -7,9 +7,10 @@ from __future__ import annotations
 import pandas as pd
 from rows import accuracy_row, speed_row
 
-from harness import recommend, results
-from harness.hardware import Hardware
+from harness import recommend
+from harness.core.hardware import Hardware
 from harness.report import charts, pages
+from harness.store import results
 
 GPU_HW = Hardware("AMD EPYC 9654", "amd", ("avx2", "avx512f"), 16, 32, 128.0, gpu="NVIDIA H100 80GB HBM3")
 FP = GPU_HW.fingerprint
@@ -65,8 +66,8 @@ def docs_gpu_rows(variant: str) -> list[dict]:
 
 
 def test_docs_gpu_rows_are_not_device_variants():
-    from harness.compose import compose
-    from harness.sweep import variant
+    from harness.engine.cells import variant
+    from harness.engine.grid import compose
 
     cfg = compose(["+experiment=docs-gpu", "backend=onnx-O4", "hydra.mode=RUN"])
     assert cfg.backend.device == "cuda"

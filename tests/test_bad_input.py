@@ -2,8 +2,8 @@
 
 Every case runs `python -m harness.cli ...` in a fresh process and must exit with status 2, print
 exactly one `error:` line (no traceback, no progress bar), and write nothing: no result file, no
-Hydra output folder. Most mistakes are caught before Hydra starts (harness.validate); the ones that
-need a composed config go through harness.preflight for every variant of the grid.
+Hydra output folder. Most mistakes are caught before Hydra starts (harness.engine.grid); the ones that
+need a composed config go through harness.engine.preflight for every variant of the grid.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from rows import speed_row
 
-from harness import results
+from harness.store import results
 
 # The grid kept to one quick job; a case's own key replaces the base value.
 BASE = ["rounds=1", "model.name=tiny", "model.source={bi}", "dataset=short", "backend=torch-fp32", "dataset.samples=8",
@@ -113,7 +113,7 @@ GPU_CASES = ("cuda-single-run", "cuda-one-job-sweep")
 
 
 def has_gpu() -> bool:
-    from harness.hardware import detect_gpu
+    from harness.core.hardware import detect_gpu
 
     return detect_gpu() is not None
 
@@ -241,8 +241,8 @@ def test_cuda_inside_a_multirun_becomes_unsupported_rows(how, paths, tmp_path):
 
 def test_explicit_cuda_is_not_refused_for_a_remote_launcher(paths, tmp_path):
     """A SLURM sweep is checked on the login node, which may have no GPU: the GPU check is the job's."""
-    from harness.cli import CONF_DIR
-    from harness.validate import check_overrides
+    from harness.config import CONF_DIR
+    from harness.engine.grid import check_overrides
 
     values = {**paths, "results": str(tmp_path / "results")}
     args = command_line(["sweep", "backend.device=cuda", "hydra/launcher=submitit_slurm"], values)

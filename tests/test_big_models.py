@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from harness.backends import named as _named
 from harness.backends import onnx as onnx_backend
-from harness.config import BACKENDS
-from harness.exports import ExportCache
-from harness.hardware import detect
+
+BACKENDS = _named()
+from harness.backends.cache import ExportCache
+from harness.core.hardware import detect
 
 
 def _onnx_with_external_data(folder, name="model_O1.onnx"):
@@ -84,7 +86,7 @@ def test_bge_m3_standin_over_2gb_exports_to_onnx_and_runs(tmp_path):
 
     On a 2-core EPYC: ~1.5 minutes, peak RSS 7.4 GB, ~7 GB of disk under tmp_path (removed after).
     """
-    from harness import models
+    from harness.inputs import models
 
     cache_dir = tmp_path / "cache"
     start = time.perf_counter()

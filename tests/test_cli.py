@@ -17,7 +17,7 @@ import pytest
     ],
 )
 def test_default_experiment_joins_the_overrides_wherever_flags_stand(args, expected):
-    from harness.cli import with_default_experiment
+    from harness.cli.sweep import with_default_experiment
 
     assert with_default_experiment(args) == expected
 

@@ -8,8 +8,9 @@ import math
 import pytest
 from rows import speed_row
 
-from harness import compare, results
+from harness.cli import compare as compare_cli
 from harness.cli import main as harness_main
+from harness.store import compare, results
 
 FP = "m" * 16
 
@@ -141,23 +142,23 @@ def test_cli_json(tmp_path, capsys):
 
 def test_cli_text_and_machine_prefix(tmp_path, capsys):
     store(tmp_path, speed("a", "onnx", 100.0), speed("b", "onnx", 120.0, contended=True))
-    assert compare.main(["a", "b", "--results", str(tmp_path), "--machine", FP[:6]]) == 0
+    assert compare_cli.main(["a", "b", "--results", str(tmp_path), "--machine", FP[:6]]) == 0
     text = capsys.readouterr().out
     assert "MOVED" in text and "contended" in text and "+20.0%" in text
-    assert compare.main(["a", "b", "--results", str(tmp_path), "--machine", "zzz"]) == 2
+    assert compare_cli.main(["a", "b", "--results", str(tmp_path), "--machine", "zzz"]) == 2
     assert "--machine 'zzz' is not in the result store" in capsys.readouterr().err
 
 
 def test_unknown_run_is_one_line_with_did_you_mean(tmp_path, capsys):
     store(tmp_path, speed("baseline", "onnx", 100.0), speed("nightly", "onnx", 100.0))
-    assert compare.main(["baseline", "nightli", "--results", str(tmp_path)]) == 2
+    assert compare_cli.main(["baseline", "nightli", "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err == "error: run: 'nightli' is not in the store; runs: baseline, nightly. Did you mean 'nightly'?\n"
 
 
 def test_no_common_cells(tmp_path, capsys):
     store(tmp_path, speed("a", "onnx", 100.0), speed("b", "openvino", 100.0))
-    assert compare.main(["a", "b", "--results", str(tmp_path)]) == 1
+    assert compare_cli.main(["a", "b", "--results", str(tmp_path)]) == 1
     assert "no ok speed cell was measured in both a and b" in capsys.readouterr().err
 
 
@@ -171,7 +172,7 @@ def test_variants_are_ranked_by_label(tmp_path):
         )
     cells, ranks, _ = compared(tmp_path)
     assert ranks["order_a"].iloc[0] == ["openvino [ov_precision=bf16]", "openvino"]
-    text = compare.format_text("a", "b", cells, ranks, compare.summarize(cells, ranks))
+    text = compare_cli.format_text("a", "b", cells, ranks, compare.summarize(cells, ranks))
     assert "openvino > openvino" not in text
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from harness.config import BACKENDS, ConfigError, DatasetConfig, ModelConfig, SweepConfig, validate
+from harness.backends import named as _named
+from harness.config import ConfigError, DatasetConfig, ModelConfig, SweepConfig
+from harness.engine.preflight import check_config as validate
+
+BACKENDS = _named()
 
 
 def _cfg(**overrides):

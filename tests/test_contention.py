@@ -18,9 +18,9 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from harness import results
 from harness.cli import main as harness_main
-from harness.measure import CpuMeter
+from harness.engine.measure import CpuMeter
+from harness.store import results
 
 THRESHOLD = 0.1  # measure.contention_threshold's default, in cores
 RETRIES = 1  # one re-measurement per cell keeps the sweep short

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.exports import ExportCache
+from harness.backends.cache import ExportCache
 
 
 def test_export_cache_marks_complete_last(tmp_path):

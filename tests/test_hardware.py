@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.hardware import Hardware, qint8_config_for
+from harness.backends.onnx import qint8_config_for
+from harness.core.hardware import Hardware
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import shared_dir
 
-from harness import results
+from harness.store import results
 
 pytestmark = pytest.mark.slow
 SHARED = shared_dir()

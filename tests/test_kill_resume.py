@@ -1,6 +1,6 @@
 """Kill -9 in the middle of a sweep, then resume: finished cells are kept as they were, the rest run once.
 
-The store's promises (harness.results): a file is whole or absent, a cell whose file exists is
+The store's promises (harness.store.results): a file is whole or absent, a cell whose file exists is
 skipped, and a file that is not a row is reported by path and skipped, never fatal.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness import results
+from harness.store import results
 
 BACKENDS = ("torch-fp32", "torch-bf16", "onnx")
 BATCH_SIZES = (2, 4)
@@ -106,7 +106,7 @@ def test_kill_9_mid_sweep_then_resume(tiny_models, tmp_path):
 
 
 def _row(run: str, backend: str, throughput: float) -> dict:
-    from harness.hardware import detect
+    from harness.core.hardware import detect
 
     hw = detect()
     return results.new_row(
@@ -138,7 +138,7 @@ def damaged_store(tmp_path):
 
 def test_damaged_result_files_are_reported_and_skipped(damaged_store, caplog):
     store, bad_paths = damaged_store
-    with caplog.at_level(logging.WARNING, logger="harness.results"):
+    with caplog.at_level(logging.WARNING, logger="harness.store.results"):
         df = results.load(store)
     assert sorted(df["backend"]) == ["onnx", "torch-fp32"]
     assert df.set_index("backend").loc["onnx", "speedup"] == pytest.approx(1.5)

@@ -1,4 +1,4 @@
-"""The parent's memory watch over a unit's process (harness.cell.wait_for), fast and without a model.
+"""The parent's memory watch over a unit's process (harness.engine.isolation.wait_for), fast and without a model.
 
 A sweep's reranker O4 export was killed by the kernel (SIGKILL, no reason on the row) although it
 needed 10.8 GB of a 24 GB machine: idle workers held the rest, and the watch only compared one process
@@ -19,7 +19,8 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from harness import cell, sweep
+from harness.engine import isolation as cell
+from harness.engine import sweep
 
 # A process that starts a child holding ~300 MB, then waits: its own resident memory stays small.
 PARENT_OF_A_BIG_CHILD = """
@@ -84,7 +85,7 @@ def test_a_sigkill_death_says_what_the_unit_held():
 
 
 def test_units_ask_the_kernel_to_kill_them_first():
-    code = "from harness import cell; cell.configure_process(1, True); print(open('/proc/self/oom_score_adj').read())"
+    code = "from harness.engine import isolation; isolation.configure_process(1, True); print(open('/proc/self/oom_score_adj').read())"
     if not Path("/proc/self/oom_score_adj").exists():
         pytest.skip("no /proc/self/oom_score_adj on this system")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

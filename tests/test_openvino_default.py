@@ -11,10 +11,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from harness import backends
+from harness.backends import named as _named
 from harness.backends import openvino
-from harness.config import BACKENDS
-from harness.exports import ExportCache
-from harness.hardware import Hardware
+
+BACKENDS = _named()
+from harness.backends.cache import ExportCache
+from harness.core.hardware import Hardware
 from harness.recommend import python_snippet
 
 HW = Hardware("AMD EPYC", "amd", ("avx2",), 2, 2, 8.0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from harness import work
-from harness.overhead import bare_loop
+from harness.cli.overhead import bare_loop
+from harness.engine import units as work
 
 MEASURE = SimpleNamespace(contention_retries=2, contention_threshold=0.1, cell_timeout_s=60)
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-from harness import results
-from harness.plan import Timings, grid
+from harness.engine.plan import Timings, grid
+from harness.store import results
 
 
 def plan(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -24,8 +24,8 @@ def test_docs_cpu_grid_is_planned_offline_in_seconds(tmp_path):
     seconds = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
     # 4 embedding models with [32,64,128] / [16,32,64] ... : the cell count is the sum over the grid
-    from harness.cli import CONF_DIR
-    from harness.plan import model_batch_sizes
+    from harness.config import CONF_DIR
+    from harness.engine.plan import model_batch_sizes
 
     models = ["all-MiniLM-L6-v2-hub", "bge-base-en-v1.5", "mxbai-embed-large-v1", "bge-m3", "ms-marco-MiniLM-L6-v2",
               "bge-reranker-base", "mxbai-rerank-large-v1", "bge-reranker-v2-m3"]  # fmt: skip
@@ -44,7 +44,7 @@ def test_docs_cpu_grid_is_planned_offline_in_seconds(tmp_path):
 def test_the_estimate_comes_from_this_machines_rows(tmp_path):
     from rows import speed_row
 
-    from harness.hardware import detect
+    from harness.core.hardware import detect
 
     machine = detect().fingerprint
     for backend, seconds in (("torch-fp32", 10.0), ("onnx", 20.0)):
@@ -78,8 +78,8 @@ def test_plan_counts_the_companion_variants_this_machine_adds(tmp_path, monkeypa
     """On an AMX CPU the sweep measures `openvino [ov_precision=f32]` beside `openvino`: the plan counts
     those cells too (probe monkeypatched: this CPU need not choose bf16)."""
     from harness.backends import openvino
-    from harness.cli import CONF_DIR
-    from harness.validate import plan_sweep
+    from harness.config import CONF_DIR
+    from harness.engine.grid import plan_sweep
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
     args = ["+experiment=default", "backend=torch-fp32,openvino", "dataset=short", "batch_sizes=[32]",
@@ -106,8 +106,8 @@ def test_an_experiments_batch_size_from_the_model_is_each_models_own():
     88 of 132 cells still to run and its rerun was not recognised as finished."""
     from omegaconf import OmegaConf
 
-    from harness.cli import CONF_DIR
-    from harness.plan import _sizes, model_batch_sizes
+    from harness.config import CONF_DIR
+    from harness.engine.plan import _sizes, model_batch_sizes
 
     base = OmegaConf.create({"batch_sizes": ["${model.batch_sizes.0}"], "model": {"batch_sizes": [32, 64]}})
     assert _sizes(base, {}, CONF_DIR, "standin-bge-m3") == [model_batch_sizes(CONF_DIR, "standin-bge-m3")[0]] == [2]
@@ -119,7 +119,7 @@ def test_the_estimate_finds_a_variant_cells_own_timing(tmp_path):
     families' knobs left out; the plan must look up that very variant, not its sorted overrides."""
     from rows import speed_row
 
-    from harness.hardware import detect
+    from harness.core.hardware import detect
 
     machine = detect().fingerprint
     for variant, seconds in (("", 10.0), ("ov_precision=f32,calibration_samples=16", 40.0)):

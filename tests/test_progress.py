@@ -6,14 +6,14 @@ import sys
 
 from omegaconf import OmegaConf
 
-from harness import results
+from harness.store import results
 
 
 def test_progress_counts_jobs_and_finds_every_swept_run(tmp_path):
     from rows import speed_row
 
-    from harness import progress
-    from harness.hardware import detect
+    from harness.cli import progress
+    from harness.core.hardware import detect
 
     def cfg(task):
         return OmegaConf.create({
@@ -41,15 +41,16 @@ def test_the_bar_counts_every_planned_cell_with_the_machines_variants(tmp_path, 
     """On a CPU where OpenVINO chooses bf16 the sweep adds `openvino [ov_precision=f32]`: the bar's total
     is the plan's cell count with it (it used to count Hydra jobs' batch sizes and grow as variants
     appeared, so its ETA ran short). Probe monkeypatched; Hydra itself is not started."""
-    from harness import cli, progress
     from harness.backends import openvino
+    from harness.cli import progress
+    from harness.cli import sweep as cli_sweep
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(openvino, "default_precision", lambda device="CPU": "bf16")
     monkeypatch.setattr(progress, "_EXPECTED", None)
-    monkeypatch.setattr(cli, "_hydra_sweep", lambda: None)
+    monkeypatch.setattr(cli_sweep, "_hydra_sweep", lambda: None)
     monkeypatch.setattr(sys, "argv", list(sys.argv))  # sweep_main hands its arguments to Hydra this way
-    cli.sweep_main(["backend=torch-fp32,openvino", "dataset=short,medium", "batch_sizes=[32]", "rounds=1",
+    cli_sweep.main(["backend=torch-fp32,openvino", "dataset=short,medium", "batch_sizes=[32]", "rounds=1",
                     f"results_dir={tmp_path / 'results'}"])  # fmt: skip
     bar = progress.SweepProgress()
     bar.on_multirun_start(OmegaConf.create({}))

@@ -8,9 +8,13 @@ import pandas as pd
 import pytest
 from rows import accuracy_row, speed_row
 
-from harness import analysis, hardware, recommend, results
-from harness.hardware import Hardware
+from harness import recommend
+from harness.backends.onnx import qint8_config_for
+from harness.cli import recommend as recommend_cli
+from harness.core import hardware
+from harness.core.hardware import Hardware
 from harness.recommend import Query, evidence, flowchart
+from harness.store import analysis, results
 
 INTEL = Hardware("Intel Xeon", "intel", ("avx2", "avx512_vnni", "avx512f"), 8, 16, 64.0)
 AMD = Hardware("AMD EPYC", "amd", ("avx2",), 8, 16, 64.0)
@@ -274,7 +278,7 @@ def test_documented_gpu_recommendation_carries_docs_numbers():
 )
 def test_cpu_flags_choose_the_quantization_config(flags, vendor, config, file_name):
     hw = Hardware("cpu", vendor, flags, 4, 8, 16.0)
-    assert hardware.qint8_config_for(hw) == config
+    assert qint8_config_for(hw) == config
     assert recommend.documented_model_kwargs("onnx-qint8", hw) == {"file_name": file_name}
 
 
@@ -285,13 +289,13 @@ def test_no_quantization_config_fits():
 
 
 def test_flag_overrides_build_the_hardware():
-    hw = recommend.effective_hardware(INTEL, cpu_vendor="arm")
+    hw = recommend_cli.effective_hardware(INTEL, cpu_vendor="arm")
     assert (hw.cpu_vendor, hw.cpu_flags) == ("arm", ())
-    hw = recommend.effective_hardware(INTEL, flags=("asimd",))
+    hw = recommend_cli.effective_hardware(INTEL, flags=("asimd",))
     assert (hw.cpu_vendor, hw.cpu_flags) == ("arm", ("asimd",))
-    hw = recommend.effective_hardware(GPU, no_gpu=True, flags=("avx2", "avx512f"))
-    assert hw.gpu is None and hardware.qint8_config_for(hw) == "avx512"
-    assert recommend.effective_hardware(INTEL, gpu="RTX 3090").gpu == "RTX 3090"
+    hw = recommend_cli.effective_hardware(GPU, no_gpu=True, flags=("avx2", "avx512f"))
+    assert hw.gpu is None and qint8_config_for(hw) == "avx512"
+    assert recommend_cli.effective_hardware(INTEL, gpu="RTX 3090").gpu == "RTX 3090"
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -300,7 +304,7 @@ def test_flag_overrides_build_the_hardware():
 @pytest.fixture
 def detected(monkeypatch):
     """Detection is slow (imports torch, onnxruntime, openvino): pretend to be INTEL."""
-    monkeypatch.setattr(hardware, "detect", lambda probe_runtimes=False: INTEL)
+    monkeypatch.setattr(hardware, "detect", lambda: INTEL)
 
 
 def _one_error_line(capsys, *needles):
@@ -334,14 +338,14 @@ def _one_error_line(capsys, *needles):
     ],
 )
 def test_cli_errors_exit_2_with_one_line(argv, needles, capsys, tmp_path, detected):
-    assert recommend.main([*argv, "--results", str(tmp_path)]) == 2
+    assert recommend_cli.main([*argv, "--results", str(tmp_path)]) == 2
     _one_error_line(capsys, *needles)
 
 
 def test_cli_json_from_the_store(capsys, tmp_path, detected):
     for row in base_rows():
         results.write_row(tmp_path, row)
-    assert recommend.main(["--results", str(tmp_path), "--json", "--tolerance", "0.01"]) == 0
+    assert recommend_cli.main(["--results", str(tmp_path), "--json", "--tolerance", "0.01"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["backend"] == "onnx-qint8"
     assert out["speedup_source"] == out["accuracy_source"] == "measured"
@@ -354,12 +358,12 @@ def test_cli_text_with_overrides_and_recorded_machine(capsys, tmp_path, detected
     for row in base_rows():
         results.write_row(tmp_path, row)
     # Overriding the vendor describes another machine type: no evidence, documented answer.
-    assert recommend.main(["--results", str(tmp_path), "--cpu-vendor", "amd", "--tolerance", "0"]) == 0
+    assert recommend_cli.main(["--results", str(tmp_path), "--cpu-vendor", "amd", "--tolerance", "0"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Recommended backend: onnx  [documented]")
     assert "Do you have an Intel CPU? no (amd)" in out
     # --machine uses that machine's recorded hardware and measurements
-    assert recommend.main(["--results", str(tmp_path), "--machine", FP[:6], "--tolerance", "0"]) == 0
+    assert recommend_cli.main(["--results", str(tmp_path), "--machine", FP[:6], "--tolerance", "0"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Recommended backend: onnx  [measured]")
     assert "expected speedup:  1.50x" in out
@@ -369,7 +373,7 @@ def test_speed_only_store_falls_back_to_the_flowchart_and_lists_speedups(tmp_pat
     """Without accuracy rows and without timed-text fidelity (rows written before it was measured) only
     torch-fp32 'qualifies'; that must not be sold as a measured winner."""
     from harness import recommend as rec_mod
-    from harness import results as res
+    from harness.store import results as res
 
     hw = rec_mod.Hardware("AMD EPYC", "amd", ("avx", "avx2"), 2, 2, 16.0)
     for backend, tp in (("torch-fp32", 100.0), ("onnx", 150.0)):
@@ -535,14 +539,14 @@ def test_no_candidate_left_says_which_rule_removed_what(capsys, tmp_path, detect
     for row in rich_rows():
         results.write_row(tmp_path, row)
     argv = ["--results", str(tmp_path), "--tolerance", "0.01", "--max-memory-mb", "650", "--min-cosine", "0.99"]
-    assert recommend.main(argv) == 0
+    assert recommend_cli.main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("No backend meets every rule")
     assert "Load it with" not in out
     assert "  - torch-fp32: --max-memory-mb 650: peak memory 900.0 MB" in out
     assert "  - openvino-qint8: --min-cosine 0.99: worst-case min cosine 0.9500 (evaluation set)" in out
     assert "the documented flowchart's openvino-qint8 is rejected too" in out
-    assert recommend.main([*argv, "--json"]) == 0
+    assert recommend_cli.main([*argv, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["backend"] is None and data["python"] == ""
     rejected = {r["backend"]: r["reasons"] for r in data["rejected"]}
@@ -666,7 +670,7 @@ def test_cli_json_carries_per_metric_ratios_worst_fidelity_and_rejections(capsys
     for row in rich_rows():
         results.write_row(tmp_path, row)
     argv = ["--results", str(tmp_path), "--json", "--tolerance", "0.01", "--min-cosine", "0.9"]
-    assert recommend.main(argv) == 0
+    assert recommend_cli.main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["backend"] == "openvino-qint8" and out["scenario"] == "bulk" and out["batch_sizes"] == [32]
     assert out["accuracy_by_metric"] == pytest.approx({"sts_spearman": 0.997})
@@ -691,5 +695,5 @@ def test_cli_json_carries_per_metric_ratios_worst_fidelity_and_rejections(capsys
     ],
 )
 def test_cli_rule_errors_exit_2_with_one_line(argv, needles, capsys, tmp_path, detected):
-    assert recommend.main([*argv, "--results", str(tmp_path)]) == 2
+    assert recommend_cli.main([*argv, "--results", str(tmp_path)]) == 2
     _one_error_line(capsys, *needles)

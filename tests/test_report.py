@@ -9,9 +9,10 @@ import pytest
 from matplotlib.figure import Figure
 from rows import accuracy_row, speed_row
 
-from harness import analysis, results
-from harness.hardware import Hardware
-from harness.report import charts, cli, pages
+from harness.cli import report as cli
+from harness.core.hardware import Hardware
+from harness.report import charts, pages
+from harness.store import analysis, results
 
 CPU_HW = Hardware("Intel(R) Xeon(R) Platinum 8480+", "intel", ("avx2", "avx512_vnni", "avx512f"), 8, 16, 64.0)
 GPU_HW = Hardware("AMD EPYC 9654", "amd", ("avx2", "avx512f"), 16, 32, 128.0, gpu="NVIDIA H100 80GB HBM3")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import results
+from harness.store import results
 
 
 def _row(**kw):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from harness import results, rounds
-from harness.rows import RoundRow
+from harness.engine import rounds
+from harness.store import results
+from harness.store.rows import RoundRow
 
 BASE = "torch-fp32"
 

@@ -1,4 +1,4 @@
-"""The row types (harness.rows): what a speed, an accuracy and a round row may hold, their flat form,
+"""The row types (harness.store.rows): what a speed, an accuracy and a round row may hold, their flat form,
 pooling rounds with the same type, and old result files."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import pytest
 from rows import accuracy_row, speed_row
 
-from harness import results, rows
-from harness.rows import AccuracyRow, InvalidRow, SpeedRow
+from harness.store import results, rows
+from harness.store.rows import AccuracyRow, InvalidRow, SpeedRow
 
 
 def test_columns_are_the_row_types_and_every_row_writes_them_all():

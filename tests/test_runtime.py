@@ -15,10 +15,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from harness import backends
-from harness.config import BACKENDS
-from harness.exports import ExportCache
-from harness.hardware import detect
-from harness.texts import builtin_texts
+from harness.backends import named as _named
+
+BACKENDS = _named()
+from harness.backends.cache import ExportCache
+from harness.core.hardware import detect
+from harness.inputs.texts import builtin_texts
 
 BF16_CPU = any(detect().has(flag) for flag in ("avx512_bf16", "amx_bf16"))
 

@@ -1,6 +1,6 @@
 """Sweeps through Hydra launcher plugins: several workers (joblib, submitit), one merged store, one report.
 
-The per-machine lock (harness.cell.machine_lock) must keep timed cells apart across workers:
+The per-machine lock (harness.engine.isolation.machine_lock) must keep timed cells apart across workers:
 no two speed cells may be timed at once (each row carries its timed wall-clock window), and a worker that had to wait
 says so in its job log.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import results
+from harness.store import results
 
 QUICK = ["dataset=short", "dataset.samples=8", "batch_sizes=[4]", "accuracy.enabled=false",
          "measure.min_time_s=0.5", "measure.min_repeats=2", "measure.warmup_batches=1", "measure.max_time_s=5",
@@ -28,8 +28,8 @@ def test_launcher_plugins_load():
     from hydra import compose, initialize_config_dir
     from hydra.utils import get_class
 
-    from harness.cli import CONF_DIR
-    from harness.config import register_configs
+    from harness.config import CONF_DIR
+    from harness.engine.grid import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -38,7 +38,7 @@ def test_launcher_plugins_load():
                 "config", overrides=["+experiment=default", f"hydra/launcher={name}"], return_hydra_config=True
             )
             assert get_class(cfg.hydra.launcher._target_).__name__.endswith("Launcher"), name
-            assert cfg.hydra.callbacks.progress._target_ == "harness.progress.SweepProgress"
+            assert cfg.hydra.callbacks.progress._target_ == "harness.cli.progress.SweepProgress"
         local2 = compose("config", overrides=["hydra/launcher=local2"], return_hydra_config=True).hydra.launcher
         assert local2.n_jobs == 2
         slurm = compose(
@@ -53,7 +53,7 @@ def test_progress_callback_survives_pickling():
     """joblib and submitit pickle the Hydra context, callbacks included."""
     import pickle
 
-    from harness.progress import SweepProgress
+    from harness.cli.progress import SweepProgress
 
     callback = SweepProgress()
     callback.bar = __import__("tqdm").tqdm(total=3, disable=False, file=sys.stderr)

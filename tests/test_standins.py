@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from harness import models, standins
 from harness.config import ConfigError
+from harness.inputs import models, standins
 
 # XLM-RoBERTa-shaped and tiny: the layout of bge-m3 (one token type, 250002-row vocabulary) in a second.
 TINY = standins.StandinSpec(
@@ -142,8 +142,8 @@ def test_row_facts(tiny_models):
 
 
 def test_model_weights_is_checked(tmp_path, monkeypatch):
-    from harness.compose import compose
-    from harness.config import validate
+    from harness.engine.grid import compose
+    from harness.engine.preflight import check_config as validate
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     cfg = compose(["model=standin-bge-m3"])  # checks the grid: a stand-in is checked, not built
@@ -156,7 +156,7 @@ def test_model_weights_is_checked(tmp_path, monkeypatch):
 
 
 def test_standin_kind_is_checked_without_building(tmp_path, monkeypatch):
-    from harness.compose import compose
+    from harness.engine.grid import compose
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     with pytest.raises(ConfigError, match=r"model.kind: 'cross-encoder' does not match .*which is a bi-encoder"):
@@ -169,8 +169,8 @@ def test_standin_kind_is_checked_without_building(tmp_path, monkeypatch):
 def test_sizes_experiment_composes_offline_without_building(tmp_path, monkeypatch):
     """Every model of +experiment=sizes composes and validates, at its smallest docs batch size;
     checking the grid builds no stand-in (the job does)."""
-    from harness.compose import compose
-    from harness.config import validate
+    from harness.engine.grid import compose
+    from harness.engine.preflight import check_config as validate
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     smallest = {
@@ -195,9 +195,11 @@ def test_xlm_roberta_cross_encoder_standin_exports(tmp_path, backend_name):
     from omegaconf import OmegaConf
 
     from harness import backends
-    from harness.config import BACKENDS
-    from harness.exports import ExportCache
-    from harness.hardware import detect
+    from harness.backends import named
+
+    BACKENDS = named()
+    from harness.backends.cache import ExportCache
+    from harness.core.hardware import detect
 
     source = standins.ensure(TINY_CE, tmp_path, isolated=False)
     cache = ExportCache(tmp_path / "cache")

@@ -12,9 +12,11 @@ import sys
 
 import pytest
 
-from harness import results
+from harness.backends import names as _names
 from harness.backends.openvino import default_precision
-from harness.config import BACKEND_NAMES
+from harness.store import results
+
+BACKEND_NAMES = _names()
 
 EXPECTED_PRECISION = {
     "torch-fp32": "fp32", "torch-fp16": "fp16", "torch-bf16": "bf16", "onnx": "fp32", "onnx-O1": "fp32",

@@ -15,8 +15,14 @@ import sys
 from omegaconf import OmegaConf
 from rows import speed_row
 
-from harness import progress, results, sweep
-from harness.config import BACKENDS, DatasetConfig, ModelConfig, SweepConfig
+from harness.backends import named as _named
+from harness.cli import progress
+from harness.config import DatasetConfig, ModelConfig, SweepConfig
+from harness.engine import accuracy
+from harness.engine.cells import Cell
+from harness.store import results
+
+BACKENDS = _named()
 
 
 def test_summary_shows_every_machine_of_the_run_and_unknown_backends(tmp_path):
@@ -46,9 +52,9 @@ def test_a_failed_reference_pass_is_named_in_the_other_backends_rows(tiny_data, 
         tasks = {u["task"]: {"metric": "m", "accuracy": 0.5} for u in spec["units"]}
         return "ok", {"tasks": tasks, "peak_memory_mb": 1.0, "warnings": None}, None
 
-    monkeypatch.setattr(sweep, "run_isolated", fake_run_isolated)
-    cells = [sweep.Cell("accuracy", f"acc-{t}", task=t) for t in ("sts", "retrieval")]
-    outcomes = sweep._run_accuracy(cfg, cells, {"threads": 1}, "m1", cfg.backend)
+    monkeypatch.setattr(accuracy, "run_isolated", fake_run_isolated)
+    cells = [Cell("accuracy", f"acc-{t}", task=t) for t in ("sts", "retrieval")]
+    outcomes = accuracy.run_accuracy(cfg, cells, {"threads": 1}, "m1", cfg.backend)
     assert calls == ["torch-fp32", "onnx"]  # the reference first, then the backend
     for status, reason, fields in outcomes.values():
         assert status == "ok" and fields["accuracy"] == 0.5
@@ -59,7 +65,7 @@ def test_a_failed_reference_pass_is_named_in_the_other_backends_rows(tiny_data, 
 def test_warnings_in_a_units_process_reach_its_row():
     code = """
 import json, warnings
-from harness import cell, work
+from harness.engine import isolation as cell, units as work
 cell.configure_process(1, offline=True)
 def noisy(spec):
     warnings.warn("overflow encountered in cast", RuntimeWarning)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.texts import as_pairs, builtin_texts
+from harness.inputs.texts import as_pairs, builtin_texts
 
 
 def test_builtin_texts_are_deterministic_and_in_their_length_buckets():

@@ -11,10 +11,12 @@ import pytest
 from omegaconf import OmegaConf
 from test_bad_input import assert_nothing_written, assert_one_line_error, run_cli
 
-from harness import cli, recommend, results
+from harness import cli
+from harness.cli import recommend
 from harness.config import ConfigError, DatasetConfig
-from harness.preflight import check_dataset
-from harness.texts import as_pairs, load_texts, mean_chars, read_file
+from harness.engine.preflight import check_dataset
+from harness.inputs.texts import as_pairs, load_texts, mean_chars, read_file
+from harness.store import results
 
 LINES = ["The river rose after the storm.", "A small startup repaired the old bridge.", "Our neighbour painted it."]
 PAIRS = [f"{a}\t{b}" for a, b in zip(LINES, reversed(LINES), strict=True)]

@@ -1,4 +1,4 @@
-"""Variants and cell ids (harness.sweep): which knobs make a variant, a new cell or a new accuracy cell."""
+"""Variants and cell ids (harness.engine.sweep): which knobs make a variant, a new cell or a new accuracy cell."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 def test_knobs_of_another_family_do_not_make_a_variant_or_a_new_cell():
     """`harness sweep backend=torch-fp32,openvino backend.ov_precision=f32,null`: openvino gets a
     variant per precision; torch-fp32 has no such knob, so it stays one cell, measured once."""
-    from harness.compose import compose
-    from harness.sweep import cell_id_accuracy, cell_id_speed, variant
+    from harness.engine.cells import cell_id_accuracy, cell_id_speed, variant
+    from harness.engine.grid import compose
 
     def cfg(backend: str, *extra: str):
         return compose([f"backend={backend}", *extra])
@@ -47,8 +47,8 @@ PINNED_CELL_IDS = {
 
 
 def test_cell_ids_of_the_default_configurations_do_not_change():
-    from harness.compose import compose
-    from harness.sweep import cell_id_accuracy, cell_id_speed
+    from harness.engine.cells import cell_id_accuracy, cell_id_speed
+    from harness.engine.grid import compose
 
     machine = "m" * 16
     for backend, (speed, accuracy) in PINNED_CELL_IDS.items():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import results
+from harness.store import results
 
 STARTED = re.compile(r"worker pid (\d+) started for tiny ([^\s,]+)(?: \[[^\]]*\])?, round (\d+)")  # backend, no knobs
 
@@ -162,7 +162,7 @@ def test_the_fork_server_is_offline_and_this_process_keeps_its_environment(monke
     every later spawned process inherited HF_DATASETS_OFFLINE=1.)"""
     import multiprocessing.forkserver
 
-    from harness import cell
+    from harness.engine import isolation as cell
 
     seen: dict[str, str] = {}
     monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", lambda: seen.update(os.environ))

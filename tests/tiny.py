@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.texts import builtin_texts
+from harness.inputs.texts import builtin_texts
 
 
 def _tokenizer(folder: Path):

@@ -2,41 +2,60 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.exports import ExportCache
-from harness.hardware import Hardware
+from harness.core.hardware import Hardware
+from harness.core.usage import ConfigError, did_you_mean
+
+if TYPE_CHECKING:  # the cache reads the registry, which imports this module
+    from harness.backends.cache import ExportCache
 
 
 class Backend(ABC):
     """One configured backend: how to export it, load it, and what it really ran with."""
 
     st_backend: ClassVar[str]  # the `backend=` argument of sentence-transformers
-    # Runtime knobs: backend fields that tune this family's runtime rather than name a backend. A row
-    # records the ones that differ from the backend's defaults as its `variant`; a knob of another
-    # family means nothing here (torch-fp32 in a sweep over backend.ov_precision=f32,bf16 is one cell).
+    # The backend names this family offers, each with the `config.BackendConfig` fields it sets
+    # ({"torch-fp16": {"dtype": "float16"}}): Hydra's `backend=` options, registered from here.
+    names: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Runtime knobs: a dataclass of the backend fields that tune this family's runtime rather than name a
+    # backend, with their defaults (added to the backend schema). A row records the ones that differ from
+    # the backend's defaults as its `variant`; a knob of another family means nothing here (torch-fp32 in
+    # a sweep over backend.ov_precision=f32,bf16 is one cell). `knobs` is derived from it.
+    Knobs: ClassVar[type | None] = None
     knobs: ClassVar[tuple[str, ...]] = ()
     # The knobs that change speed but cannot change what the model computes: accuracy is measured once
     # for all their values.
     speed_only_knobs: ClassVar[tuple[str, ...]] = ()
     quantizations: ClassVar[tuple[str, ...]] = ()  # the backend.quantization values this family knows
+    export_subdir: ClassVar[str | None] = None  # the model folder's sub-folder its exports live in
+    libraries: ClassVar[tuple[str, ...]] = ()  # distributions whose versions decide its exports and runs
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.Knobs is not None:
+            cls.knobs = tuple(f.name for f in dataclasses.fields(cls.Knobs))
+
+    @classmethod
+    def probe(cls) -> dict[str, Any]:
+        """`core.hardware.Hardware` fields this family's runtime fills in about the machine (what it can
+        run on); imports the runtime, so it is asked only where the answer is needed. Default: none."""
+        return {}
 
     @classmethod
     def check_fields(cls, cfg: Any) -> None:
         """Check the values of the backend fields this family owns (ConfigError naming field, value and
-        what is allowed). `config.validate` asks every family, so a bad value fails whichever backend
+        what is allowed). `backends.check` asks every family, so a bad value fails whichever backend
         it is swept with. Default: none."""
         return None
 
     @classmethod
     def validate(cls, cfg: Any) -> None:
         """Check a backend config of this family: its `quantization` is one this family knows."""
-        from harness.config import ConfigError
-        from harness.usage import did_you_mean
-
         q, allowed = cfg.quantization, cls.quantizations
         if q is not None and q not in allowed:
             raise ConfigError(

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Backend, dominant_precision, st_export_model
-from harness.exports import ExportCache
-from harness.hardware import qint8_config_for
+from harness.backends.cache import ExportCache
+from harness.core.hardware import Hardware
+from harness.core.usage import check_choice
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +21,29 @@ BASE_FILE = "onnx/model.onnx"
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 OPTIMIZATIONS = ("O1", "O2", "O3", "O4")
 QUANTIZATIONS = ("auto", "arm64", "avx2", "avx512", "avx512_vnni")
+
+
+# Order matters: the most specific instruction set first.
+_QINT8_CONFIGS = (
+    ("avx512_vnni", ("avx512_vnni",)),
+    ("avx512", ("avx512f",)),
+    ("avx2", ("avx2",)),
+    ("arm64", ("asimd",)),
+)
+QINT8_CONFIGS = ("arm64", "avx2", "avx512", "avx512_vnni")
+
+
+def qint8_config_for(hw: Hardware) -> str:
+    """The ONNX dynamic-quantization config this CPU supports best (ST's names)."""
+    for name, needed in _QINT8_CONFIGS:
+        if all(hw.has(flag) for flag in needed):
+            return name
+    if hw.cpu_vendor == "arm":
+        return "arm64"
+    raise ValueError(
+        f"no ONNX int8 quantization config fits this CPU (flags: {', '.join(hw.cpu_flags) or 'none'}); "
+        f"set backend.quantization to one of {', '.join(QINT8_CONFIGS)}"
+    )
 
 
 def qint8_file_name(config: str) -> str:
@@ -31,17 +56,36 @@ def qint8_file_name(config: str) -> str:
     return f"onnx/model_{dtype}_{config}.onnx"
 
 
+@dataclass
+class OnnxKnobs:
+    # spinning ORT workers steal cycles from sentence-transformers' torch post-processing
+    ort_spinning: bool = False
+
+
 class OnnxBackend(Backend):
     st_backend = "onnx"
-    # spinning ORT workers steal cycles from sentence-transformers' torch post-processing
-    knobs = ("ort_spinning",)
+    names = {
+        "onnx": {},
+        **{f"onnx-{level}": {"optimization": level} for level in ("O1", "O2", "O3", "O4")},
+        "onnx-qint8": {"quantization": "auto"},
+    }
+    Knobs = OnnxKnobs
     speed_only_knobs = ("ort_spinning",)
     quantizations = QUANTIZATIONS
+    export_subdir = "onnx"
+    libraries = ("optimum", "optimum-onnx", "onnxruntime", "onnxruntime-gpu")
+
+    @classmethod
+    def probe(cls) -> dict[str, Any]:
+        try:
+            import onnxruntime as ort
+
+            return {"ort_providers": tuple(ort.get_available_providers())}
+        except Exception:  # noqa: BLE001 - no onnxruntime: nothing to report
+            return {}
 
     @classmethod
     def check_fields(cls, cfg: Any) -> None:
-        from harness.config import check_choice
-
         if cfg.optimization is not None:
             check_choice("backend.optimization", cfg.optimization, OPTIMIZATIONS)
 

@@ -8,11 +8,13 @@ import json
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from harness.backends.base import Backend, dominant_precision, st_export_model
-from harness.exports import ExportCache
+from harness.backends.cache import ExportCache
+from harness.core.usage import check_choice, check_positive_int
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +53,35 @@ def default_precision(device: str = "CPU") -> str | None:
         return None
 
 
+@dataclass
+class OpenVINOKnobs:
+    ov_hint: str = "LATENCY"
+    # None: OpenVINO chooses, as SentenceTransformer(backend="openvino") runs it (bf16 on AMX/AVX512-BF16
+    # CPUs); f32 pins fp32 (the sweep measures that beside it where the machine's choice is not fp32)
+    ov_precision: Optional[str] = None  # noqa: UP045 - OmegaConf structured configs need Optional
+    calibration_samples: int = 128  # static int8 (optimum-intel presets use 128; ST falls back to 300)
+
+
 class OpenVINOBackend(Backend):
     st_backend = "openvino"
-    knobs = ("ov_hint", "ov_precision", "calibration_samples")
+    names = {"openvino": {}, "openvino-qint8": {"quantization": "static"}}
+    Knobs = OpenVINOKnobs
     speed_only_knobs = ("ov_hint",)
     quantizations = ("static",)
+    export_subdir = "openvino"
+    libraries = ("optimum-intel", "openvino", "nncf")
+
+    @classmethod
+    def probe(cls) -> dict[str, Any]:
+        try:
+            import openvino as ov
+
+            return {"ov_devices": tuple(ov.Core().available_devices)}
+        except Exception:  # noqa: BLE001 - no openvino: nothing to report
+            return {}
 
     @classmethod
     def check_fields(cls, cfg: Any) -> None:
-        from harness.config import check_choice, check_positive_int
-
         check_choice("backend.ov_hint", cfg.ov_hint, HINTS)
         if cfg.ov_precision is not None:
             check_choice("backend.ov_precision", cfg.ov_precision, PRECISIONS)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Backend
+from harness.core.usage import check_choice
 
 PRECISION = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}
 DTYPES = ("float32", "float16", "bfloat16")
@@ -13,11 +14,15 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 class TorchBackend(Backend):
     st_backend = "torch"
+    names = {
+        "torch-fp32": {"dtype": "float32"},
+        "torch-fp16": {"dtype": "float16"},
+        "torch-bf16": {"dtype": "bfloat16"},
+    }
+    libraries = ("sentence-transformers", "transformers", "torch")
 
     @classmethod
     def check_fields(cls, cfg: Any) -> None:
-        from harness.config import check_choice
-
         check_choice("backend.dtype", cfg.dtype, DTYPES)
 
     def load_spec(self, source_dir: Path, export_dir: Path, cache: Any) -> tuple[Path, dict[str, Any]]:

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.datafiles import (
+from harness.core.usage import did_you_mean
+from harness.inputs.datafiles import (
     doc_text,
     read_corpus,
     read_qrels,
@@ -26,7 +27,6 @@ from harness.datafiles import (
     require_columns,
     sts_file,
 )
-from harness.usage import did_you_mean
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.core.usage import did_you_mean
 from harness.evaluation.data import (
     Encode,
     EvalResult,
@@ -29,7 +30,6 @@ from harness.evaluation.data import (
 )
 from harness.evaluation.retrieval import bm25_candidates, ndcg_at_10_bi, ndcg_at_10_rerank
 from harness.evaluation.sts import sts_spearman_bi, sts_spearman_cross
-from harness.usage import did_you_mean
 
 log = logging.getLogger(__name__)
 

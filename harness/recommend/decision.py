@@ -9,9 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness import results
-from harness.analysis import FIDELITY_FLOOR
-from harness.hardware import Hardware
+from harness.core.hardware import Hardware
 from harness.recommend.evidence import (
     FIDELITY_NAMES,
     LABEL_FREE,
@@ -24,6 +22,8 @@ from harness.recommend.evidence import (
 )
 from harness.recommend.flowchart import DOCS_URL, Documented, documented, flowchart
 from harness.recommend.snippet import documented_model_kwargs, export_hint, python_snippet
+from harness.store import results
+from harness.store.analysis import FIDELITY_FLOOR
 
 
 @dataclass

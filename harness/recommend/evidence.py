@@ -10,8 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from harness import results
-from harness.analysis import (
+from harness.config import MODEL_KINDS
+from harness.recommend.flowchart import TIE_DECIMALS
+from harness.store import results
+from harness.store.analysis import (
     FIDELITY_FLOOR,
     accuracy_by_configuration,
     accuracy_per_metric,
@@ -19,9 +21,7 @@ from harness.analysis import (
     fidelity_by_configuration,
     worst_fidelity,
 )
-from harness.compare import moved_beyond_spread
-from harness.config import MODEL_KINDS
-from harness.recommend.flowchart import TIE_DECIMALS
+from harness.store.compare import moved_beyond_spread
 
 # bulk: a corpus encoded in one call, ranked by bulk throughput speedup; online: one request at a time
 # (batch size 1), ranked by p99 latency.

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness import results
 from harness.config import MODEL_KINDS
-from harness.hardware import Hardware
+from harness.core.hardware import Hardware
+from harness.store import results
 
 CPU_VENDORS = ("intel", "amd", "arm")
 DOCS_URL = {

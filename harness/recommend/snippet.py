@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from harness import backends
-from harness.hardware import Hardware
+from harness.core.hardware import Hardware
 
 
 def _registered(backend: str, hw: Hardware) -> backends.Backend:

@@ -1,1 +1,2 @@
-"""`harness report`: pure chart functions (`charts`), HTML/Markdown assembly (`pages`), the CLI (`cli`)."""
+"""`harness report`: pure chart functions (`charts`) and HTML/Markdown assembly (`pages`); the command
+is `harness.cli.report`."""

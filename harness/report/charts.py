@@ -24,7 +24,6 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from harness.analysis import device_of
 from harness.report.layout import (
     BACKEND_COLORS,
     BACKEND_ORDER,
@@ -53,6 +52,7 @@ from harness.report.layout import (
 )  # fmt: skip
 from harness.report.pareto import accuracy_vs_speedup, fidelity_vs_speedup, marker_of, pareto_front
 from harness.report.sizes import speedup_by_model_size
+from harness.store.analysis import device_of
 
 __all__ = [
     "BACKEND_COLORS", "BACKEND_ORDER", "KIND_TITLES", "UNIT", "accuracy_by_backend", "accuracy_vs_speedup",

@@ -14,11 +14,11 @@ import pandas as pd
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 
-from harness import results
-from harness.analysis import accuracy_by_configuration, as_dict, contended_mask, device_of
-from harness.config import BACKEND_NAMES
+from harness import backends
+from harness.store import results
+from harness.store.analysis import accuracy_by_configuration, as_dict, contended_mask, device_of
 
-BACKEND_ORDER = BACKEND_NAMES
+BACKEND_ORDER = backends.names()
 BACKEND_COLORS = {
     "torch-fp32": "#7f7f7f",
     "torch-fp16": "#f4a261",
@@ -173,7 +173,7 @@ def acc_label(a: Any) -> str:
 
 def baseline_note(sp: pd.DataFrame) -> list[str]:
     """Name the ok cells that have no speedup: no torch-fp32 ran on their device in their run (the
-    pairing rule, `harness.analysis`), e.g. OpenVINO on a GPU machine where torch-fp32 ran on the GPU."""
+    pairing rule, `harness.store.analysis`), e.g. OpenVINO on a GPU machine where torch-fp32 ran on the GPU."""
     alone = sp[(sp["status"] == "ok") & sp["speedup"].isna()]
     if alone.empty:
         return []

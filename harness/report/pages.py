@@ -9,17 +9,24 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.analysis import accuracy_by_configuration, contended_mask
 from harness.config import MODEL_KINDS
 from harness.report import charts
+from harness.report.tables import (  # noqa: F401 - the tables a page is built from
+    Table,
+    accuracy_table,
+    cells_table,
+    fmt,
+    machines_table,
+    summary_table,
+    versions_table,
+)
+from harness.store.analysis import contended_mask
 
 DPI = 150
 CHART_TITLES = {
@@ -30,25 +37,6 @@ CHART_TITLES = {
     "fidelity-vs-speedup": "Worst-case fidelity vs speedup",
     "time-breakdown": "Time breakdown",
 }
-HARDWARE_FIELDS = (
-    ("fingerprint", "fingerprint"),
-    ("cpu_model", "CPU"),
-    ("cpu_vendor", "vendor"),
-    ("cores_physical", "physical cores"),
-    ("cores_logical", "logical cores"),
-    ("memory_gb", "memory (GB)"),
-    ("gpu", "GPU"),
-    ("cpu_flags", "ISA flags"),
-    ("ort_providers", "ONNX Runtime providers"),
-    ("ov_devices", "OpenVINO devices"),
-)
-
-
-@dataclass
-class Table:
-    columns: list[str]
-    rows: list[list[str]]
-    numeric: set[int] = field(default_factory=set)  # right-aligned column indexes
 
 
 @dataclass
@@ -64,222 +52,9 @@ class Block:
 # --------------------------------------------------------------------------------------------
 
 
-def _num(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if v != v else v
-
-
-def fmt(value: Any, kind: str = "") -> str:
-    v = _num(value)
-    if kind and v is None:
-        return "-"
-    if kind == "x":
-        return f"{v:.2f}x"
-    if kind == "pct":
-        return f"{v:.2%}"
-    if kind == "int":
-        return f"{v:,.0f}"
-    if kind == "1":
-        return f"{v:,.1f}"
-    if kind == "4":
-        return f"{v:.4f}"
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(map(str, value)) or "-"
-    return str(value)
-
-
-def status_text(row: dict[str, Any]) -> str:
-    status = str(row.get("status") or "-")
-    reason = row.get("reason")
-    contended = row["is_contended"] if "is_contended" in row else row.get("contended") in (True, 1)
-    note = row.get("note")
-    note = f" ({note})" if isinstance(note, str) and note else ""
-    if status == "ok" and contended:
-        return f"ok, contended (not evidence){note}"
-    if status != "ok" and reason:
-        return f"{status}: {' '.join(str(reason).split())}"
-    return status + note
-
-
 # --------------------------------------------------------------------------------------------
 # tables
 # --------------------------------------------------------------------------------------------
-
-
-def summary_table(df: pd.DataFrame, model_kind: str) -> Table | None:
-    """One row per device panel and backend: the numbers behind the speedup chart."""
-    sp = charts.speed_rows(df, model_kind)
-    if sp.empty:
-        return None
-    rows = []
-    for panel in charts.panels(sp):
-        prow = sp[sp["panel"] == panel]
-        clean = prow[(prow["status"] == "ok") & prow["speedup"].notna() & ~prow["is_contended"]]
-        acc = charts.accuracy_by_backend(df, prow["model"].unique(), prow["machine"].unique())
-        for b in charts.backend_order(prow["backend"].unique()):
-            cells = clean[clean["backend"] == b]["speedup"].astype(float)
-            mine = prow[prow["backend"] == b]
-            statuses = mine["status"].where(~(mine["is_contended"] & (mine["status"] == "ok")), "ok, contended")
-            status = ", ".join(f"{s} {n}" for s, n in statuses.value_counts().sort_index().items())
-            se = cells.std(ddof=1) / len(cells) ** 0.5 if len(cells) > 1 else None
-            rows.append(
-                [
-                    panel.replace("\n", " "),
-                    b,
-                    str(len(cells)),
-                    fmt(cells.mean() if len(cells) else None, "x"),
-                    fmt(se, "4"),
-                    fmt(acc.get(b), "pct"),
-                    status,
-                ]
-            )
-    return Table(
-        ["device", "backend", "cells", "mean speedup", "std. error", "accuracy retained", "cells by status"],
-        rows,
-        {2, 3, 4, 5},
-    )
-
-
-def cells_table(df: pd.DataFrame, model_kind: str) -> Table | None:
-    """Every speed cell: what ran, how fast, and what did not run and why."""
-    sp = charts.speed_rows(df, model_kind)
-    if sp.empty:
-        return None
-    acc = accuracy_by_configuration(df, by=("machine", "model")).to_dict()
-    order = {b: i for i, b in enumerate(charts.backend_order(sp["backend"].unique()))}
-    ds_order = {d: i for i, (d, _) in enumerate(charts.dataset_order(sp))}
-    records = sp.to_dict("records")
-    records.sort(
-        key=lambda r: (
-            str(r.get("machine")),
-            str(r.get("model")),
-            ds_order.get(r.get("dataset"), 99),
-            _num(r.get("batch_size")) or 0,
-            order.get(r.get("backend"), 99),
-            str(r.get("run")),
-        )
-    )
-    unit = charts.UNIT.get(model_kind, "/s")
-    rows = [
-        [
-            str(r.get("model")),
-            str(r.get("backend")),
-            r["device"],
-            str(r.get("dataset")),
-            fmt(r.get("text_chars_mean"), "int"),
-            fmt(r.get("batch_size"), "int"),
-            fmt(r.get("throughput"), "1"),
-            fmt(r.get("speedup"), "x"),
-            fmt(r.get("latency_p50_ms"), "1"),
-            fmt(r.get("latency_p99_ms"), "1"),
-            str(r.get("precision") or "-"),
-            fmt(acc.get((r.get("machine"), r.get("model"), r.get("accuracy_label", r.get("backend")))), "pct"),
-            status_text(r),
-            str(r.get("run")),
-        ]
-        for r in records
-    ]
-    columns = [
-        "model",
-        "backend",
-        "device",
-        "dataset",
-        "chars",
-        "batch size",
-        f"throughput ({unit})",
-        "speedup",
-        "p50 (ms)",
-        "p99 (ms)",
-        "precision",
-        "accuracy ratio",
-        "status",
-        "run",
-    ]
-    return Table(columns, rows, {4, 5, 6, 7, 8, 9, 11})
-
-
-def accuracy_table(df: pd.DataFrame, model_kind: str) -> Table | None:
-    acc = df[df["kind"] == "accuracy"]
-    models = set(df.loc[(df["kind"] == "speed") & (df["model_kind"] == model_kind), "model"])
-    acc = acc[(acc["model_kind"] == model_kind) | acc["model"].isin(models)]
-    if acc.empty:
-        return None
-    order = {b: i for i, b in enumerate(charts.backend_order(acc["backend"].unique()))}
-    records = sorted(
-        acc.to_dict("records"),
-        key=lambda r: (str(r.get("model")), str(r.get("dataset")), str(r.get("metric")), order[r["backend"]]),
-    )
-    rows = [
-        [
-            str(r.get("model")),
-            str(r.get("backend")),
-            str(r.get("dataset")),
-            str(r.get("metric")),
-            fmt(r.get("accuracy"), "4"),
-            fmt(r.get("accuracy_ratio"), "pct"),
-            fmt(r.get("fidelity_mean_cos"), "4"),
-            fmt(r.get("fidelity_spearman"), "4"),
-            status_text(r),
-        ]
-        for r in records
-    ]
-    columns = [
-        "model",
-        "backend",
-        "eval set",
-        "metric",
-        "score",
-        "ratio vs fp32",
-        "mean cos",
-        "spearman",
-        "status",
-    ]
-    return Table(columns, rows, {4, 5, 6, 7})
-
-
-def machines_table(df: pd.DataFrame) -> Table:
-    """One column per machine fingerprint: the recorded hardware."""
-    machines: dict[str, dict] = {}
-    for m, hw in zip(df["machine"], df["hardware"], strict=True):
-        if isinstance(hw, dict):
-            machines[str(m)] = hw
-        else:
-            machines.setdefault(str(m), {})
-    fps = sorted(machines)
-    rows = []
-    for key, label in HARDWARE_FIELDS:
-        values = [fmt(machines[fp].get(key)) if key != "fingerprint" else fp for fp in fps]
-        rows.append([label, *values])
-    return Table(["", *[f"machine {fp}" for fp in fps]], rows)
-
-
-def versions_table(df: pd.DataFrame) -> Table | None:
-    """Library versions per machine and run (as the rows recorded them)."""
-    seen: dict[tuple[str, str], dict[str, set[str]]] = {}
-    for m, run, v in zip(df["machine"], df["run"], df["versions"], strict=True):
-        if isinstance(v, str):
-            try:
-                v = json.loads(v)
-            except ValueError:
-                v = {"versions": v}
-        if not isinstance(v, dict):
-            continue
-        libs = seen.setdefault((str(m), str(run)), {})
-        for lib, ver in v.items():
-            libs.setdefault(str(lib), set()).add(str(ver))
-    if not seen:
-        return None
-    rows = [
-        [m, run, lib, ", ".join(sorted(vers))]
-        for (m, run), libs in sorted(seen.items())
-        for lib, vers in sorted(libs.items())
-    ]
-    return Table(["machine", "run", "library", "version"], rows)
 
 
 # --------------------------------------------------------------------------------------------

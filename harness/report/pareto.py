@@ -8,8 +8,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness import results
-from harness.analysis import FIDELITY_FLOOR, fidelity_by_configuration, worst_fidelity
 from harness.report.layout import (
     FONT,
     KIND_TITLES,
@@ -21,6 +19,8 @@ from harness.report.layout import (
     panels,
     speed_rows,
 )  # fmt: skip
+from harness.store import results
+from harness.store.analysis import FIDELITY_FLOOR, fidelity_by_configuration, worst_fidelity
 
 
 def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:

@@ -5,7 +5,7 @@ pattern differs by size. This chart draws it: x = parameters (log scale), y = sp
 torch-fp32, one line per backend, one panel per dataset (text length) and device.
 
 A row's size and weights come from `model_params` / `model_weights` when the sweep wrote them, else
-from its `model_source` (`harness.models.row_facts`: a stand-in's spec, a local folder's safetensors
+from its `model_source` (`harness.inputs.models.row_facts`: a stand-in's spec, a local folder's safetensors
 headers; a Hub id without a local copy has no size and is left out, named in the footnote). Models
 with random weights (stand-ins) are marked "speed only, random weights": their speed is the real
 shape's, their accuracy is nothing.
@@ -27,7 +27,7 @@ RANDOM_LABEL = "speed only, random weights"
 
 @functools.lru_cache(maxsize=64)
 def _facts_of_source(source: str) -> tuple[int | None, str]:
-    from harness.models import row_facts
+    from harness.inputs.models import row_facts
 
     try:
         facts = row_facts({"source": source})

@@ -1,0 +1,193 @@
+"""Hydra callback: a progress bar over a sweep's cells with an ETA, and the summary table at the end
+(CLI output). Cells report to the bar from `harness.engine.sweep` when the jobs run in this process (the
+basic launcher); with other launchers the bar moves per job."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from harness.config import CONF_DIR
+from harness.store import results
+
+
+def swept_values(config: DictConfig) -> dict[str, list[str]]:
+    """Each key of a multirun with the values it takes (sweeper params, then the command line)."""
+    params = config.hydra.sweeper.get("params") or {}
+    overrides = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    values: dict[str, list[str]] = {}
+    for o in OverridesParser.create().parse_overrides(overrides):
+        swept = o.is_sweep_override()
+        values[o.key_or_group] = list(o.sweep_string_iterator()) if swept else [o.get_value_element_as_str()]
+    return values
+
+
+def count_jobs(config: DictConfig) -> int:
+    """Jobs in a multirun: the product of the numbers of swept values."""
+    return math.prod(len(v) for v in swept_values(config).values())
+
+
+def swept_runs(config: DictConfig) -> list[str]:
+    """The run names a multirun wrote to: `run=a,b` sweeps them like any other key."""
+    return swept_values(config).get("run") or [config.run]
+
+
+def summary(results_dir: str, runs: list[str], since: str | None = None) -> str:
+    """The rows of the runs (every machine that wrote to them: a SLURM sweep's nodes are not the
+    launching one): one line per speed cell, then accuracy. `since` (an ISO time) limits the
+    timed-share line to the rows written by this sweep."""
+    df = results.load(results_dir, runs)
+    if df.empty:
+        return f"no results in run(s) {', '.join(runs)}"
+    lines = []
+    first = ["run"] if df["run"].nunique() > 1 else []
+    first += ["machine"] if df["machine"].nunique() > 1 else []
+    speed = df[df["kind"] == "speed"]
+    if not speed.empty:
+        order = _identity(speed, [*first, "model", "dataset", "batch_size", "backend"])
+        table = speed[[*order, "status", "precision", "throughput", "speedup", "latency_p50_ms", "cv", "rounds",
+                       "fidelity_min_cos", "contended"]]  # fmt: skip
+        lines.append(_fmt(table.sort_values(order, key=_backend_order)))
+        contended = int(speed["contended"].fillna(False).astype(bool).sum())
+        lines.append(f"\n{contended} of {len(speed)} speed cells were contended (another process used the CPU).")
+    acc = df[df["kind"] == "accuracy"]
+    if not acc.empty:
+        order = _identity(acc, [*first, "model", "dataset", "backend"])
+        table = acc[[*order, "status", "metric", "accuracy", "accuracy_ratio", "fidelity_mean_cos",
+                     "fidelity_spearman"]]  # fmt: skip
+        lines.append("\n" + _fmt(table.sort_values(order, key=_backend_order)))
+    failed = df[df["status"] != "ok"]
+    for _, row in failed.drop_duplicates(["backend", "reason"]).iterrows():
+        lines.append(f"{row['backend']}: {row['status']}: {row['reason']}")
+    return "\n".join(lines)
+
+
+def _identity(rows: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The columns that tell the rows apart: `keys`, plus `variant` when some row has swept knobs."""
+    return [*keys, "variant"] if rows["variant"].astype(bool).any() else keys
+
+
+def _backend_order(col: pd.Series) -> pd.Series:
+    """Registered backends in their order, then any other name (e.g. from an older store) after them."""
+    from harness import backends
+
+    order = {name: i for i, name in enumerate(backends.names())}
+    return col.map(lambda b: (order.get(b, len(order)), str(b))) if col.name == "backend" else col
+
+
+def _fmt(table: pd.DataFrame) -> str:
+    return table.to_string(index=False, float_format=lambda v: f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}")
+
+
+def timed_share(results_dir: str, runs: list[str], since: str, wall_s: float) -> str:
+    """How much of the sweep's wall time was measurement: the timed passes of the rows it wrote."""
+    rows = [r for r in results.read_rows(results_dir, runs) if (r.get("timestamp") or "") >= since]
+    timed = sum(float(r.get("measure_s") or 0.0) for r in rows if r.get("kind") == "speed")
+    cells = sum(1 for r in rows if r.get("kind") in ("speed", "accuracy"))
+    share = f" ({timed / wall_s:.0%})" if wall_s > 0 else ""
+    return f"timed {timed:.0f} s of {wall_s:.0f} s{share}; {cells} cells measured in this sweep"
+
+
+_ACTIVE: SweepProgress | None = None  # the bar of the sweep running in this process, if any
+_EXPECTED: int | None = None  # the cells the sweep's plan counted (harness.cli), if it made one
+
+
+def expect_cells(n: int) -> None:
+    """The next sweep in this process has `n` cells (its plan's count: variants and every round)."""
+    global _EXPECTED
+    _EXPECTED = n
+
+
+def cell_done(row: dict[str, Any]) -> None:
+    """A cell's row was written (`harness.engine.sweep.run_job`'s progress callback; a no-op without a bar
+    in this process)."""
+    if _ACTIVE is not None:
+        _ACTIVE.advance(1, f"{row['model']} {row['dataset']} {results.label(row['backend'], row['variant'] or '')}")
+
+
+def cells_skipped(n: int) -> None:
+    """Cells found done in the store (resume): they count as finished, and take no time."""
+    if _ACTIVE is not None and n:
+        _ACTIVE.advance(n, None, skipped=True)
+
+
+class SweepProgress(Callback):
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.start = 0.0
+        self.since = ""
+        self.estimate_s = 0.0
+        self.planned = 0
+        self.skipped = 0
+        self.in_process = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Launchers (joblib, submitit) pickle callbacks: an open progress bar does not travel."""
+        return {**self.__dict__, "bar": None}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _ACTIVE
+        self.start = time.monotonic()
+        self.since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.planned = _EXPECTED or count_cells(config)
+        self.bar = tqdm(total=self.planned, unit="cell", desc="sweep", file=sys.stderr, dynamic_ncols=True)
+        _ACTIVE = self
+
+    def advance(self, n: int, what: str | None, skipped: bool = False) -> None:
+        self.in_process = True
+        if self.bar is None:
+            return
+        self.skipped += n if skipped else 0
+        if self.bar.n + n > self.bar.total:  # more cells than counted (a companion variant, adaptive rounds)
+            self.bar.total = self.bar.n + n
+        if what:
+            self.bar.set_postfix_str(what)
+        self.bar.update(n)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if self.bar is not None and not self.in_process:  # jobs ran elsewhere: move per job
+            self.bar.set_postfix_str(f"{config.model.name} {config.dataset.name} {config.backend.name}")
+            self.bar.update(len(config.batch_sizes or config.model.batch_sizes))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global _ACTIVE
+        _ACTIVE = None
+        if self.bar is not None:
+            # with remote launchers on_job_end runs in the workers: the bar completes here
+            self.bar.update(max(0, self.bar.total - self.bar.n))
+            self.bar.close()
+        runs = swept_runs(config)
+        print(summary(config.results_dir, runs))
+        print(timed_share(config.results_dir, runs, self.since, time.monotonic() - self.start))
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        print(summary(config.results_dir, [config.run]))
+
+
+def count_cells(config: DictConfig) -> int:
+    """Speed cells in a multirun: jobs times the batch sizes of each job's model (rounds=auto: all rounds)."""
+    from harness.engine.plan import grid, model_batch_sizes
+
+    dims = swept_values(config)
+    total = 0
+    for job in grid({k: v for k, v in dims.items() if not k.startswith("hydra")}):
+        if "batch_sizes" in job:
+            total += job["batch_sizes"].count(",") + 1
+        elif config.batch_sizes is not None:
+            total += len(config.batch_sizes)
+        else:
+            total += len(model_batch_sizes(_conf_dir(), job.get("model", config.model.name)))
+    return total
+
+
+def _conf_dir() -> str:
+    return CONF_DIR

@@ -1,0 +1,318 @@
+"""Work that runs in a process of its own: exports (forked from the preloaded server), accuracy passes
+and bare loops (spawned); speed cells run in a backend's worker (harness.engine.workers); and what every
+such process sets up first.
+
+One process per unit means a backend's threads, allocator state or crash (segfault, OOM kill)
+never touches another's, and a hang is cut off by the timeout. The child writes its result to a
+JSON file; the parent reads it or, if the child died, records how it died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import multiprocessing as mp
+import os
+import resource
+import signal
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS")
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+TIMED = ("speed", "bare")  # units whose numbers are timings
+# Units forked from the preloaded server instead of a new interpreter: an export pays no imports (3-9 s on
+# 2 cores). A bare loop stays spawned (the independent reference for `harness overhead`), and so does an
+# accuracy pass (it may read evaluation sets from the Hub; the server is offline).
+FORKED = ("export",)
+PRELOAD = ["harness.engine.preload"]
+
+
+def preloaded_context(threads: int) -> Any:
+    """The fork server's context: processes forked from a server that has imported torch,
+    sentence-transformers and the runtimes' Python layers (harness/preload.py; no runtime created).
+
+    The server starts once per sweep process with the thread budget and the offline flags in its
+    environment, since libraries read both when they are imported there. This process's environment
+    is left as it was: a spawned accuracy pass after it may need the Hub."""
+    from multiprocessing import forkserver
+
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    saved = dict(os.environ)
+    try:
+        for var in THREAD_ENV:
+            os.environ.setdefault(var, str(threads))
+        for var in OFFLINE_ENV:
+            os.environ[var] = "1"  # its processes load local folders and are handed their texts
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+        forkserver.ensure_running()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return ctx
+
+
+@contextlib.contextmanager
+def machine_lock(exclusive: bool) -> Iterator[None]:
+    """One timed unit at a time per machine, and nothing else of ours beside it.
+
+    Timed units take the lock exclusively; exports and accuracy passes take it shared, so they
+    run in parallel with each other (many workers) but never while something is being timed.
+    The lock file is local to the machine (HARNESS_LOCK_DIR, default the temp dir), so workers of
+    one sweep on different hosts do not wait for each other.
+    """
+    path = Path(os.environ.get("HARNESS_LOCK_DIR", tempfile.gettempdir())) / "harness-machine.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for the machine lock (%s)", "a timed cell runs alone" if exclusive else "a cell is timed")
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# Advice that is noise here (the harness saves exports itself; deprecations are the libraries' business).
+# Everything else, e.g. a RuntimeWarning for an fp16 overflow, is kept and lands in the row's `warnings`.
+QUIET_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def configure_process(threads: int, offline: bool) -> None:
+    """Before torch is used: the thread budget for every runtime in this process."""
+    for var in THREAD_ENV:
+        os.environ[var] = str(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["HF_DATASETS_OFFLINE"] = "1"
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # If the machine runs out of memory anyway, the kernel should kill this unit (a row with its reason),
+    # not the sweep that records it. Raising one's own score needs no privilege.
+    with contextlib.suppress(OSError):
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    # Third-party advice ("save the exported model", tracer notes) is noise here: the harness saves
+    # exports itself. Errors still surface, and as the row's reason.
+    for noisy in ("sentence_transformers", "transformers", "optimum", "nncf", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    for category in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", category=category)
+    with contextlib.suppress(ImportError):
+        from torch.jit import TracerWarning
+
+        warnings.filterwarnings("ignore", category=TracerWarning)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+
+
+def recorded_warnings(caught: list[warnings.WarningMessage], limit: int = 10) -> list[str]:
+    """The distinct warnings a unit raised, as "Category: message" lines (first `limit`)."""
+    seen: dict[str, None] = {}
+    for w in caught:
+        seen.setdefault(f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}")
+    return list(seen)[:limit]
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS interval for this process (Linux: VmHWM), so a worker's cells each get their own."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory since the last reset_peak_rss (or the process start), in MB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_unit(task: str, spec: dict[str, Any], *args: Any) -> dict[str, Any]:
+    """`harness.engine.units.<task>(spec, *args)` as {"ok": fields} or {"error", "traceback"}, with the warnings
+    it raised and its peak memory: what a child process or a worker sends back."""
+    reset_peak_rss()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for category in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", category=category)
+        try:
+            from harness.engine import units
+
+            if task not in units.TASKS:
+                raise ValueError(f"no unit {task!r}; the units are {', '.join(units.TASKS)}")
+            result: dict[str, Any] = {"ok": getattr(units, task)(spec, *args)}
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a row with its reason
+            from harness.core.usage import ConfigError
+
+            result = {
+                "error": str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
+    result["warnings"] = recorded_warnings(caught)
+    result["peak_memory_mb"] = peak_rss_mb()
+    return result
+
+
+def _child(task: str, spec: dict[str, Any], out_path: str) -> None:
+    configure_process(spec["threads"], spec["offline"])
+    result = run_unit(task, spec)
+    tmp = out_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(result, f, default=float)
+    os.replace(tmp, out_path)
+
+
+def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str, dict[str, Any] | None, str | None]:
+    """Run `harness.engine.units.<task>(spec)` in a fresh process. Returns (status, result, reason)."""
+    if mp.get_start_method(allow_none=True) not in mp.get_all_start_methods():
+        # inside a joblib (loky) worker the inherited start method is unknown to multiprocessing
+        mp.set_start_method("spawn", force=True)
+    ctx = preloaded_context(spec["threads"]) if task in FORKED else mp.get_context("spawn")
+    fd, out_path = tempfile.mkstemp(prefix="harness-cell-", suffix=".json")
+    os.close(fd)
+    os.unlink(out_path)
+    proc = ctx.Process(target=_child, args=(task, spec, out_path), name=f"harness-{task}")
+    with machine_lock(exclusive=task in TIMED):
+        start = time.monotonic()
+        proc.start()
+        limit = memory_limit_mb(spec)
+        try:
+            watch = wait_for(proc.pid, lambda s: (proc.join(s), not proc.is_alive())[1], timeout_s, limit,
+                             POLL_S if task in TIMED else POLL_UNTIMED_S)  # fmt: skip
+            if watch.ended != "done":
+                proc.kill()
+                proc.join()
+                status, reason = stopped(task, watch, limit, timeout_s)
+                return status, None, reason
+        except BaseException:  # Ctrl-C: take the child down with us
+            proc.kill()
+            proc.join()
+            raise
+        finally:
+            log.debug("%s took %.1fs", task, time.monotonic() - start)
+    path = Path(out_path)
+    if not path.exists():
+        return "failed", None, death_reason(task, proc.exitcode, watch)
+    result = json.loads(path.read_text(encoding="utf-8"))
+    path.unlink(missing_ok=True)
+    if "error" in result:
+        log.debug("%s failed:\n%s", task, result.get("traceback"))
+        return "failed", None, result["error"]
+    return "ok", outcome_fields(result), None
+
+
+MEMORY_SHARE = 0.9  # measure.memory_limit_mb unset: this share of the machine's memory
+MIN_FREE_SHARE = 0.03  # a unit is also stopped when the machine has less than this share available
+POLL_S = 0.5  # how often a timed unit's memory is looked at (a /proc read: nothing on the timed CPU)
+POLL_UNTIMED_S = 0.1  # exports and accuracy passes: nothing is timed, and an export can grow GBs a second
+
+
+def memory_limit_mb(spec: dict[str, Any]) -> float:
+    limit = (spec.get("measure") or {}).get("memory_limit_mb")
+    return float(limit) if limit else MEMORY_SHARE * psutil.virtual_memory().total / 2**20
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a unit's process and every process it started (an exporter may fork), in MB."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total / 2**20
+
+
+def available_mb() -> float:
+    return psutil.virtual_memory().available / 2**20
+
+
+@dataclass
+class Watch:
+    """How a watched unit ended ("done" | "timeout" | "memory"), the most resident memory seen in its
+    process tree, and the machine's available memory at that moment (MB)."""
+
+    ended: str
+    peak_mb: float = 0.0
+    available_mb: float = 0.0
+
+
+def wait_for(pid: int, finished: Any, timeout_s: float, limit_mb: float, poll_s: float = POLL_S) -> Watch:
+    """Wait for a unit's process: `finished(seconds)` waits up to that long and says whether it is done.
+    The unit is stopped ("memory") when its process tree goes over `limit_mb` or the machine is about to
+    run out (under MIN_FREE_SHARE available), so the row says so instead of the kernel killing something."""
+    deadline = time.monotonic() + timeout_s
+    floor = MIN_FREE_SHARE * psutil.virtual_memory().total / 2**20
+    watch = Watch("done")
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            watch.ended = "timeout"
+            return watch
+        if finished(min(poll_s, remaining)):
+            return watch
+        rss, free = rss_mb(pid), available_mb()
+        if rss >= watch.peak_mb:
+            watch.peak_mb, watch.available_mb = rss, free
+        if rss > limit_mb or free < floor:
+            watch.ended, watch.available_mb = "memory", free  # peak_mb already counts this reading
+            return watch
+
+
+def stopped(task: str, watch: Watch, limit_mb: float, timeout_s: float) -> tuple[str, str]:
+    """(status, reason) of a unit the parent stopped: over its memory limit, or past its timeout."""
+    if watch.ended == "memory":
+        if watch.peak_mb > limit_mb:
+            return "failed", (f"out of memory: the {task} process reached {watch.peak_mb:,.0f} MB, over the limit "
+                              f"of {limit_mb:,.0f} MB (measure.memory_limit_mb; default 90 % of this machine's "
+                              "memory), and was stopped")  # fmt: skip
+        return "failed", (f"out of memory: the {task} process held {watch.peak_mb:,.0f} MB when the machine had "
+                          f"only {watch.available_mb:,.0f} MB left, and was stopped")  # fmt: skip
+    return "timeout", f"{task} exceeded the {timeout_s:g}s timeout and was killed"
+
+
+def death_reason(task: str, code: int | None, watch: Watch | None = None) -> str:
+    """How a unit's process died, from its exit code (a negative code is the signal that killed it)."""
+    how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
+    hint = ""
+    if code == -signal.SIGKILL:
+        hint = " (likely out of memory"
+        if watch and watch.peak_mb:
+            hint += f": it held {watch.peak_mb:,.0f} MB with {watch.available_mb:,.0f} MB of the machine free"
+        hint += ")"
+    return f"{task} process died with {how}{hint}"
+
+
+def outcome_fields(result: dict[str, Any]) -> dict[str, Any]:
+    """A unit's fields plus what every unit reports: its peak memory and the warnings it raised."""
+    return {**result["ok"], "peak_memory_mb": result["peak_memory_mb"], "warnings": result["warnings"] or None}

@@ -1,0 +1,167 @@
+"""Timing: warm-up, timed passes until a minimum time and count, latency statistics,
+CPU accounting (this process vs everything else), and where the time goes.
+
+Two ways of timing, both real calls a user makes:
+- *bulk*: one `encode(texts, batch_size=B)` call over all the texts per pass, as a user encodes a
+  corpus; its throughput is the row's `throughput` (sentence-transformers' per-call overhead is paid
+  once per pass, as it is for that user);
+- *per request*: one call per batch of B, the way a server answers requests; its per-call latencies
+  give p50/p90/p99 and `per_request_throughput`.
+The timed loops do nothing but call the model and read the clock (see `harness overhead`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import psutil
+
+from harness.store.rows import speed_stats
+
+
+class CpuMeter:
+    """CPU time of this process and of everything else on the machine over an interval, in cores."""
+
+    def __init__(self) -> None:
+        self._proc = psutil.Process()
+
+    @staticmethod
+    def _busy() -> float:
+        t = psutil.cpu_times()
+        return t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0) + getattr(t, "steal", 0)
+
+    def _self(self) -> float:
+        t = self._proc.cpu_times()
+        return t.user + t.system
+
+    def __enter__(self) -> CpuMeter:
+        self._wall0, self._busy0, self._self0 = time.perf_counter(), self._busy(), self._self()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = max(time.perf_counter() - self._wall0, 1e-9)
+        self_s = self._self() - self._self0
+        other_s = max(0.0, (self._busy() - self._busy0) - self_s)
+        self.cpu_self = self_s / wall
+        self.cpu_other = other_s / wall
+
+
+@dataclass
+class Passes:
+    """One try's raw times: bulk passes and per-request calls, and the CPU used meanwhile. Its statistics
+    come from `store.rows.speed_stats`, the same function that pools rounds."""
+
+    latencies: list[float] = field(default_factory=list)  # per request (one call per batch), seconds
+    pass_seconds: list[float] = field(default_factory=list)  # per bulk pass (one call over all texts)
+    texts_per_pass: int = 0
+    batches_per_pass: int = 0
+    cpu_self: float = 0.0
+    cpu_other: float = 0.0
+
+    def fields(self) -> dict[str, Any]:
+        latencies_ms = [v * 1000.0 for v in self.latencies]
+        return {
+            **speed_stats(latencies_ms, self.pass_seconds, self.texts_per_pass, self.batches_per_pass),
+            "measure_s": sum(self.pass_seconds) + sum(self.latencies),
+            "cpu_self": self.cpu_self,
+            "cpu_other": self.cpu_other,
+            "latencies_ms": [round(v, 4) for v in latencies_ms],
+            "pass_s": [round(v, 6) for v in self.pass_seconds],
+        }
+
+
+def batched(items: Sequence[Any], size: int) -> list[list[Any]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def warm_up(call: Callable[[list[Any]], Any], batches: list[list[Any]], n: int) -> None:
+    for batch in (batches * n)[:n]:
+        call(batch)
+
+
+def _enough(seconds: list[float], min_time_s: float, min_repeats: int, max_repeats: int, max_time_s: float) -> bool:
+    done, total = len(seconds), sum(seconds)
+    return done >= max_repeats or total >= max_time_s or (done >= min_repeats and total >= min_time_s)
+
+
+def bulk_passes(
+    call_all: Callable[[], Any],
+    timing: Passes,
+    min_time_s: float,
+    min_repeats: int,
+    max_repeats: int,
+    max_time_s: float = float("inf"),
+) -> Any:
+    """Whole bulk passes (one call over all texts) until both minimums are met (or a maximum);
+    returns the last pass's outputs (for fidelity: the outputs of what was timed)."""
+    clock = time.perf_counter
+    out = None
+    while not _enough(timing.pass_seconds, min_time_s, min_repeats, max_repeats, max_time_s):
+        t0 = clock()
+        out = call_all()
+        timing.pass_seconds.append(clock() - t0)
+    return out
+
+
+def request_passes(
+    call: Callable[[list[Any]], Any],
+    batches: list[list[Any]],
+    timing: Passes,
+    min_time_s: float,
+    min_repeats: int,
+    max_repeats: int,
+    max_time_s: float = float("inf"),
+) -> None:
+    """Whole passes over `batches`, one call per batch (per-request latency), until the minimums are met."""
+    clock = time.perf_counter
+    timing.batches_per_pass = len(batches)
+    passes: list[float] = []
+    while not _enough(passes, min_time_s, min_repeats, max_repeats, max_time_s):
+        for batch in batches:
+            t0 = clock()
+            call(batch)
+            timing.latencies.append(clock() - t0)
+        passes.append(float(np.sum(timing.latencies[-len(batches) :])))
+
+
+def breakdown(model: Any, batches: list[list[Any]], timing: Passes, max_batches: int = 2) -> dict[str, float]:
+    """Shares of end-to-end time in tokenization and the forward pass, and forward-only throughput.
+
+    Measured after the timed loop (which stays bare) on up to `max_batches` batches spread over
+    the pass (the longest and the shortest first): preprocess (tokenize) each, then run only
+    `model.forward` on the prepared features, and compare with the timed end-to-end latency of
+    those same batches.
+    """
+    import torch
+
+    n_batches = len(batches)
+    picks = sorted({int(round(i)) for i in np.linspace(0, n_batches - 1, min(max_batches, n_batches))})
+    per_batch = np.asarray(timing.latencies).reshape(-1, n_batches).mean(axis=0)
+    e2e = float(per_batch[picks].sum())
+    tok_s = fwd_s = 0.0
+    n = 0
+    clock = time.perf_counter
+    with torch.inference_mode():
+        for i in picks:
+            t0 = clock()
+            features = model.preprocess(batches[i])
+            t1 = clock()
+            features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in features.items()}
+            t2 = clock()
+            model.forward(features)
+            t3 = clock()
+            tok_s += t1 - t0
+            fwd_s += t3 - t2
+            n += len(batches[i])
+    tokenize_share = min(tok_s / e2e, 1.0)
+    forward_share = min(fwd_s / e2e, 1.0 - tokenize_share)
+    return {
+        "tokenize_share": tokenize_share,
+        "forward_share": forward_share,
+        "other_share": max(0.0, 1.0 - tokenize_share - forward_share),
+        "forward_throughput": n / fwd_s if fwd_s else float("nan"),
+    }

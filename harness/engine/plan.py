@@ -1,0 +1,240 @@
+"""`harness sweep ... --plan`: what a sweep would do, and for how long, without running anything.
+
+The grid is expanded the way Hydra's basic sweeper expands it (sweeper params, then the command
+line), with the models' and datasets' own config files read directly (no job is composed), so the
+docs' whole CPU grid is planned in about a second. The estimate comes from this machine's rows in the
+store: each cell's own past duration where it was measured before (in any run), else the median
+of this machine's cells of the same backend, else of all its cells; exports from the durations the
+export cache recorded. What has no timing at all is counted and said.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from harness import backends
+from harness.config import ModelConfig
+from harness.store import results
+
+FALLBACK_CELL_S = 15.0  # a speed cell when this machine has no timing at all (2 s timed + start-up, 2 cores)
+FALLBACK_EXPORT_S = 60.0  # an export the cache has never timed (MiniLM's slowest, openvino-qint8, on 2 cores)
+ROUND_KEY = "round"
+
+
+@dataclass
+class Plan:
+    jobs: int = 0
+    cells: int = 0
+    speed_cells: int = 0
+    accuracy_cells: int = 0
+    done: int = 0
+    exports: int = 0
+    processes: int = 0
+    estimate_s: float = 0.0
+    untimed: int = 0  # cells whose estimate is a fallback, not a timing
+    notes: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """Every cell of the sweep is in the store (a skipped third round counts: its row says so)."""
+        return self.cells > 0 and self.done == self.cells
+
+    def text(self) -> str:
+        rounds = "" if not self.notes else "\n" + "\n".join(f"  {n}" for n in self.notes)
+        return (
+            f"plan: {self.jobs} jobs, {self.cells} cells ({self.speed_cells} speed, {self.accuracy_cells} accuracy), "
+            f"{self.done} already in the store; {self.exports} exports; about {self.processes} processes\n"
+            f"estimated duration: {_duration(self.estimate_s)}"
+            + (f" ({self.untimed} cells have no timing on this machine yet: estimated)" if self.untimed else "")
+            + rounds
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return (
+        f"{seconds:.0f} s (~{seconds / 60:.0f} min)" if seconds < 7200 else f"{seconds:.0f} s (~{seconds / 3600:.1f} h)"
+    )
+
+
+def grid(dims: dict[str, list[str]]) -> list[dict[str, str]]:
+    """Every job's swept values, in the basic sweeper's order (the last key varies fastest)."""
+    jobs: list[dict[str, str]] = [{}]
+    for key, values in dims.items():
+        jobs = [{**job, key: v} for job in jobs for v in values]
+    return jobs
+
+
+def model_batch_sizes(conf_dir: str, model: str) -> list[int]:
+    path = Path(conf_dir) / "model" / f"{model}.yaml"
+    node = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path)) if path.exists() else None
+    return list(node.batch_sizes) if node is not None else list(ModelConfig().batch_sizes)
+
+
+class Timings:
+    """This machine's durations in the store, by cell and by backend."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]], machine: str):
+        self.cell: dict[tuple, list[float]] = {}
+        self.backend: dict[tuple, list[float]] = {}
+        self.all: dict[str, list[float]] = {"speed": [], "accuracy": []}
+        for r in rows:
+            if r.get("machine") != machine or r.get("status") != "ok" or r.get("kind") not in self.all:
+                continue
+            seconds = float(r.get("duration_s") or 0.0)
+            key = (r["kind"], r["model"], r["dataset"] if r["kind"] == "speed" else "", r["backend"],
+                   r.get("variant") or "", r.get("batch_size"))  # fmt: skip
+            self.cell.setdefault(key, []).append(seconds)
+            self.backend.setdefault((r["kind"], r["backend"]), []).append(seconds)
+            self.all[r["kind"]].append(seconds)
+
+    def estimate(self, kind: str, model: str, dataset: str, backend: str, variant: str, bs: int | None) -> float | None:
+        for values in (
+            self.cell.get((kind, model, dataset if kind == "speed" else "", backend, variant, bs)),
+            self.backend.get((kind, backend)),
+            self.all[kind],
+        ):
+            if values:
+                return statistics.median(values)
+        return None
+
+
+def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, threads: int, accuracy: bool,
+              done_ids: set[str] | None = None, cell_ids: Any = None, accuracy_ids: Any = None,
+              runs: list[str] | None = None) -> Plan:  # fmt: skip
+    """Plan the sweep: `base` is the first job's config (defaults), `dims` the swept keys and values;
+    `cell_ids(job, batch_size, round)` names a job's speed cells (one per backend configuration: the
+    job's own and the companion variants this machine adds), `accuracy_ids(job)` its accuracy cells,
+    to find them among `done_ids`. Without them, one speed cell per job and batch size is counted."""
+    from harness.backends.cache import ExportCache
+
+    machine = hw.fingerprint
+    plan = Plan(runs=list(runs or []))
+    done_ids = done_ids or set()
+    dims = {k.lstrip("+~"): v for k, v in dims.items()}
+    rounds = [int(r) for r in dims.pop(ROUND_KEY, [str(base.round)])]
+    jobs = grid({k: v for k, v in dims.items() if not k.startswith("hydra")})
+    plan.jobs = len(jobs) * len(rounds)
+    timings = Timings(results.read_rows(base.results_dir, None), machine)
+    cache = ExportCache(base.cache_dir)
+    exports: set[tuple[str, str]] = set()
+    workers: set[tuple] = set()
+    accuracy_done: set[tuple] = set()
+    adaptive = bool(base.adaptive_rounds) and len(rounds) > 2
+    measured_rounds = 2 if adaptive else len(rounds)
+    for job in jobs:
+        model = job.get("model", base.model.name)
+        dataset = job.get("dataset", base.dataset.name)
+        backend = job.get("backend", base.backend.name)
+        knobs = {k.split(".", 1)[1]: v for k, v in job.items() if k.startswith("backend.")}
+        variant = _variant(backend, knobs)
+        sizes = _sizes(base, job, conf_dir, model)
+        for r in rounds:
+            for bs in sizes:
+                ids = cell_ids(job, bs, r) if cell_ids else [None]
+                plan.cells += len(ids)
+                plan.speed_cells += len(ids)
+                pending = [i for i in ids if i is None or i not in done_ids]
+                plan.done += len(ids) - len(pending)
+                if not pending:
+                    continue
+                if r >= measured_rounds:  # adaptive: counted as possible, timed as likely for half the groups
+                    seconds = 0.5 * (timings.estimate("speed", model, dataset, backend, variant, bs) or FALLBACK_CELL_S)
+                else:
+                    estimate = timings.estimate("speed", model, dataset, backend, variant, bs)
+                    plan.untimed += estimate is None
+                    seconds = estimate if estimate is not None else FALLBACK_CELL_S
+                plan.estimate_s += seconds * len(pending)
+                workers.add((model, backend, variant, r))
+        if accuracy and (model, backend, variant) not in accuracy_done:
+            accuracy_done.add((model, backend, variant))
+            ids = accuracy_ids(job) if accuracy_ids else [None] * len(base.accuracy.tasks)
+            n_tasks = sum(1 for i in ids if i is None or i not in done_ids)
+            plan.cells += len(ids)
+            plan.accuracy_cells += len(ids)
+            plan.done += len(ids) - n_tasks
+            estimate = timings.estimate("accuracy", model, "", backend, variant, None)
+            plan.estimate_s += n_tasks * (estimate if estimate is not None else 4 * FALLBACK_CELL_S)
+            plan.untimed += n_tasks if estimate is None else 0
+        key = export_key(backend, knobs, hw, threads)
+        if key and not cache.has_export(model, key):
+            exports.add((model, key))
+    plan.exports = len(exports)
+    plan.estimate_s += sum(cache.export_seconds(key) or FALLBACK_EXPORT_S for _, key in exports)
+    plan.processes = len(workers) + len(exports) + len(accuracy_done)
+    if adaptive:
+        plan.notes.append(
+            f"rounds=auto: {measured_rounds} rounds, a third only where the ranking is unsettled "
+            "(counted in the cells, half of it in the estimate)"
+        )
+    if plan.untimed:
+        plan.notes.append(
+            f"{plan.untimed} cells have no timing on this machine: {FALLBACK_CELL_S:g} s a speed cell, "
+            f"{4 * FALLBACK_CELL_S:g} s an accuracy task, {FALLBACK_EXPORT_S:g} s an export"
+        )
+    plan.estimate_s = math.ceil(plan.estimate_s)
+    return plan
+
+
+def _sizes(base: Any, job: dict[str, str], conf_dir: str, model: str) -> list[int]:
+    if "batch_sizes" in job:
+        try:
+            return [int(x) for x in json.loads(job["batch_sizes"])]
+        except ValueError:  # e.g. '[${model.batch_sizes.0}]'
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+
+            value = OverridesParser.create().parse_override(f"batch_sizes={job['batch_sizes']}").value()
+            return _for_model(value, conf_dir, model)
+    if base.batch_sizes is not None:
+        # An experiment's `batch_sizes: ["${model.batch_sizes.0}"]` names each job's model, not the
+        # first job's (which `base` resolves it against).
+        try:
+            return _for_model(OmegaConf.to_container(base.batch_sizes, resolve=False), conf_dir, model)
+        except (OmegaConfBaseException, ValueError):  # another interpolation (e.g. ${run}): the resolved value
+            return list(base.batch_sizes)
+    return model_batch_sizes(conf_dir, model)
+
+
+def _for_model(value: Any, conf_dir: str, model: str) -> list[int]:
+    """A batch_sizes value, its `${model.batch_sizes...}` resolved against the model's own file."""
+    node = OmegaConf.create({"batch_sizes": value, "model": {"batch_sizes": model_batch_sizes(conf_dir, model)}})
+    return [int(x) for x in node.batch_sizes]
+
+
+def _backend_cfg(backend: str, knobs: dict[str, str]) -> Any:
+    """A registered backend's config with a job's `backend.*` overrides applied."""
+    cfg = OmegaConf.structured(backends.named()[backend])
+    for knob, value in knobs.items():
+        if knob in cfg:
+            cfg[knob] = None if value in ("null", "None") else value
+    return cfg
+
+
+def _variant(backend: str, knobs: dict[str, str]) -> str:
+    """The `variant` the job's rows will carry (cells.variant: its family's knobs that differ from the
+    backend's defaults, in the family's order), so the store's timings of that very cell are found."""
+    if backend not in backends.named():
+        return ",".join(f"{k}={v}" for k, v in sorted(knobs.items()))
+    from harness.engine.cells import variant
+
+    return variant(_backend_cfg(backend, knobs))
+
+
+def export_key(backend: str, knobs: dict[str, str], hw: Any, threads: int) -> str | None:
+    """The export cache key a registered backend (with these knobs) loads, None when it loads the weights."""
+
+    if backend not in backends.named():
+        return None
+    key = backends.create(_backend_cfg(backend, knobs), hw, threads).export_key()
+    return key[0] if key else None

@@ -1,0 +1,296 @@
+"""One Hydra job = one (model, dataset, backend, round) with its batch sizes and accuracy tasks.
+
+config -> cells -> export (cached, own process) -> speed cells in the backend's worker for this round
+(harness.engine.workers: one process per model, backend configuration and round, kept across the round's
+jobs) and accuracy in a process of its own -> result row -> store. A cell whose row exists is
+skipped, so rerunning a killed sweep resumes it; a cell that fails, crashes or times out is
+recorded with its reason and the sweep goes on. With `rounds=auto` a round after the second runs
+only for the groups whose ranking is not settled yet (harness.engine.rounds).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness import backends
+from harness.backends.cache import ExportCache, versions
+from harness.core.files import digest
+from harness.core.hardware import detect
+from harness.engine import rounds
+from harness.engine.accuracy import run_accuracy
+from harness.engine.cells import (
+    Cell,
+    accuracy_name,
+    accuracy_skipped,
+    backend_identity,
+    configurations,
+    job_cells,
+    label_of,
+    model_identity,
+    slug,
+    variant,
+)
+from harness.engine.isolation import run_isolated
+from harness.engine.preflight import preflight
+from harness.engine.workers import POOL
+from harness.inputs import models
+from harness.inputs.texts import load_texts
+from harness.store import results
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """Everything a job's cells share: resolved once, in the parent process."""
+
+    hw: Any
+    threads: int
+    backend: Any
+    cache: ExportCache
+    export_dir: Path
+    spec: dict[str, Any]  # the JSON-able base of every isolated unit's spec
+
+    @property
+    def machine(self) -> str:
+        return self.hw.fingerprint
+
+    def export(self, timeout_s: float) -> tuple[str, str | None]:
+        """Export into the cache unless already there (own process). Returns (status, reason)."""
+        if not self.backend.needs_export(self.cache, self.export_dir):
+            return "ok", None
+        # An export can need many times its model's size (the reranker stand-in's O4: 10.8 GB peak for a
+        # 1.1 GB model), so idle workers holding other backends' models give their memory back first.
+        POOL.close()
+        status, _, reason = run_isolated("export", self.spec, timeout_s)
+        return status, reason
+
+
+def budget(cfg: DictConfig) -> tuple[Any, int]:
+    """This machine and the thread budget every runtime of the job gets."""
+    hw = detect()
+    return hw, cfg.measure.threads or hw.cores_physical
+
+
+def prepare(cfg: DictConfig, backend_cfg: Any = None) -> Job:
+    """The job's shared parts for one backend configuration (the job's own unless given)."""
+    backend_cfg = cfg.backend if backend_cfg is None else backend_cfg
+    hw, threads = budget(cfg)
+    source_dir = models.resolve(cfg.model.source, cfg.cache_dir)
+    models.check_kind(source_dir, cfg.model.kind, cfg.model.name)
+    cache = ExportCache(cfg.cache_dir)
+    export_dir = cache.model_dir(cfg.model.name, source_dir)
+    spec = {
+        "model": model_identity(cfg),
+        "backend": OmegaConf.to_container(backend_cfg, resolve=True),
+        "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
+        "measure": OmegaConf.to_container(cfg.measure, resolve=True),
+        "threads": threads,
+        "offline": models.is_local(cfg.model.source),
+        "source_dir": str(source_dir),
+        "export_dir": str(export_dir),
+        "cache_dir": cfg.cache_dir,
+        "data_dir": cfg.data_dir,
+    }
+    return Job(hw, threads, backends.create(backend_cfg, hw, threads), cache, export_dir, spec)
+
+
+class Progress(Protocol):
+    """What a sweep's display is told (the CLI's bar): cells found done, and each row as it is written."""
+
+    def cells_skipped(self, n: int) -> None: ...
+
+    def cell_done(self, row: dict[str, Any]) -> None: ...
+
+
+class Silent:
+    """No display: a job run from code or by a launcher elsewhere."""
+
+    def cells_skipped(self, n: int) -> None:
+        return None
+
+    def cell_done(self, row: dict[str, Any]) -> None:
+        return None
+
+
+def run_job(cfg: DictConfig, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Run every pending cell of this job; return the rows written (skipped cells are not returned).
+    `progress` hears of every cell as it is found done or written."""
+    progress = progress or Silent()
+    preflight(cfg)
+    hw, threads = budget(cfg)
+    skipped = accuracy_skipped(cfg)
+    if skipped and cfg.accuracy.enabled:
+        _warn_once(f"accuracy skipped: {skipped}; set HARNESS_DATA_DIR (e.g. ../shared/data) to measure it")
+    written: list[dict[str, Any]] = []
+    for backend_cfg in configurations(cfg, hw, threads):
+        written += _run_configuration(cfg, backend_cfg, hw, threads, progress)
+    return written
+
+
+class Recorder:
+    """Writes one configuration's rows: what every row of it shares, and each cell's outcome."""
+
+    def __init__(self, cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int, progress: Progress):
+        self.cfg, self.progress = cfg, progress
+        self.written: list[dict[str, Any]] = []
+        self.common = {
+            "run": cfg.run,
+            "model": cfg.model.name,
+            "model_kind": cfg.model.kind,
+            "model_source": cfg.model.source,
+            "backend": backend_cfg.name,
+            "variant": variant(backend_cfg),
+            "threads": threads,
+            "hardware": hw.to_dict(),
+            "machine": hw.fingerprint,
+            "versions": versions(),
+            **_row_facts(cfg.model.source, cfg.model.get("weights")),
+        }
+
+    def __call__(self, cell: Cell, status: str, reason: str | None, fields: dict[str, Any] | None, seconds: float,
+                 kind: str | None = None) -> None:  # fmt: skip
+        """Write one cell's row: identity + outcome + measured fields."""
+        speed = cell.kind == "speed"
+        row = results.new_row(
+            **self.common,
+            cell_id=cell.cell_id,
+            cell_key=cell.cell_key or cell.cell_id,
+            round=self.cfg.round if speed else None,
+            kind=kind or cell.kind,
+            dataset=self.cfg.dataset.name if speed else accuracy_name(self.cfg, cell.task),
+            batch_size=cell.batch_size,
+            status=status,
+            reason=reason,
+            timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            duration_s=round(seconds, 2),
+            **(fields or {}),
+        )
+        results.write_row(self.cfg.results_dir, row)
+        self.written.append(row)
+        self.progress.cell_done(row)
+        log.info("%s %s: %s%s", row["kind"], cell.cell_id, status, f" ({reason})" if reason else "")
+
+    def all(self, cells: list[Cell], status: str, reason: str | None, seconds: float = 0.0) -> list[dict[str, Any]]:
+        for cell in cells:
+            self(cell, status, reason, None, seconds)
+        return self.written
+
+
+def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int,
+                       progress: Progress) -> list[dict[str, Any]]:  # fmt: skip
+    """One backend configuration's pending cells: settled later rounds are skipped (rounds=auto), an
+    unsupported backend or a failed export is recorded for every cell, then speed and accuracy."""
+    cells = job_cells(cfg, hw.fingerprint, threads, backend_cfg)
+    pending = [c for c in cells if not results.is_done(cfg.results_dir, cfg.run, c.cell_id)]
+    log.info("%s / %s / %s: %d cells, %d to run", cfg.model.name, cfg.dataset.name, label_of(backend_cfg),
+             len(cells), len(pending))  # fmt: skip
+    progress.cells_skipped(len(cells) - len(pending))
+    if not pending:
+        return []
+    record = Recorder(cfg, backend_cfg, hw, threads, progress)
+    decisions = {c.cell_id: round_decision(cfg, c, hw.fingerprint, threads) for c in pending if c.kind == "speed"}
+    for cell in [c for c in pending if decisions.get(c.cell_id) and decisions[c.cell_id].skip]:
+        why = decisions[cell.cell_id].why
+        record(cell, "ok", why, {"round_reason": why}, 0.0, kind=results.ROUND_KIND)
+        pending.remove(cell)
+    if not pending:
+        return record.written
+    job = prepare(cfg, backend_cfg)
+    reason = job.backend.unsupported_reason()
+    if reason:
+        return record.all(pending, "unsupported", reason)
+    start = time.monotonic()
+    status, reason = job.export(cfg.measure.export_timeout_s)
+    if status != "ok":
+        return record.all(pending, status, f"export: {reason}", time.monotonic() - start)
+    _speed_cells(cfg, job, backend_cfg, [c for c in pending if c.kind == "speed"], decisions, record)
+    _accuracy_cells(cfg, job, backend_cfg, [c for c in pending if c.kind == "accuracy"], record)
+    return record.written
+
+
+def _speed_cells(cfg: DictConfig, job: Job, backend_cfg: Any, cells: list[Cell], decisions: dict[str, Any],
+                 record: Recorder) -> None:  # fmt: skip
+    """Each speed cell in this configuration's worker for the round (started once, reused across jobs)."""
+    if not cells:
+        return
+    texts = dataset_texts(cfg)
+    key = f"{digest([job.spec['model'], backend_identity(backend_cfg), job.threads, str(job.export_dir)])}-r{cfg.round}"
+    reference = _fidelity_reference(cfg, job.machine, job.threads)
+    # The time breakdown (tokenize / forward / rest) is where the time goes, not how fast: it is the
+    # same in every round, so the first round measures it and the pooled row keeps that one.
+    measure_spec = {**job.spec["measure"], "breakdown": job.spec["measure"]["breakdown"] and cfg.round == 0}
+    is_reference = backend_cfg.name == results.BASELINE and not variant(backend_cfg)
+    for cell in cells:
+        spec = {**job.spec, "batch_size": cell.batch_size, "texts": texts, "fidelity_ref": str(reference),
+                "measure": measure_spec, "is_reference": is_reference}  # fmt: skip
+        start = time.monotonic()
+        status, out, reason = POOL.run(key, cfg.round, job.threads, "speed", spec, cfg.measure.cell_timeout_s,
+                                       what=f"{cfg.model.name} {label_of(backend_cfg)}")  # fmt: skip
+        decision = decisions[cell.cell_id]
+        out = {**(out or {}), "round_reason": decision.why if decision else None}
+        record(cell, status, reason, out, time.monotonic() - start)
+
+
+def _accuracy_cells(cfg: DictConfig, job: Job, backend_cfg: Any, cells: list[Cell], record: Recorder) -> None:
+    """Every accuracy task of the configuration in one process; a model that cannot be scored (a stand-in with
+    random weights: speed only) is recorded as unsupported, never a number."""
+    if not cells:
+        return
+    no_accuracy = models.accuracy_unsupported_reason(cfg.model)
+    if no_accuracy:
+        record.all(cells, "unsupported", no_accuracy)
+        return
+    start = time.monotonic()
+    outcomes = run_accuracy(cfg, cells, job.spec, job.machine, backend_cfg)
+    seconds = (time.monotonic() - start) / len(cells)
+    for cell in cells:
+        record(cell, *outcomes[cell.cell_id], seconds)
+
+
+def round_decision(cfg: DictConfig, cell: Cell, machine: str, threads: int) -> rounds.Decision | None:
+    """With rounds=auto, whether this round of the cell's group is needed (None: it always is)."""
+    prefix = slug("speed", cfg.model.name, cfg.dataset.name, f"bs{cell.batch_size}") + "-"
+    match = {"machine": machine, "threads": threads, "model_source": cfg.model.source}
+    return rounds.decide(cfg, prefix, match, cfg.measure.settle_tolerance, results.BASELINE)
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    """A warning every job of a sweep would repeat, said once per sweep process."""
+    log.warning(message)
+
+
+@functools.lru_cache(maxsize=32)
+def _row_facts(source: str, weights: str | None) -> dict[str, Any]:
+    """The model's size and weights kind for its rows (read once per model per sweep process)."""
+    return models.row_facts({"source": source, "weights": weights})
+
+
+@functools.lru_cache(maxsize=32)
+def _texts(dataset_json: str, data_dir: str | None) -> tuple[str, ...]:
+    return tuple(load_texts(OmegaConf.create(json.loads(dataset_json)), data_dir))
+
+
+def dataset_texts(cfg: DictConfig) -> list[str]:
+    """The job's texts, read once per sweep process (a worker is handed them and never reads a dataset)."""
+    dataset = json.dumps(OmegaConf.to_container(cfg.dataset, resolve=True), sort_keys=True)
+    return list(_texts(dataset, cfg.data_dir))
+
+
+def _fidelity_reference(cfg: DictConfig, machine: str, threads: int) -> Path:
+    """Where torch-fp32's outputs on this job's timed texts are kept (label-free fidelity of the others)."""
+    key = {"machine": machine, "model": model_identity(cfg),
+           "dataset": OmegaConf.to_container(cfg.dataset, resolve=True)}  # fmt: skip
+    return (
+        Path(cfg.results_dir) / cfg.run / ".reference" / f"timed-{cfg.model.name}-{cfg.dataset.name}-{digest(key)}.npy"
+    )

@@ -1,0 +1,327 @@
+"""Result rows as types: a speed row, an accuracy row and a round row, each made of named parts.
+
+The store writes one flat JSON object per cell (`to_flat`: every column of `COLUMNS`, None where not
+applicable) so pandas reads it as is; the types say which columns a kind of row has and refuse an
+impossible row when it is built: a column no row has, a column of another kind (a speed row with an
+accuracy metric), a status not in `STATUSES`, an ok speed row without its throughput, an ok accuracy
+row without its metric and value. Pooled rounds of a speed cell are built by the same type
+(`SpeedRow.aggregate`), as optimum-benchmark's `Latency.aggregate` pools its measurements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+STATUSES = ("ok", "failed", "unsupported", "timeout")
+BREAKDOWN = ("tokenize_share", "forward_share", "other_share", "forward_throughput")  # where the time goes
+
+
+class InvalidRow(ValueError):
+    """A row that cannot exist (a programming error, or a result file no version of the harness wrote)."""
+
+
+# --- the parts ------------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class Identity:
+    """Which cell: the run, the cell and (for every round of a speed cell) the key the rounds share."""
+
+    run: str | None = None
+    cell_id: str | None = None
+    cell_key: str | None = None
+    round: int | None = None
+    kind: str | None = None
+    model: str | None = None
+    model_kind: str | None = None
+    model_source: str | None = None
+    model_params: int | None = None
+    model_weights: str | None = None  # "trained", or "random" for a shape-faithful stand-in (speed only)
+    dataset: str | None = None
+    batch_size: int | None = None
+    backend: str | None = None
+    variant: str | None = None  # the runtime knobs that differ from the backend's defaults
+
+
+@dataclass(kw_only=True)
+class Outcome:
+    status: str | None = None
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise InvalidRow(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
+
+
+@dataclass(kw_only=True)
+class Timing:
+    """A speed cell's measurement: throughput of the real encode/predict call, per-batch latency, the
+    spread, CPU use and contention, where the time goes, and the raw values rounds are pooled from."""
+
+    throughput: float | None = None
+    latency_mean_ms: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p90_ms: float | None = None
+    latency_p99_ms: float | None = None
+    cv: float | None = None
+    n_texts: int | None = None
+    n_batches: int | None = None
+    repeats: int | None = None
+    measure_s: float | None = None
+    cpu_self: float | None = None
+    cpu_other: float | None = None
+    contended: bool | None = None
+    tries: int | None = None
+    discarded_tries: list[dict[str, float]] | None = None  # contended tries a later try replaced
+    tokenize_share: float | None = None
+    forward_share: float | None = None
+    other_share: float | None = None
+    forward_throughput: float | None = None
+    latencies_ms: list[float] | None = None
+    pass_s: list[float] | None = None
+    rounds: int | None = None
+    per_request_throughput: float | None = None
+    round_reason: str | None = None
+    timed_window: list[float] | None = None  # [start, end] wall clock of the timed passes (one cell at a time)
+
+
+@dataclass(kw_only=True)
+class Quality:
+    """An accuracy cell's number: the metric (sts_spearman, ndcg@10 ...), its value and the time it took."""
+
+    metric: str | None = None
+    accuracy: float | None = None
+    accuracy_s: float | None = None
+
+
+@dataclass(kw_only=True)
+class Fidelity:
+    """Label-free agreement with torch-fp32's outputs (speed: on the timed texts; accuracy: on the set)."""
+
+    fidelity_mean_cos: float | None = None
+    fidelity_min_cos: float | None = None
+    fidelity_spearman: float | None = None
+    fidelity_max_abs_diff: float | None = None
+    fidelity_source: str | None = None
+
+
+@dataclass(kw_only=True)
+class TextStats:
+    """What the texts were."""
+
+    text_chars_mean: float | None = None
+    text_chars_p50: float | None = None
+    text_chars_max: int | None = None
+    text_tokens_mean: float | None = None
+    truncated_share: float | None = None
+    max_seq_length: int | None = None
+
+
+@dataclass(kw_only=True)
+class Context:
+    """What the cell ran under: the runtime's own read-back (`runtime`: precision, device, threads,
+    kernels ...), the load settings (`settings`: model_kwargs, folder, load time ...), the hardware,
+    the machine fingerprint and the library versions."""
+
+    peak_memory_mb: float | None = None
+    warnings: list[str] | None = None
+    threads: int | None = None
+    precision: str | None = None
+    runtime: dict[str, Any] | None = None
+    settings: dict[str, Any] | None = None
+    hardware: dict[str, Any] | None = None
+    machine: str | None = None
+    versions: dict[str, Any] | None = None
+    timestamp: str | None = None
+    duration_s: float | None = None
+
+
+def _names(part: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(part))
+
+
+# --- the rows -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """A row: named parts; `from_flat` / `to_flat` convert to and from the store's flat object."""
+
+    KIND: ClassVar[str]
+    PARTS: ClassVar[dict[str, type]]  # attribute -> part type, in column order
+
+    identity: Identity
+    outcome: Outcome
+    context: Context
+
+    def __post_init__(self) -> None:
+        if self.identity.kind != self.KIND:
+            raise InvalidRow(f"a {type(self).__name__} has kind {self.KIND!r}, not {self.identity.kind!r}")
+        if not self.identity.run or not self.identity.cell_id:
+            raise InvalidRow("a row needs its run and cell_id")
+
+    @classmethod
+    def columns(cls) -> tuple[str, ...]:
+        return tuple(name for part in cls.PARTS.values() for name in _names(part))
+
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, Any], *, stored: bool = False) -> Row:
+        """The row of this kind from flat columns. A column no row has is a KeyError (`stored`: ignored,
+        as a column an older harness wrote); a column of another kind of row that has a value is an
+        InvalidRow (None there is what the store writes for every column that does not apply)."""
+        own = set(cls.columns())
+        unknown = sorted(set(flat) - set(COLUMNS))
+        if unknown and not stored:
+            raise KeyError(f"unknown result columns: {unknown}")
+        foreign = sorted(k for k in set(flat) - own if k in COLUMNS and flat[k] is not None)
+        if foreign:
+            article = "an" if cls.KIND[0] in "aeiou" else "a"
+            raise InvalidRow(f"{article} {cls.KIND} row has no {', '.join(foreign)} (columns of another kind of row)")
+        parts = {attr: part(**{k: flat[k] for k in _names(part) if k in flat}) for attr, part in cls.PARTS.items()}
+        return cls(**parts)
+
+    def to_flat(self) -> dict[str, Any]:
+        """Every column of `COLUMNS`, None where this kind of row has none: what the store writes."""
+        flat = dict.fromkeys(COLUMNS)
+        for attr in self.PARTS:
+            part = getattr(self, attr)
+            flat.update({name: getattr(part, name) for name in _names(type(part))})
+        return flat
+
+
+@dataclass
+class SpeedRow(Row):
+    KIND = "speed"
+    PARTS = {"identity": Identity, "outcome": Outcome, "timing": Timing, "fidelity": Fidelity,
+             "texts": TextStats, "context": Context}  # fmt: skip
+
+    timing: Timing = dataclasses.field(default_factory=Timing)
+    fidelity: Fidelity = dataclasses.field(default_factory=Fidelity)
+    texts: TextStats = dataclasses.field(default_factory=TextStats)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        throughput = self.timing.throughput
+        if self.outcome.status == "ok" and (throughput is None or not throughput > 0):
+            raise InvalidRow(f"an ok speed row needs its throughput > 0, not {throughput!r}")
+
+    @classmethod
+    def aggregate(cls, rounds: Sequence[SpeedRow]) -> SpeedRow:
+        """One row from interleaved rounds of the same cell, pooled from their raw values.
+
+        Throughput = all texts / all timed seconds; latency percentiles and CV from the pooled raw
+        per-batch latencies and per-pass times; CPU use weighted by time; contended if any round was;
+        the time breakdown (shares, forward-only throughput) is the mean of the rounds that measured it.
+        The identity, texts, fidelity and context are the first round's.
+        """
+        first = rounds[0]
+        timings = [r.timing for r in rounds]
+        pooled = dataclasses.replace(first.timing, rounds=len(rounds))
+        if len(rounds) > 1:
+            seconds = [sum(t.pass_s) for t in timings]
+            for cpu in ("cpu_self", "cpu_other"):
+                value = sum(getattr(t, cpu) * s for t, s in zip(timings, seconds, strict=True)) / sum(seconds)
+                setattr(pooled, cpu, value)
+            pooled.latencies_ms = [v for t in timings for v in t.latencies_ms]
+            pooled.pass_s = [v for t in timings for v in t.pass_s]
+            pooled.measure_s = sum(t.measure_s or 0.0 for t in timings)
+            pooled.round_reason = next((t.round_reason for t in reversed(timings) if t.round_reason), None)
+            pooled.contended = any(bool(t.contended) for t in timings)
+            pooled.tries = sum(t.tries or 0 for t in timings)
+            pooled.discarded_tries = [d for t in timings for d in (t.discarded_tries or [])]
+            n_texts = first.timing.n_texts
+            batches = math.ceil(n_texts / first.identity.batch_size)
+            for name, value in speed_stats(pooled.latencies_ms, pooled.pass_s, n_texts, batches).items():
+                setattr(pooled, name, value)
+            measured = [t for t in timings if t.forward_throughput is not None]
+            for name in BREAKDOWN if measured else ():
+                setattr(pooled, name, float(np.mean([getattr(t, name) for t in measured])))
+        return dataclasses.replace(first, timing=pooled)
+
+
+@dataclass
+class AccuracyRow(Row):
+    KIND = "accuracy"
+    PARTS = {"identity": Identity, "outcome": Outcome, "quality": Quality, "fidelity": Fidelity,
+             "texts": TextStats, "context": Context}  # fmt: skip
+
+    quality: Quality = dataclasses.field(default_factory=Quality)
+    fidelity: Fidelity = dataclasses.field(default_factory=Fidelity)
+    texts: TextStats = dataclasses.field(default_factory=TextStats)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.outcome.status == "ok" and (self.quality.metric is None or self.quality.accuracy is None):
+            raise InvalidRow("an ok accuracy row needs its metric and accuracy")
+
+
+@dataclass(kw_only=True)
+class RoundNote:
+    round_reason: str | None = None
+
+
+@dataclass
+class RoundRow(Row):
+    """A later round of a speed cell that was not needed (rounds=auto, harness.engine.rounds), and why."""
+
+    KIND = "round"
+    PARTS = {"identity": Identity, "outcome": Outcome, "note": RoundNote, "context": Context}
+
+    note: RoundNote = dataclasses.field(default_factory=RoundNote)
+
+
+ROW_TYPES: dict[str, type[Row]] = {t.KIND: t for t in (SpeedRow, AccuracyRow, RoundRow)}
+# Every column any row has, in the order of the parts: the one list the store and pandas use.
+COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(c for t in ROW_TYPES.values() for c in t.columns()))
+
+
+def parse(flat: Mapping[str, Any], *, stored: bool = False) -> Row:
+    """The typed row of a flat one, by its kind."""
+    kind = flat.get("kind")
+    if kind not in ROW_TYPES:
+        unknown = sorted(set(flat) - set(COLUMNS))
+        if unknown and not stored:
+            raise KeyError(f"unknown result columns: {unknown}")
+        raise InvalidRow(f"kind {kind!r} is not one of {', '.join(ROW_TYPES)}")
+    return ROW_TYPES[kind].from_flat(flat, stored=stored)
+
+
+def latency_stats(latencies_ms: Sequence[float]) -> dict[str, float]:
+    """Mean and percentiles of per-request latencies (ms)."""
+    ms = np.asarray(latencies_ms, dtype=float)
+    return {
+        "latency_mean_ms": float(ms.mean()),
+        "latency_p50_ms": float(np.percentile(ms, 50)),
+        "latency_p90_ms": float(np.percentile(ms, 90)),
+        "latency_p99_ms": float(np.percentile(ms, 99)),
+    }
+
+
+def per_request_throughput(latencies_s: Sequence[float], texts_per_pass: int, batches_per_pass: int) -> float:
+    """Texts per second over the per-request loop's passes (every pass calls every batch once)."""
+    if len(latencies_s) == 0 or not batches_per_pass:
+        return float("nan")
+    return texts_per_pass * (len(latencies_s) / batches_per_pass) / float(np.sum(latencies_s))
+
+
+def speed_stats(latencies_ms: Sequence[float], pass_s: Sequence[float], n_texts: int,
+                batches_per_pass: int) -> dict[str, float]:  # fmt: skip
+    """Throughput, per-request throughput, latency percentiles and CV from raw per-batch latencies (ms)
+    and per-pass times (s): the one place a speed row's statistics come from, for one try and for
+    pooled rounds alike."""
+    ms, passes = np.asarray(latencies_ms, dtype=float), np.asarray(pass_s, dtype=float)
+    rates = n_texts / passes
+    return {
+        "throughput": n_texts * len(passes) / passes.sum(),
+        "per_request_throughput": per_request_throughput(ms / 1000.0, n_texts, batches_per_pass),
+        **latency_stats(ms),
+        "cv": float(rates.std(ddof=1) / rates.mean()) if len(rates) > 1 else float("nan"),
+        "repeats": len(passes),
+        "n_batches": len(ms),
+    }
