@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.report import charts
 from harness.store.analysis import accuracy_by_configuration
 
 HARDWARE_FIELDS = (
