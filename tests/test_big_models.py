@@ -14,10 +14,10 @@ from omegaconf import OmegaConf
 
 from harness.backends import named as _named
 from harness.backends import onnx as onnx_backend
-
-BACKENDS = _named()
 from harness.backends.cache import ExportCache
 from harness.core.hardware import detect
+
+BACKENDS = _named()
 
 
 def _onnx_with_external_data(folder, name="model_O1.onnx"):

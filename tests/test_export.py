@@ -13,12 +13,12 @@ from omegaconf import OmegaConf
 
 from harness import backends, cli
 from harness.backends import named as _named
-
-BACKENDS = _named()
 from harness.backends.cache import ExportCache
 from harness.backends.onnx import qint8_config_for
 from harness.core.hardware import detect
 from harness.inputs.texts import builtin_texts
+
+BACKENDS = _named()
 
 TEXTS = builtin_texts("short", 6, seed=3) + builtin_texts("medium", 2, seed=3)
 PAIRS = list(zip(TEXTS[:4], TEXTS[4:], strict=True))

@@ -13,11 +13,11 @@ from omegaconf import OmegaConf
 from harness import backends
 from harness.backends import named as _named
 from harness.backends import openvino
-
-BACKENDS = _named()
 from harness.backends.cache import ExportCache
 from harness.core.hardware import Hardware
 from harness.recommend import python_snippet
+
+BACKENDS = _named()
 
 HW = Hardware("AMD EPYC", "amd", ("avx2",), 2, 2, 8.0)
 

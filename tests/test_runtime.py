@@ -16,11 +16,11 @@ from omegaconf import OmegaConf
 
 from harness import backends
 from harness.backends import named as _named
-
-BACKENDS = _named()
 from harness.backends.cache import ExportCache
 from harness.core.hardware import detect
 from harness.inputs.texts import builtin_texts
+
+BACKENDS = _named()
 
 BF16_CPU = any(detect().has(flag) for flag in ("avx512_bf16", "amx_bf16"))
 

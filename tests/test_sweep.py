@@ -18,6 +18,7 @@ from harness.store import results
 
 BACKEND_NAMES = _names()
 
+
 EXPECTED_PRECISION = {
     "torch-fp32": "fp32", "torch-fp16": "fp16", "torch-bf16": "bf16", "onnx": "fp32", "onnx-O1": "fp32",
     "onnx-O2": "fp32", "onnx-O3": "fp32", "onnx-qint8": "int8", "openvino": "fp32", "openvino-qint8": "int8",
