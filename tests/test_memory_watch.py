@@ -85,7 +85,10 @@ def test_a_sigkill_death_says_what_the_unit_held():
 
 
 def test_units_ask_the_kernel_to_kill_them_first():
-    code = "from harness.engine import isolation; isolation.configure_process(1, True); print(open('/proc/self/oom_score_adj').read())"
+    code = (
+        "from harness.engine import isolation; isolation.configure_process(1, True); "
+        "print(open('/proc/self/oom_score_adj').read())"
+    )
     if not Path("/proc/self/oom_score_adj").exists():
         pytest.skip("no /proc/self/oom_score_adj on this system")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
