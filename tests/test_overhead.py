@@ -49,6 +49,7 @@ def test_the_bare_loop_meters_the_cpu(monkeypatch):
     monkeypatch.setattr(work, "_load", lambda spec: (None, None, None))
     workload = (texts, texts, [texts[:4]], encode, lambda: encode(texts))
     monkeypatch.setattr(work, "_workload", lambda spec, model: workload)
-    out = work.bare({"passes": 2, "measure": {"warmup_batches": 1}})
+    job = SimpleNamespace(measure=SimpleNamespace(warmup_batches=1))
+    out = work.bare(SimpleNamespace(job=job, passes=2))
     assert out["throughput"] > 0 and out["cpu_other"] >= 0
     assert len(encoded) == 4 + 2 * len(texts)  # one warm-up batch, then the timed passes

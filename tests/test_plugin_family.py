@@ -14,8 +14,11 @@ from pathlib import Path
 from harness.store import results
 
 PLUGINS = Path(__file__).parent / "plugins"
-QUICK = ["rounds=1", "dataset=short", "dataset.samples=8", "batch_sizes=[4]", "measure.min_time_s=0",
-         "measure.min_repeats=2", "measure.warmup_batches=1", "measure.max_time_s=5", "accuracy.enabled=false"]  # fmt: skip
+QUICK = [
+    "rounds=1", "dataset=short", "dataset.samples=8", "batch_sizes=[4]", "measure.min_time_s=0",
+    "measure.min_repeats=2", "measure.warmup_batches=1", "measure.max_time_s=5", "accuracy.enabled=false",
+    "measure.contention_threshold=64",  # a busy CI machine must not turn the rows into non-evidence here
+]  # fmt: skip
 
 
 def _harness(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -34,7 +37,7 @@ def test_a_family_from_an_entry_point_runs_through_sweep_report_and_recommend(ti
     df = results.load(store)
     speed = df[(df["kind"] == "speed")].set_index("label")
     # the family's own knob makes a variant of its backend; torch-fp32 does not have it: one cell
-    assert sorted(speed.index) == ["toy-fp32", "toy-fp32 [toy_level=2]", "torch-fp32"]
+    assert sorted(speed.index) == ["torch-fp32", "toy-fp32", "toy-fp32 [toy_level=2]"]
     assert (speed["status"] == "ok").all(), speed[["status", "reason"]]
     assert speed.loc["toy-fp32 [toy_level=2]", "runtime"]["toy_level"] == 2  # read back in the forked worker
     assert speed.loc["toy-fp32", "precision"] == "fp32" and speed.loc["toy-fp32", "speedup"] > 0
@@ -43,9 +46,10 @@ def test_a_family_from_an_entry_point_runs_through_sweep_report_and_recommend(ti
     assert report.returncode == 0, report.stderr[-3000:]
     assert "toy-fp32" in (tmp_path / "report" / "report.md").read_text()
 
-    answer = _harness("recommend", "--results", str(store), "--json", "--tolerance", "0.01", env=env)
+    answer = _harness("recommend", "--results", str(store), "--json", "--batch-size", "4", env=env)
     assert answer.returncode == 0, answer.stderr[-3000:]
-    assert "toy-fp32" in json.dumps(json.loads(answer.stdout))
+    candidates = json.loads(answer.stdout)["evidence"]["candidates"]
+    assert "toy-fp32" in {c["label"] for c in candidates}, candidates
 
     without = {k: v for k, v in env.items() if k != "PYTHONPATH"}
     unknown = _harness("sweep", "backend=toy-fp32", "--plan", env=without)  # not installed: a one-line error

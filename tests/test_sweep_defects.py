@@ -17,9 +17,10 @@ from rows import speed_row
 
 from harness.backends import named as _named
 from harness.cli import progress
-from harness.config import DatasetConfig, ModelConfig, SweepConfig
+from harness.config import DatasetConfig, MeasureConfig, ModelConfig, SweepConfig
 from harness.engine import accuracy
 from harness.engine.cells import Cell
+from harness.engine.specs import JobSpec, ModelSpec
 from harness.store import results
 
 BACKENDS = _named()
@@ -46,15 +47,17 @@ def test_a_failed_reference_pass_is_named_in_the_other_backends_rows(tiny_data, 
     calls = []
 
     def fake_run_isolated(task, spec, timeout_s):
-        calls.append(spec["backend"]["name"])
-        if spec["is_reference"]:
+        calls.append(spec.job.backend["name"])
+        if spec.is_reference:
             return "failed", None, "accuracy process died with signal SIGKILL (likely out of memory)"
-        tasks = {u["task"]: {"metric": "m", "accuracy": 0.5} for u in spec["units"]}
+        tasks = {u.task: {"metric": "m", "accuracy": 0.5} for u in spec.tasks}
         return "ok", {"tasks": tasks, "peak_memory_mb": 1.0, "warnings": None}, None
 
     monkeypatch.setattr(accuracy, "run_isolated", fake_run_isolated)
     cells = [Cell("accuracy", f"acc-{t}", task=t) for t in ("sts", "retrieval")]
-    outcomes = accuracy.run_accuracy(cfg, cells, {"threads": 1}, "m1", cfg.backend)
+    job = JobSpec(model=ModelSpec("tiny", "bi-encoder", "/nowhere"), backend={}, dataset={}, measure=MeasureConfig(),
+                  threads=1, offline=True, source_dir="", export_dir="", cache_dir="")  # fmt: skip
+    outcomes = accuracy.run_accuracy(cfg, cells, job, "m1", cfg.backend)
     assert calls == ["torch-fp32", "onnx"]  # the reference first, then the backend
     for status, reason, fields in outcomes.values():
         assert status == "ok" and fields["accuracy"] == 0.5
@@ -64,7 +67,7 @@ def test_a_failed_reference_pass_is_named_in_the_other_backends_rows(tiny_data, 
 
 def test_warnings_in_a_units_process_reach_its_row():
     code = """
-import json, warnings
+import dataclasses, json, warnings
 from harness.engine import isolation as cell, units as work
 cell.configure_process(1, offline=True)
 def noisy(spec):
@@ -72,11 +75,11 @@ def noisy(spec):
     warnings.warn("old API", DeprecationWarning)  # library advice stays quiet
     return {"x": 1}
 work.noisy = noisy
-print(json.dumps(cell.run_unit("noisy", {})))
+print(json.dumps(dataclasses.asdict(cell.run_unit("noisy", None))))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["ok"] == {"x": 1}
+    assert result["fields"] == {"x": 1} and result["error"] is None
     assert result["warnings"] == ["RuntimeWarning: overflow encountered in cast"]
     assert result["peak_memory_mb"] > 0

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if status != "ok":
         print(f"error: export of {args.backend} {status}: {reason}", file=sys.stderr)
         return 1
-    folder, model_kwargs = job.backend.load_spec(Path(job.spec["source_dir"]), job.export_dir, job.cache)
+    folder, model_kwargs = job.backend.load_spec(Path(job.spec.source_dir), job.export_dir, job.cache)
     key = job.backend.export_key()
     files = job.cache.lookup(job.export_dir, *key) if key else []
     write_folder(folder, job.export_dir, files or [], out)

@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 def _one(overrides: list[str], rounds: int) -> str | None:
     from harness.engine.cells import batch_sizes
     from harness.engine.isolation import run_isolated
+    from harness.engine.specs import BareSpec, SpeedSpec
     from harness.engine.sweep import dataset_texts, prepare
     from harness.engine.workers import POOL
 
@@ -57,8 +58,8 @@ def _one(overrides: list[str], rounds: int) -> str | None:
         print(f"error: export failed: {reason}")
         return None
     bs = batch_sizes(cfg)[0]
-    spec = {**job.spec, "batch_size": bs, "texts": dataset_texts(cfg),
-            "measure": {**job.spec["measure"], "breakdown": False}}  # fmt: skip
+    texts = tuple(dataset_texts(cfg))
+    spec = SpeedSpec(job=job.spec, batch_size=bs, texts=texts, breakdown=False)
     harness_tp, bare_tp = [], []
     contended = 0
     passes = cfg.measure.min_repeats  # the bare loop times as many passes as the last harness cell did
@@ -73,7 +74,7 @@ def _one(overrides: list[str], rounds: int) -> str | None:
                 POOL.close()
                 passes = out["repeats"] if status == "ok" else passes
             else:
-                status, ref, reason = bare_loop(run_isolated, {**spec, "passes": passes}, cfg.measure)
+                status, ref, reason = bare_loop(run_isolated, BareSpec(job.spec, bs, texts, passes), cfg.measure)
             if status != "ok":
                 print(f"error: {'harness cell' if side == 'harness' else 'bare loop'} {status}: {reason}")
                 return None
@@ -93,8 +94,8 @@ def _one(overrides: list[str], rounds: int) -> str | None:
             f"{busy_note}; {medians})")  # fmt: skip
 
 
-def bare_loop(run: Any, spec: dict[str, Any], m: Any) -> tuple[str, dict[str, Any], str]:
-    """The bare loop in a spawned process (`run`: cell.run_isolated), run again while another process
+def bare_loop(run: Any, spec: Any, m: Any) -> tuple[str, dict[str, Any], str]:
+    """The bare loop in a spawned process (`run`: `isolation.run_isolated`), run again while another process
     shared the CPU with it, up to `m.contention_retries` more times, as a speed cell re-measures."""
     for _ in range(m.contention_retries + 1):
         status, ref, reason = run("bare", spec, m.cell_timeout_s)

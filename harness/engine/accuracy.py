@@ -3,6 +3,7 @@ on the same evaluation sets as the reference for fidelity (computed first, once 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,28 +14,29 @@ from harness import backends
 from harness.core.files import file_lock
 from harness.engine.cells import Cell, accuracy_source, cell_id_accuracy, variant
 from harness.engine.isolation import run_isolated
+from harness.engine.specs import AccuracySpec, AccuracyTask, JobSpec
 from harness.store import results
 
 log = logging.getLogger(__name__)
 
 
-def _accuracy_spec(cfg: DictConfig, base_spec: dict[str, Any], machine: str, tasks: list[str], backend_cfg: Any,
-                   is_reference: bool) -> dict[str, Any]:  # fmt: skip
+def _accuracy_spec(cfg: DictConfig, job: JobSpec, machine: str, tasks: list[str], backend_cfg: Any,
+                   is_reference: bool) -> AccuracySpec:  # fmt: skip
     units = []
     for task in tasks:
         source = accuracy_source(cfg, task)
         ref_id = cell_id_accuracy(cfg, machine, task, OmegaConf.structured(backends.named()[results.BASELINE]))
-        units.append({
-            "task": task,
-            "source": {k: v for k, v in source.items() if k != "name"},
-            "ref_path": str(Path(cfg.results_dir) / cfg.run / ".reference" / f"{ref_id}.npy"),
-        })  # fmt: skip
-    return {**base_spec, "backend": OmegaConf.to_container(backend_cfg, resolve=True), "units": units,
-            "batch_size": cfg.accuracy.batch_size, "is_reference": is_reference}  # fmt: skip
+        units.append(AccuracyTask(
+            task=task,
+            source={k: v for k, v in source.items() if k != "name"},
+            ref_path=str(Path(cfg.results_dir) / cfg.run / ".reference" / f"{ref_id}.npy"),
+        ))  # fmt: skip
+    job = dataclasses.replace(job, backend=OmegaConf.to_container(backend_cfg, resolve=True))
+    return AccuracySpec(job=job, tasks=tuple(units), batch_size=cfg.accuracy.batch_size, is_reference=is_reference)
 
 
 def run_accuracy(
-    cfg: DictConfig, cells: list[Cell], base_spec: dict[str, Any], machine: str, backend_cfg: Any
+    cfg: DictConfig, cells: list[Cell], base_spec: JobSpec, machine: str, backend_cfg: Any
 ) -> dict[str, tuple[str, str | None, dict[str, Any] | None]]:
     """All accuracy tasks of one backend in one process. Fidelity needs torch-fp32's outputs:
     when they are missing, compute them first (once per run, under a lock)."""
@@ -43,10 +45,10 @@ def run_accuracy(
     spec = _accuracy_spec(cfg, base_spec, machine, tasks, backend_cfg, is_ref)
     no_reference: dict[str, str] = {}  # task -> why torch-fp32's outputs are missing
     if not is_ref:
-        missing = [u["task"] for u in spec["units"] if not Path(u["ref_path"]).exists()]
+        missing = [u.task for u in spec.tasks if not Path(u.ref_path).exists()]
         if missing:
             with file_lock(Path(cfg.results_dir) / cfg.run / ".reference" / "reference.lock"):
-                missing = [u["task"] for u in spec["units"] if not Path(u["ref_path"]).exists()]
+                missing = [u.task for u in spec.tasks if not Path(u.ref_path).exists()]
                 if missing:
                     log.info("computing torch-fp32 reference outputs for %s first", ", ".join(missing))
                     ref_cfg = OmegaConf.structured(backends.named()[results.BASELINE])

@@ -3,18 +3,19 @@ and bare loops (spawned); speed cells run in a backend's worker (harness.engine.
 such process sets up first.
 
 One process per unit means a backend's threads, allocator state or crash (segfault, OOM kill)
-never touches another's, and a hang is cut off by the timeout. The child writes its result to a
-JSON file; the parent reads it or, if the child died, records how it died.
+never touches another's, and a hang is cut off by the timeout. The child gets a typed spec
+(`harness.engine.specs`) and writes its `UnitResult` to a file; the parent reads it or, if the child died,
+records how it died.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import multiprocessing as mp
 import os
+import pickle
 import resource
 import signal
 import tempfile
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from harness.engine.specs import UnitResult
 
 log = logging.getLogger(__name__)
 
@@ -154,9 +157,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_unit(task: str, spec: dict[str, Any], *args: Any) -> dict[str, Any]:
-    """`harness.engine.units.<task>(spec, *args)` as {"ok": fields} or {"error", "traceback"}, with the warnings
-    it raised and its peak memory: what a child process or a worker sends back."""
+def run_unit(task: str, spec: Any, *args: Any) -> UnitResult:
+    """`harness.engine.units.<task>(spec, *args)` as a `UnitResult`: its fields or why it failed, with the
+    warnings it raised and its peak memory. What a child process or a worker sends back."""
     reset_peak_rss()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -165,37 +168,33 @@ def run_unit(task: str, spec: dict[str, Any], *args: Any) -> dict[str, Any]:
         try:
             from harness.engine import units
 
-            if task not in units.TASKS:
-                raise ValueError(f"no unit {task!r}; the units are {', '.join(units.TASKS)}")
-            result: dict[str, Any] = {"ok": getattr(units, task)(spec, *args)}
+            result = UnitResult(fields=getattr(units, task)(spec, *args))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row with its reason
             from harness.core.usage import ConfigError
 
-            result = {
-                "error": str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(),
-            }
-    result["warnings"] = recorded_warnings(caught)
-    result["peak_memory_mb"] = peak_rss_mb()
+            error = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            result = UnitResult(error=error, traceback=traceback.format_exc())
+    result.warnings = recorded_warnings(caught)
+    result.peak_memory_mb = peak_rss_mb()
     return result
 
 
-def _child(task: str, spec: dict[str, Any], out_path: str) -> None:
-    configure_process(spec["threads"], spec["offline"])
+def _child(task: str, spec: Any, out_path: str) -> None:
+    configure_process(spec.job.threads, spec.job.offline)
     result = run_unit(task, spec)
     tmp = out_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(result, f, default=float)
+    with open(tmp, "wb") as f:
+        pickle.dump(result, f)
     os.replace(tmp, out_path)
 
 
-def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str, dict[str, Any] | None, str | None]:
+def run_isolated(task: str, spec: Any, timeout_s: float) -> tuple[str, dict[str, Any] | None, str | None]:
     """Run `harness.engine.units.<task>(spec)` in a fresh process. Returns (status, result, reason)."""
     if mp.get_start_method(allow_none=True) not in mp.get_all_start_methods():
         # inside a joblib (loky) worker the inherited start method is unknown to multiprocessing
         mp.set_start_method("spawn", force=True)
-    ctx = preloaded_context(spec["threads"]) if task in FORKED else mp.get_context("spawn")
-    fd, out_path = tempfile.mkstemp(prefix="harness-cell-", suffix=".json")
+    ctx = preloaded_context(spec.job.threads) if task in FORKED else mp.get_context("spawn")
+    fd, out_path = tempfile.mkstemp(prefix="harness-cell-", suffix=".pickle")
     os.close(fd)
     os.unlink(out_path)
     proc = ctx.Process(target=_child, args=(task, spec, out_path), name=f"harness-{task}")
@@ -220,12 +219,12 @@ def run_isolated(task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str
     path = Path(out_path)
     if not path.exists():
         return "failed", None, death_reason(task, proc.exitcode, watch)
-    result = json.loads(path.read_text(encoding="utf-8"))
+    result: UnitResult = pickle.loads(path.read_bytes())
     path.unlink(missing_ok=True)
-    if "error" in result:
-        log.debug("%s failed:\n%s", task, result.get("traceback"))
-        return "failed", None, result["error"]
-    return "ok", outcome_fields(result), None
+    if result.error is not None:
+        log.debug("%s failed:\n%s", task, result.traceback)
+        return "failed", None, result.error
+    return "ok", result.outcome(), None
 
 
 MEMORY_SHARE = 0.9  # measure.memory_limit_mb unset: this share of the machine's memory
@@ -234,8 +233,8 @@ POLL_S = 0.5  # how often a timed unit's memory is looked at (a /proc read: noth
 POLL_UNTIMED_S = 0.1  # exports and accuracy passes: nothing is timed, and an export can grow GBs a second
 
 
-def memory_limit_mb(spec: dict[str, Any]) -> float:
-    limit = (spec.get("measure") or {}).get("memory_limit_mb")
+def memory_limit_mb(spec: Any) -> float:
+    limit = spec.job.measure.memory_limit_mb
     return float(limit) if limit else MEMORY_SHARE * psutil.virtual_memory().total / 2**20
 
 
@@ -311,8 +310,3 @@ def death_reason(task: str, code: int | None, watch: Watch | None = None) -> str
             hint += f": it held {watch.peak_mb:,.0f} MB with {watch.available_mb:,.0f} MB of the machine free"
         hint += ")"
     return f"{task} process died with {how}{hint}"
-
-
-def outcome_fields(result: dict[str, Any]) -> dict[str, Any]:
-    """A unit's fields plus what every unit reports: its peak memory and the warnings it raised."""
-    return {**result["ok"], "peak_memory_mb": result["peak_memory_mb"], "warnings": result["warnings"] or None}

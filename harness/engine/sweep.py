@@ -10,6 +10,7 @@ only for the groups whose ranking is not settled yet (harness.engine.rounds).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -23,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import backends
 from harness.backends.cache import ExportCache, versions
+from harness.config import MeasureConfig
 from harness.core.files import digest
 from harness.core.hardware import detect
 from harness.engine import rounds
@@ -41,6 +43,7 @@ from harness.engine.cells import (
 )
 from harness.engine.isolation import run_isolated
 from harness.engine.preflight import preflight
+from harness.engine.specs import JobSpec, ModelSpec, SpeedSpec
 from harness.engine.workers import POOL
 from harness.inputs import models
 from harness.inputs.texts import load_texts
@@ -58,7 +61,7 @@ class Job:
     backend: Any
     cache: ExportCache
     export_dir: Path
-    spec: dict[str, Any]  # the JSON-able base of every isolated unit's spec
+    spec: JobSpec  # what every isolated unit of the job gets
 
     @property
     def machine(self) -> str:
@@ -89,18 +92,19 @@ def prepare(cfg: DictConfig, backend_cfg: Any = None) -> Job:
     models.check_kind(source_dir, cfg.model.kind, cfg.model.name)
     cache = ExportCache(cfg.cache_dir)
     export_dir = cache.model_dir(cfg.model.name, source_dir)
-    spec = {
-        "model": model_identity(cfg),
-        "backend": OmegaConf.to_container(backend_cfg, resolve=True),
-        "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
-        "measure": OmegaConf.to_container(cfg.measure, resolve=True),
-        "threads": threads,
-        "offline": models.is_local(cfg.model.source),
-        "source_dir": str(source_dir),
-        "export_dir": str(export_dir),
-        "cache_dir": cfg.cache_dir,
-        "data_dir": cfg.data_dir,
-    }
+    spec = JobSpec(
+        model=ModelSpec(name=cfg.model.name, kind=cfg.model.kind, source=cfg.model.source,
+                        trust_remote_code=cfg.model.trust_remote_code, max_seq_length=cfg.model.max_seq_length),
+        backend=OmegaConf.to_container(backend_cfg, resolve=True),
+        dataset=OmegaConf.to_container(cfg.dataset, resolve=True),
+        measure=MeasureConfig(**OmegaConf.to_container(cfg.measure, resolve=True)),
+        threads=threads,
+        offline=models.is_local(cfg.model.source),
+        source_dir=str(source_dir),
+        export_dir=str(export_dir),
+        cache_dir=cfg.cache_dir,
+        data_dir=cfg.data_dir,
+    )  # fmt: skip
     return Job(hw, threads, backends.create(backend_cfg, hw, threads), cache, export_dir, spec)
 
 
@@ -224,15 +228,16 @@ def _speed_cells(cfg: DictConfig, job: Job, backend_cfg: Any, cells: list[Cell],
     if not cells:
         return
     texts = dataset_texts(cfg)
-    key = f"{digest([job.spec['model'], backend_identity(backend_cfg), job.threads, str(job.export_dir)])}-r{cfg.round}"
+    model = dataclasses.asdict(job.spec.model)
+    key = f"{digest([model, backend_identity(backend_cfg), job.threads, str(job.export_dir)])}-r{cfg.round}"
     reference = _fidelity_reference(cfg, job.machine, job.threads)
     # The time breakdown (tokenize / forward / rest) is where the time goes, not how fast: it is the
     # same in every round, so the first round measures it and the pooled row keeps that one.
-    measure_spec = {**job.spec["measure"], "breakdown": job.spec["measure"]["breakdown"] and cfg.round == 0}
+    breakdown = cfg.measure.breakdown and cfg.round == 0
     is_reference = backend_cfg.name == results.BASELINE and not variant(backend_cfg)
     for cell in cells:
-        spec = {**job.spec, "batch_size": cell.batch_size, "texts": texts, "fidelity_ref": str(reference),
-                "measure": measure_spec, "is_reference": is_reference}  # fmt: skip
+        spec = SpeedSpec(job=job.spec, batch_size=cell.batch_size, texts=tuple(texts), fidelity_ref=str(reference),
+                         is_reference=is_reference, breakdown=breakdown)  # fmt: skip
         start = time.monotonic()
         status, out, reason = POOL.run(key, cfg.round, job.threads, "speed", spec, cfg.measure.cell_timeout_s,
                                        what=f"{cfg.model.name} {label_of(backend_cfg)}")  # fmt: skip

@@ -1,8 +1,8 @@
 """The bodies of isolated work units: speed cells (run in a backend's worker, harness.engine.workers) and
 exports, accuracy passes and bare loops (each in a spawned process of its own, harness.engine.isolation).
 
-Each takes a plain, JSON-able spec and returns plain fields for a result row. A process runs a unit by
-its name (`TASKS`): the name crosses the process boundary, the function does not.
+Each takes a typed spec (`harness.engine.specs`) and returns plain fields for a result row. A process runs
+a unit by its name (`TASKS`): the name crosses the process boundary, the function does not.
 """
 
 from __future__ import annotations
@@ -20,33 +20,32 @@ from harness.backends.cache import ExportCache
 from harness.core.files import digest
 from harness.core.hardware import detect
 from harness.engine import measure
-from harness.inputs.texts import as_pairs, builtin_texts, load_texts
+from harness.engine.specs import AccuracySpec, BareSpec, JobSpec, SpeedSpec
+from harness.inputs.texts import as_pairs, builtin_texts
 
 TASKS = ("speed", "export", "accuracy", "bare")  # what `isolation.run_unit` may call by name
 
 
-def _backend(spec: dict[str, Any]) -> Any:
-    return backends.create(OmegaConf.create(spec["backend"]), detect(), spec["threads"])
+def _backend(job: JobSpec) -> Any:
+    return backends.create(OmegaConf.create(job.backend), detect(), job.threads)
 
 
-def export(spec: dict[str, Any]) -> dict[str, Any]:
+def export(job: JobSpec) -> dict[str, Any]:
     """Export the backend's model into the cache (calibrating on our own medium-length texts)."""
-    backend = _backend(spec)
+    backend = _backend(job)
     calibration = builtin_texts("medium", 300, seed=1) + builtin_texts("short", 300, seed=1)
     start = time.perf_counter()
-    backend.prepare(Path(spec["export_dir"]), spec["model"]["kind"], ExportCache(spec["cache_dir"]), calibration)
+    backend.prepare(Path(job.export_dir), job.model.kind, ExportCache(job.cache_dir), calibration)
     return {"export_s": time.perf_counter() - start}
 
 
-def _load(spec: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
-    backend = _backend(spec)
-    folder, described = backend.load_spec(
-        Path(spec["source_dir"]), Path(spec["export_dir"]), ExportCache(spec["cache_dir"])
-    )
-    model = backend.load(spec["model"]["kind"], folder, described, spec["model"]["trust_remote_code"])
-    limit = spec["model"].get("max_seq_length")
+def _load(job: JobSpec) -> tuple[Any, Any, dict[str, Any]]:
+    backend = _backend(job)
+    folder, described = backend.load_spec(Path(job.source_dir), Path(job.export_dir), ExportCache(job.cache_dir))
+    model = backend.load(job.model.kind, folder, described, job.model.trust_remote_code)
+    limit = job.model.max_seq_length
     if limit:
-        if spec["model"]["kind"] == "bi-encoder":
+        if job.model.kind == "bi-encoder":
             model.max_seq_length = limit
         else:
             model.max_length = limit
@@ -80,11 +79,11 @@ def text_stats(model: Any, kind: str, texts: list[str], inputs: list[Any]) -> di
 class Loaded:
     """A model loaded once per process, with what was read back from its runtime (once, too)."""
 
-    def __init__(self, spec: dict[str, Any]):
+    def __init__(self, job: JobSpec):
         start = time.perf_counter()
-        self.backend, self.model, self.settings = _load(spec)
+        self.backend, self.model, self.settings = _load(job)
         self.load_s = time.perf_counter() - start
-        self.kind = spec["model"]["kind"]
+        self.kind = job.model.kind
         self.warm = False  # the runtime has run at least once (first-call set-up is paid)
         self._runtime: dict[str, Any] | None = None
         self._stats: dict[str, dict[str, Any]] = {}
@@ -107,23 +106,23 @@ class State:
         self.loaded: dict[str, Loaded] = {}
         self.cells = 0
 
-    def load(self, spec: dict[str, Any]) -> Loaded:
-        key = digest({k: spec[k] for k in ("model", "backend", "threads", "source_dir", "export_dir")})
+    def load(self, job: JobSpec) -> Loaded:
+        key = digest(job.key())
         if key not in self.loaded:
-            self.loaded[key] = Loaded(spec)
+            self.loaded[key] = Loaded(job)
         return self.loaded[key]
 
 
-def _workload(spec: dict[str, Any], model: Any) -> tuple[list[str], list[Any], list[list[Any]], Any, Any]:
+def _workload(spec: SpeedSpec | BareSpec, model: Any) -> tuple[list[str], list[Any], list[list[Any]], Any, Any]:
     """Texts, model inputs, batches, the per-request call and the bulk call: identical for every backend.
 
     The texts come in the spec (loaded once by the parent), so a worker never reads a dataset."""
-    kind = spec["model"]["kind"]
-    texts = spec["texts"] if "texts" in spec else load_texts(OmegaConf.create(spec["dataset"]), spec["data_dir"])
+    kind = spec.job.model.kind
+    texts = list(spec.texts)
     inputs: list[Any] = texts if kind == "bi-encoder" else as_pairs(texts)
-    if spec["measure"]["sort_by_length"]:  # as encode() orders a corpus: longest first, so batches pad little
+    if spec.job.measure.sort_by_length:  # as encode() orders a corpus: longest first, so batches pad little
         inputs = sorted(inputs, key=lambda x: -len(x) if isinstance(x, str) else -(len(x[0]) + len(x[1])))
-    bs = spec["batch_size"]
+    bs = spec.batch_size
     method = model.encode if kind == "bi-encoder" else model.predict
 
     def call(batch: list[Any]) -> Any:
@@ -135,12 +134,12 @@ def _workload(spec: dict[str, Any], model: Any) -> tuple[list[str], list[Any], l
     return texts, inputs, measure.batched(inputs, bs), call, call_all
 
 
-def bare(spec: dict[str, Any]) -> dict[str, Any]:
+def bare(spec: BareSpec) -> dict[str, Any]:
     """The reference for harness overhead: what a user writes to encode a corpus, one clock around it all."""
-    _, model, _ = _load(spec)
+    _, model, _ = _load(spec.job)
     texts, inputs, batches, call, call_all = _workload(spec, model)
-    measure.warm_up(call, batches, spec["measure"]["warmup_batches"])
-    passes = spec["passes"]
+    measure.warm_up(call, batches, spec.job.measure.warmup_batches)
+    passes = spec.passes
     with measure.CpuMeter() as meter:  # the other side of the ratio is checked for contention too
         start = time.perf_counter()
         for _ in range(passes):
@@ -149,7 +148,7 @@ def bare(spec: dict[str, Any]) -> dict[str, Any]:
     return {"throughput": len(inputs) * passes / seconds, "cpu_other": meter.cpu_other}
 
 
-def speed(spec: dict[str, Any], state: State | None = None) -> dict[str, Any]:
+def speed(spec: SpeedSpec, state: State | None = None) -> dict[str, Any]:
     """One speed cell: bulk passes (throughput) and per-request passes (latency) under one CPU meter,
     re-measured while another process used the CPU; then fidelity of the timed outputs to torch-fp32's.
 
@@ -157,26 +156,25 @@ def speed(spec: dict[str, Any], state: State | None = None) -> dict[str, Any]:
     the first cell of a process warms the runtime up fully, later ones warm the new shapes with one batch.
     """
     state = state or State()
-    loaded = state.load(spec)
+    loaded = state.load(spec.job)
     state.cells += 1
     model, kind = loaded.model, loaded.kind
     texts, inputs, batches, call, call_all = _workload(spec, model)
-    m = spec["measure"]
-    measure.warm_up(call, batches, m["warmup_batches"] if not loaded.warm else min(1, m["warmup_batches"]))
+    m = spec.job.measure
+    measure.warm_up(call, batches, m.warmup_batches if not loaded.warm else min(1, m.warmup_batches))
     loaded.warm = True
     discarded: list[dict[str, float]] = []  # contended tries that a later try replaced
     timed_from = time.time()
     while True:
         timing = measure.Passes(texts_per_pass=len(inputs))
         with measure.CpuMeter() as meter:
-            outputs = measure.bulk_passes(
-                call_all, timing, m["min_time_s"], m["min_repeats"], m["max_repeats"], m["max_time_s"]
-            )
-            measure.request_passes(call, batches, timing, m["request_min_time_s"], 1, m["max_repeats"], m["max_time_s"])
+            outputs = measure.bulk_passes(call_all, timing, m.min_time_s, m.min_repeats, m.max_repeats, m.max_time_s)
+            measure.request_passes(call, batches, timing, m.request_min_time_s, 1, m.max_repeats, m.max_time_s)
         timing.cpu_self, timing.cpu_other = meter.cpu_self, meter.cpu_other
-        if timing.cpu_other <= m["contention_threshold"] or len(discarded) >= m["contention_retries"]:
+        if timing.cpu_other <= m.contention_threshold or len(discarded) >= m.contention_retries:
             break
-        discarded.append({"throughput": timing.throughput, "cpu_self": timing.cpu_self, "cpu_other": timing.cpu_other})
+        throughput = timing.fields()["throughput"]
+        discarded.append({"throughput": throughput, "cpu_self": timing.cpu_self, "cpu_other": timing.cpu_other})
     timed_window = [round(timed_from, 3), round(time.time(), 3)]  # wall clock: timed cells never overlap
     runtime = loaded.runtime()
     fields = {
@@ -185,28 +183,28 @@ def speed(spec: dict[str, Any], state: State | None = None) -> dict[str, Any]:
         **loaded.text_stats(digest(texts), texts, inputs),
         "tries": len(discarded) + 1,
         "discarded_tries": discarded,
-        "contended": bool(timing.cpu_other > m["contention_threshold"]),
+        "contended": bool(timing.cpu_other > m.contention_threshold),
         "runtime": runtime,
         "precision": runtime["precision"],
         "settings": {**loaded.settings, "load_s": round(loaded.load_s, 3), "process_cell": state.cells},
         **timed_fidelity(spec, kind, outputs),
     }
-    if m["breakdown"]:
+    if spec.breakdown:
         fields.update(measure.breakdown(model, batches, timing))
     return fields
 
 
-def timed_fidelity(spec: dict[str, Any], kind: str, outputs: Any) -> dict[str, Any]:
+def timed_fidelity(spec: SpeedSpec, kind: str, outputs: Any) -> dict[str, Any]:
     """Label-free fidelity on the texts that were timed: torch-fp32's outputs are saved (its own
     configuration only), every other backend's are compared with them. Needs no evaluation data."""
-    ref_path = spec.get("fidelity_ref")
+    ref_path = spec.fidelity_ref
     if not ref_path or outputs is None:
         return {}
     from harness.evaluation.fidelity import compare_outputs
 
     ref = Path(ref_path)
     outputs = np.asarray(outputs, dtype=np.float32)
-    if spec.get("is_reference"):
+    if spec.is_reference:
         if not ref.exists():
             ref.parent.mkdir(parents=True, exist_ok=True)
             tmp = ref.with_name(f"{ref.stem}.{os.getpid()}.tmp.npy")
@@ -218,23 +216,23 @@ def timed_fidelity(spec: dict[str, Any], kind: str, outputs: Any) -> dict[str, A
     return {**compare_outputs(np.load(ref), outputs), "fidelity_source": "timed texts"}
 
 
-def accuracy(spec: dict[str, Any]) -> dict[str, Any]:
+def accuracy(spec: AccuracySpec) -> dict[str, Any]:
     """Every accuracy task of one backend; fidelity against the torch-fp32 outputs saved at each ref_path.
 
     A task that fails is reported as such without hiding the others.
     """
     from harness.evaluation import compare_embeddings, compare_scores, evaluate
 
-    kind = spec["model"]["kind"]
-    backend, model, settings = _load(spec)
+    kind = spec.job.model.kind
+    backend, model, settings = _load(spec.job)
     runtime = backend.runtime(model)
     out: dict[str, Any] = {}
-    for unit in spec["units"]:
+    for unit in spec.tasks:
         start = time.perf_counter()
         try:
-            result = evaluate(unit["task"], kind, model, unit["source"], batch_size=spec["batch_size"])
+            result = evaluate(unit.task, kind, model, unit.source, batch_size=spec.batch_size)
         except Exception as exc:  # noqa: BLE001 - recorded as the task's reason
-            out[unit["task"]] = {"error": f"{type(exc).__name__}: {exc}"}
+            out[unit.task] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
         fields: dict[str, Any] = {
             "metric": result.metric,
@@ -244,9 +242,9 @@ def accuracy(spec: dict[str, Any]) -> dict[str, Any]:
             "precision": runtime["precision"],
             "settings": settings,
         }
-        ref = Path(unit["ref_path"])
+        ref = Path(unit.ref_path)
         outputs = np.asarray(result.outputs, dtype=np.float32)
-        if spec["is_reference"]:
+        if spec.is_reference:
             ref.parent.mkdir(parents=True, exist_ok=True)
             tmp = ref.with_name(ref.stem + ".tmp.npy")
             np.save(tmp, outputs)
@@ -254,5 +252,5 @@ def accuracy(spec: dict[str, Any]) -> dict[str, Any]:
         elif ref.exists():
             compare = compare_embeddings if kind == "bi-encoder" else compare_scores
             fields.update(compare(np.load(ref), outputs), fidelity_source="evaluation set")
-        out[unit["task"]] = fields
+        out[unit.task] = fields
     return {"tasks": out}

@@ -37,7 +37,6 @@ from harness.engine.isolation import (
     death_reason,
     machine_lock,
     memory_limit_mb,
-    outcome_fields,
     preloaded_context,
     run_unit,
     stopped,
@@ -77,7 +76,7 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.is_alive()
 
-    def call(self, task: str, spec: dict[str, Any], timeout_s: float) -> tuple[str, dict[str, Any] | None, str | None]:
+    def call(self, task: str, spec: Any, timeout_s: float) -> tuple[str, dict[str, Any] | None, str | None]:
         """Run `harness.engine.units.<task>(spec, state)` in this worker. Returns (status, result, reason)."""
         self.cells += 1
         start = time.monotonic()
@@ -98,10 +97,10 @@ class Worker:
             raise
         finally:
             log.debug("%s in worker %s took %.1fs", task, self.key[:8], time.monotonic() - start)
-        if "error" in result:
-            log.debug("%s failed:\n%s", task, result.get("traceback"))
-            return "failed", None, result["error"]
-        return "ok", outcome_fields(result), None
+        if result.error is not None:
+            log.debug("%s failed:\n%s", task, result.traceback)
+            return "failed", None, result.error
+        return "ok", result.outcome(), None
 
     def _death(self, task: str, watch: Watch | None) -> str:
         self.proc.join(5)
@@ -129,7 +128,7 @@ class WorkerPool:
         self.workers: OrderedDict[str, Worker] = OrderedDict()
         self.started = 0
 
-    def run(self, key: str, round_: int, threads: int, task: str, spec: dict[str, Any], timeout_s: float,
+    def run(self, key: str, round_: int, threads: int, task: str, spec: Any, timeout_s: float,
             what: str = "") -> tuple[str, dict[str, Any] | None, str | None]:  # fmt: skip
         """Run one timed cell in the worker for `key` (started if needed), alone on the machine."""
         self._close_other_rounds(round_)

@@ -1,0 +1,106 @@
+"""Typed specs of the work that crosses a process boundary, and the typed result that comes back.
+
+A unit (an export, a speed cell, an accuracy pass, a bare loop) runs in a process that did not compose the
+sweep's config: everything it needs travels in one of these frozen dataclasses (they pickle: to a forked
+worker over a pipe, to a spawned process as its argument), and it answers with a `UnitResult`. Every spec
+has `job`, the part all units of one Hydra job share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.config import MeasureConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model as a unit loads it (the config's fields that matter in the process)."""
+
+    name: str
+    kind: str
+    source: str
+    trust_remote_code: bool = False
+    max_seq_length: int | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What every unit of a job gets: the model, the backend configuration, the settings and the folders."""
+
+    model: ModelSpec
+    backend: dict[str, Any]  # a `harness.backends.schema()` config as a plain dict (families add their knobs)
+    dataset: dict[str, Any]
+    measure: MeasureConfig
+    threads: int
+    offline: bool  # the model is local: the unit's process sets the Hub offline
+    source_dir: str
+    export_dir: str
+    cache_dir: str
+    data_dir: str | None = None
+
+    @property
+    def job(self) -> JobSpec:
+        return self
+
+    def key(self) -> dict[str, Any]:
+        """What a loaded model depends on: a worker reuses a model loaded for an equal key."""
+        return {"model": dataclasses.asdict(self.model), "backend": self.backend, "threads": self.threads,
+                "source_dir": self.source_dir, "export_dir": self.export_dir}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SpeedSpec:
+    """One speed cell: the job's texts at one batch size (texts are read once by the sweep)."""
+
+    job: JobSpec
+    batch_size: int
+    texts: tuple[str, ...]
+    fidelity_ref: str | None = None  # where torch-fp32's outputs on these texts are (or go)
+    is_reference: bool = False  # this is torch-fp32 as registered: it writes fidelity_ref
+    breakdown: bool = True  # measure the tokenize / forward / rest shares (the first round does)
+
+
+@dataclass(frozen=True)
+class AccuracyTask:
+    task: str  # sts | retrieval
+    source: dict[str, Any]  # what `evaluation.evaluate` reads: a local path or a Hub name, and its limits
+    ref_path: str  # torch-fp32's outputs on this evaluation set
+
+
+@dataclass(frozen=True)
+class AccuracySpec:
+    """Every accuracy task of one backend configuration, in one process."""
+
+    job: JobSpec
+    tasks: tuple[AccuracyTask, ...]
+    batch_size: int
+    is_reference: bool
+
+
+@dataclass(frozen=True)
+class BareSpec:
+    """`harness overhead`'s reference: a plain loop over the same texts, `passes` times."""
+
+    job: JobSpec
+    batch_size: int
+    texts: tuple[str, ...]
+    passes: int
+
+
+@dataclass
+class UnitResult:
+    """What a unit's process sends back: its row fields, or why it failed; the warnings it raised and its
+    peak memory either way."""
+
+    fields: dict[str, Any] | None = None
+    error: str | None = None
+    traceback: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    peak_memory_mb: float = 0.0
+
+    def outcome(self) -> dict[str, Any]:
+        """The unit's fields plus what every unit reports: its peak memory and the warnings it raised."""
+        return {**(self.fields or {}), "peak_memory_mb": self.peak_memory_mb, "warnings": self.warnings or None}
