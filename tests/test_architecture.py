@@ -89,6 +89,10 @@ def test_string_references_resolve():
     assert "harness.cli.progress.SweepProgress" in targets
     for target in targets:
         assert callable(_resolve(target)), target
+    for config in (ROOT / "conf" / "hydra").glob("*_logging/*.yaml"):  # logging's handler classes
+        for handler in (yaml.safe_load(config.read_text()).get("handlers") or {}).values():
+            if str(handler.get("class", "")).startswith("harness."):
+                assert callable(_resolve(handler["class"])), config
     for module in isolation.PRELOAD:
         importlib.import_module(module)
     for command, target in cli.COMMANDS.items():

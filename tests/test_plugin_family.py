@@ -31,8 +31,14 @@ def test_a_family_from_an_entry_point_runs_through_sweep_report_and_recommend(ti
            "PYTHONPATH": os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH")) if p)}  # fmt: skip
     store = tmp_path / "results"
     sweep = _harness("sweep", "model.name=tiny", f"model.source={tiny_models[0]}", f"results_dir={store}", "run=p",
+                     f"hydra.sweep.dir={tmp_path / 'multirun'}",
                      "backend=torch-fp32,toy-fp32", "backend.toy_level=1,2", *QUICK, env=env)  # fmt: skip
     assert sweep.returncode == 0, sweep.stderr[-3000:]
+    # the terminal: the bar, warnings, the summary; Hydra's and the jobs' INFO lines go to the run's log file
+    terminal = sweep.stdout + sweep.stderr
+    assert "Launching" not in terminal and "[INFO]" not in terminal and "cell/s" in terminal
+    log_file = Path(next(line for line in sweep.stdout.splitlines() if line.startswith("log: "))[5:])
+    assert "Launching 4 jobs" in log_file.read_text() and "toy-fp32" in log_file.read_text()
 
     df = results.load(store)
     speed = df[(df["kind"] == "speed")].set_index("label")

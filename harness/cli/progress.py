@@ -8,6 +8,7 @@ import math
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from harness.cli.logs import LOG_NAME
 from harness.config import CONF_DIR
 from harness.store import results
 
@@ -168,6 +170,7 @@ class SweepProgress(Callback):
         runs = swept_runs(config)
         print(summary(config.results_dir, runs))
         print(timed_share(config.results_dir, runs, self.since, time.monotonic() - self.start))
+        print(f"log: {Path(str(config.hydra.sweep.dir)) / LOG_NAME}")
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         print(summary(config.results_dir, [config.run]))

@@ -134,39 +134,13 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
     adaptive = bool(base.adaptive_rounds) and len(rounds) > 2
     measured_rounds = 2 if adaptive else len(rounds)
     for job in jobs:
-        model = job.get("model", base.model.name)
-        dataset = job.get("dataset", base.dataset.name)
-        backend = job.get("backend", base.backend.name)
-        knobs = {k.split(".", 1)[1]: v for k, v in job.items() if k.startswith("backend.")}
-        variant = _variant(backend, knobs)
-        sizes = _sizes(base, job, conf_dir, model)
+        model, backend, variant, knobs = _names(job, base)
         for r in rounds:
-            for bs in sizes:
-                ids = cell_ids(job, bs, r) if cell_ids else [None]
-                plan.cells += len(ids)
-                plan.speed_cells += len(ids)
-                pending = [i for i in ids if i is None or i not in done_ids]
-                plan.done += len(ids) - len(pending)
-                if not pending:
-                    continue
-                if r >= measured_rounds:  # adaptive: counted as possible, timed as likely for half the groups
-                    seconds = 0.5 * (timings.estimate("speed", model, dataset, backend, variant, bs) or FALLBACK_CELL_S)
-                else:
-                    estimate = timings.estimate("speed", model, dataset, backend, variant, bs)
-                    plan.untimed += estimate is None
-                    seconds = estimate if estimate is not None else FALLBACK_CELL_S
-                plan.estimate_s += seconds * len(pending)
+            if _count_speed(plan, job, base, conf_dir, r, measured_rounds, cell_ids, done_ids, timings):
                 workers.add((model, backend, variant, r))
         if accuracy and (model, backend, variant) not in accuracy_done:
             accuracy_done.add((model, backend, variant))
-            ids = accuracy_ids(job) if accuracy_ids else [None] * len(base.accuracy.tasks)
-            n_tasks = sum(1 for i in ids if i is None or i not in done_ids)
-            plan.cells += len(ids)
-            plan.accuracy_cells += len(ids)
-            plan.done += len(ids) - n_tasks
-            estimate = timings.estimate("accuracy", model, "", backend, variant, None)
-            plan.estimate_s += n_tasks * (estimate if estimate is not None else 4 * FALLBACK_CELL_S)
-            plan.untimed += n_tasks if estimate is None else 0
+            _count_accuracy(plan, job, base, accuracy_ids, done_ids, timings)
         key = export_key(backend, knobs, hw, threads)
         if key and not cache.has_export(model, key):
             exports.add((model, key))
@@ -185,6 +159,52 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
         )
     plan.estimate_s = math.ceil(plan.estimate_s)
     return plan
+
+
+def _names(job: dict[str, str], base: Any) -> tuple[str, str, str, dict[str, str]]:
+    """A job's model, backend, the variant its rows will carry, and its backend knobs."""
+    backend = job.get("backend", base.backend.name)
+    knobs = {k.split(".", 1)[1]: v for k, v in job.items() if k.startswith("backend.")}
+    return job.get("model", base.model.name), backend, _variant(backend, knobs), knobs
+
+
+def _count_speed(plan: Plan, job: dict[str, str], base: Any, conf_dir: str, r: int, measured_rounds: int,
+                 cell_ids: Any, done_ids: set[str], timings: Timings) -> bool:  # fmt: skip
+    """Count one round of a job's speed cells into `plan`; True when some are still to run."""
+    model, backend, variant, _ = _names(job, base)
+    dataset = job.get("dataset", base.dataset.name)
+    to_run = False
+    for bs in _sizes(base, job, conf_dir, model):
+        ids = cell_ids(job, bs, r) if cell_ids else [None]
+        plan.cells += len(ids)
+        plan.speed_cells += len(ids)
+        pending = [i for i in ids if i is None or i not in done_ids]
+        plan.done += len(ids) - len(pending)
+        if not pending:
+            continue
+        estimate = timings.estimate("speed", model, dataset, backend, variant, bs)
+        if r >= measured_rounds:  # adaptive: counted as possible, timed as likely for half the groups
+            seconds = 0.5 * (estimate or FALLBACK_CELL_S)
+        else:
+            plan.untimed += estimate is None
+            seconds = estimate if estimate is not None else FALLBACK_CELL_S
+        plan.estimate_s += seconds * len(pending)
+        to_run = True
+    return to_run
+
+
+def _count_accuracy(plan: Plan, job: dict[str, str], base: Any, accuracy_ids: Any, done_ids: set[str],
+                    timings: Timings) -> None:  # fmt: skip
+    """Count a backend configuration's accuracy cells (once per model and configuration) into `plan`."""
+    model, backend, variant, _ = _names(job, base)
+    ids = accuracy_ids(job) if accuracy_ids else [None] * len(base.accuracy.tasks)
+    n_tasks = sum(1 for i in ids if i is None or i not in done_ids)
+    plan.cells += len(ids)
+    plan.accuracy_cells += len(ids)
+    plan.done += len(ids) - n_tasks
+    estimate = timings.estimate("accuracy", model, "", backend, variant, None)
+    plan.estimate_s += n_tasks * (estimate if estimate is not None else 4 * FALLBACK_CELL_S)
+    plan.untimed += n_tasks if estimate is None else 0
 
 
 def _sizes(base: Any, job: dict[str, str], conf_dir: str, model: str) -> list[int]:
