@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +96,20 @@ class Backend(ABC):
     def needs_export(self, cache: ExportCache, folder: Path) -> bool:
         key = self.export_key()
         return key is not None and cache.lookup(folder, *key) is None
+
+    def export_plain(self, folder: Path, model_kind: str, cache: ExportCache) -> bool:
+        """The model as sentence-transformers exports it for this family's backend (`export_subdir`, cached under
+        that key) unless the cache has it; True when this backend loads that file and needs nothing more."""
+        sub = self.export_subdir
+
+        def export(staging: Path) -> None:
+            st_export_model(model_kind, folder, self.st_backend).save_pretrained(str(staging))
+            for extra in [p for p in staging.iterdir() if p.name != sub]:  # keep only the exported files
+                extra.unlink() if extra.is_file() else shutil.rmtree(extra)
+
+        cache.produce(folder, sub, {}, export)
+        key = self.export_key()
+        return key is None or key[0] == sub
 
     def prepare(self, folder: Path, model_kind: str, cache: ExportCache, calibration_texts: list[str]) -> None:  # noqa: B027
         """Export what this backend loads into the cache (runs in its own process). Default: nothing."""

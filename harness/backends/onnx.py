@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import Backend, dominant_precision, st_export_model
+from harness.backends.base import Backend, dominant_precision
 from harness.backends.cache import ExportCache
 from harness.core.hardware import Hardware
 from harness.core.usage import check_choice
@@ -144,15 +143,9 @@ class OnnxBackend(Backend):
         return None
 
     def prepare(self, folder: Path, model_kind: str, cache: ExportCache, calibration_texts: list[str]) -> None:
-        def export_base(staging: Path) -> None:
-            st_export_model(model_kind, folder, "onnx").save_pretrained(str(staging))
-            for extra in [p for p in staging.iterdir() if p.name != "onnx"]:  # keep only the ONNX files
-                extra.unlink() if extra.is_file() else shutil.rmtree(extra)
-
-        cache.produce(folder, BASE_KEY, {}, export_base)
-        key, settings = self.export_key()
-        if key == BASE_KEY:
+        if self.export_plain(folder, model_kind, cache):
             return
+        key, settings = self.export_key()
 
         def export_derived(staging: Path) -> None:
             from sentence_transformers import export_dynamic_quantized_onnx_model, export_optimized_onnx_model

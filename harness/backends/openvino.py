@@ -6,13 +6,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from harness.backends.base import Backend, dominant_precision, st_export_model
+from harness.backends.base import Backend, dominant_precision
 from harness.backends.cache import ExportCache
 from harness.core.usage import check_choice, check_positive_int
 
@@ -126,15 +125,9 @@ class OpenVINOBackend(Backend):
         return BASE_KEY, {}
 
     def prepare(self, folder: Path, model_kind: str, cache: ExportCache, calibration_texts: list[str]) -> None:
-        def export_base(staging: Path) -> None:
-            st_export_model(model_kind, folder, "openvino").save_pretrained(str(staging))
-            for extra in [p for p in staging.iterdir() if p.name != "openvino"]:
-                extra.unlink() if extra.is_file() else shutil.rmtree(extra)
-
-        cache.produce(folder, BASE_KEY, {}, export_base)
-        key, settings = self.export_key()
-        if key == BASE_KEY:
+        if self.export_plain(folder, model_kind, cache):
             return
+        key, settings = self.export_key()
 
         def export_quantized(staging: Path) -> None:
             from optimum.intel import OVQuantizationConfig

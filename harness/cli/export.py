@@ -84,7 +84,8 @@ def check_out(given: str, out: Path) -> None:
 def _compose(backend: str, model: str, overrides: list[str]) -> typing.Any:
     """The sweep's config for this model and backend, so the export and its settings are the sweep's."""
     from harness.config import CONF_DIR
-    from harness.engine.grid import compose, group_options
+    from harness.engine.grid import compose
+    from harness.engine.overrides import group_options
     from harness.inputs import models
 
     names = group_options(CONF_DIR, "model")

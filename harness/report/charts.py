@@ -68,6 +68,13 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
+def _backends_by_panel(rows: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:
+    """The chart's panels and, in each, the backends it has rows of (in the report's backend order)."""
+    names = panels(rows)
+    order = backend_order(rows["backend"].unique())
+    return names, {p: [b for b in order if (rows.loc[rows["panel"] == p, "backend"] == b).any()] for p in names}
+
+
 def speedup_chart(df: pd.DataFrame, model_kind: str = "bi-encoder") -> Figure | None:
     """Speedup per backend vs torch-fp32 (mean +/- standard error over models, datasets and batch
     sizes), one panel per device, accuracy retained per backend beside each bar."""
@@ -78,9 +85,7 @@ def speedup_chart(df: pd.DataFrame, model_kind: str = "bi-encoder") -> Figure | 
     clean = ok[~ok["is_contended"]]
     if clean.empty:
         return None
-    names = panels(clean)
-    order = backend_order(clean["backend"].unique())
-    per_panel = {p: [b for b in order if (clean.loc[clean["panel"] == p, "backend"] == b).any()] for p in names}
+    names, per_panel = _backends_by_panel(clean)
     width = 8.0
     foot_lines = [
         "Bars: mean speedup (throughput / torch-fp32 throughput in the same cell) \u00b1 standard error "
@@ -274,9 +279,7 @@ def time_breakdown(df: pd.DataFrame, model_kind: str = "bi-encoder") -> Figure |
     ok = ok[shares.notna().any(axis=1)]
     if ok.empty:
         return None
-    names = panels(ok)
-    order = backend_order(ok["backend"].unique())
-    per_panel = {p: [b for b in order if (ok.loc[ok["panel"] == p, "backend"] == b).any()] for p in names}
+    names, per_panel = _backends_by_panel(ok)
     width = 8.0
     rows_total = sum(len(v) for v in per_panel.values())
     height = ROW_IN * rows_total + 1.0 * len(names) + 1.0 + FOOT_LINE_IN * 3
