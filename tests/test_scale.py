@@ -96,7 +96,8 @@ def run_sweep_watching(args: list[str], tmp_path: Path, timeout: float = 900) ->
 
 
 def job_logs(sweep_dir: Path) -> str:
-    return "\n".join(p.read_text() for p in sorted(sweep_dir.glob("*/*.log")))
+    """The sweep's log file (every job appends to it, wherever the launcher ran it) and any job's own."""
+    return "\n".join(p.read_text() for p in sorted(sweep_dir.rglob("*.log")))
 
 
 @pytest.mark.parametrize(

@@ -52,24 +52,33 @@ def run_and_signal(command: list[str], tmp_path: Path, backend: str, sig: signal
     proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     signalled: list[int] = []
-    err: list[str] = []
-    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
-    reader.start()
+    out: list[str] = []
+    streams = (proc.stdout, proc.stderr)
+    readers = [threading.Thread(target=lambda s=s: out.append(s.read()), daemon=True) for s in streams]
+    for reader in readers:
+        reader.start()
+    log_file = tmp_path / "multirun" / "sweep.log"  # the jobs' INFO lines go to the sweep's log file
     try:
-        for line in proc.stdout:  # Hydra logs the jobs' INFO lines to stdout
-            lines.append(line)
-            match = STARTED.search(line)
-            if match and match.group(2) == backend and not signalled:
-                time.sleep(1.5)  # model loaded and warmed up: now inside the first cell's timed passes
-                os.kill(int(match.group(1)), sig)
-                signalled.append(int(match.group(1)))
+        deadline = time.monotonic() + 900
+        while proc.poll() is None and time.monotonic() < deadline and not signalled:
+            lines = log_file.read_text().splitlines(keepends=True) if log_file.exists() else []
+            for line in lines:
+                match = STARTED.search(line)
+                if match and match.group(2) == backend:
+                    time.sleep(1.5)  # model loaded and warmed up: now inside the first cell's timed passes
+                    os.kill(int(match.group(1)), sig)
+                    signalled.append(int(match.group(1)))
+                    break
+            time.sleep(0.05)
         proc.wait(timeout=900)
     finally:
         if proc.poll() is None:
             proc.kill()
-    reader.join(5)
-    assert signalled, "the worker was never seen starting:\n" + "".join(lines + err)[-3000:]
-    return proc.returncode, "".join(lines + err), signalled[0]
+    for reader in readers:
+        reader.join(5)
+    text = "".join(out) + (log_file.read_text() if log_file.exists() else "")
+    assert signalled, "the worker was never seen starting:\n" + text[-3000:]
+    return proc.returncode, text, signalled[0]
 
 
 def speed_rows(tmp_path: Path) -> list[dict]:
@@ -123,7 +132,8 @@ def test_one_worker_per_backend_and_round_measures_all_its_cells(tiny_models, tm
     env.pop("HARNESS_DATA_DIR", None)
     proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    started = [(m.group(2), int(m.group(3))) for m in STARTED.finditer(proc.stdout)]
+    log = (tmp_path / "multirun" / "sweep.log").read_text()  # the jobs' INFO lines: the sweep's log file
+    started = [(m.group(2), int(m.group(3))) for m in STARTED.finditer(log)]
     assert sorted(started) == sorted((b, r) for b in ("torch-fp32", "onnx", "openvino") for r in range(rounds))
     rows = speed_rows(tmp_path)
     assert len(rows) == 3 * 2 * 2 * rounds and all(r["status"] == "ok" for r in rows)
