@@ -40,7 +40,8 @@ def grid_ids(args: list[str], results_dir: Path, monkeypatch) -> list[str]:
     monkeypatch.setattr(openvino, "default_precision", lambda device="CPU": "bf16")
     monkeypatch.setattr(cells, "hub_unreachable", lambda: None)  # the Hub's names: accuracy cells are planned
     (results_dir / "x").mkdir(parents=True, exist_ok=True)
-    (results_dir / "x" / "not-a-row.json").write_text("{}")  # a store that is not empty: the plan names its cells
+    # a store with a finished cell in it (not of this grid): the plan names its cells to look them up
+    (results_dir / "x" / "not-a-row.json").write_text('{"cell_id": "not-a-row", "status": "ok"}')
     seen: list[str] = []
     original = plan_module.make_plan
 

@@ -1,5 +1,7 @@
 """What the rows mean: one rule for each question that report, recommend and compare all ask.
 
+* what a row measured (`with_identity`): rows are told apart by their model's and texts' content and the
+  library versions, not by names alone; same-named groups that differ get labels that say how;
 * where a row ran (`device_of`): read back from the runtime, never guessed from the machine;
 * which torch-fp32 a row is compared with (`baselines`, `with_ratios`): the same run, machine,
   model, dataset, batch size, threads and device, and torch-fp32 in its own default configuration
@@ -17,18 +19,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from harness import backends
+from harness.core.files import digest
 from harness.core.usage import UsageError, did_you_mean
 from harness.store.labels import BASELINE, with_labels
 
 # The one pairing rule: a speed row is compared with the torch-fp32 row that agrees on all of these;
 # an accuracy row with the one of the same evaluation (device does not change what is measured there).
-SPEED_PAIRING = ["run", "machine", "model", "dataset", "batch_size", "threads", "device"]
-ACCURACY_PAIRING = ["run", "machine", "model", "dataset", "metric"]
+# The keys (`with_identity`) are "" for rows written before rows carried them: such rows pair only with
+# each other, never with a row whose identity is known.
+IDENTITY = ["model_key", "dataset_key", "versions_key"]
+SPEED_PAIRING = ["run", "machine", "model", "dataset", "batch_size", "threads", "device", *IDENTITY]
+ACCURACY_PAIRING = ["run", "machine", "model", "dataset", "metric", *IDENTITY]
 
 
 def as_dict(value: Any) -> dict:
@@ -60,10 +67,22 @@ def with_device(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def with_keys(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with the identity columns pairing needs ("" where a row has none: rows built without the store)."""
+    missing = [k for k in IDENTITY if k not in df]
+    if not missing:
+        return df
+    df = df.copy()
+    for key in missing:
+        df[key] = [versions_key(v) for v in df["versions"]] if key == "versions_key" and "versions" in df else ""
+    return df
+
+
 def baselines(df: pd.DataFrame, kind: str = "speed") -> pd.DataFrame:
     """The torch-fp32 rows other rows of `kind` are compared with: ok, in the default configuration
     (empty variant), one per pairing key (the latest by timestamp when a cell was measured twice)."""
     keys = SPEED_PAIRING if kind == "speed" else ACCURACY_PAIRING
+    df = with_keys(df)
     variant = df["variant"].fillna("").astype(str) if "variant" in df else pd.Series("", index=df.index)
     base = df[(df["kind"] == kind) & (df["status"] == "ok") & (df["backend"] == BASELINE) & (variant == "")]
     base = base.sort_values("timestamp", kind="stable", na_position="first") if "timestamp" in base else base
@@ -82,7 +101,7 @@ RATIOS = (
 def with_ratios(df: pd.DataFrame) -> pd.DataFrame:
     """Add `device`, `speedup` / `speedup_per_request` (speed rows) and `accuracy_ratio` (accuracy rows)
     against their baseline."""
-    df = with_device(df) if "device" not in df else df.copy()
+    df = with_keys(with_device(df) if "device" not in df else df.copy())
     for _, _, _, ratio in RATIOS:
         df[ratio] = float("nan")
     if df.empty:
@@ -97,6 +116,41 @@ def with_ratios(df: pd.DataFrame) -> pd.DataFrame:
         merged.index = rows.index
         df.loc[rows.index, ratio] = merged[value].astype(float) / merged["_base"].astype(float)
     return df
+
+
+def versions_key(versions: Any) -> str:
+    """A digest of a row's library versions ("" when the row has none)."""
+    return digest(versions) if isinstance(versions, dict) and versions else ""
+
+
+def with_identity(df: pd.DataFrame) -> pd.DataFrame:
+    """Add `versions_key`, fill missing keys with "", and give same-named groups that measured different
+    things different names: two models called `mine` from two folders become `mine [folder-a]` and
+    `mine [folder-b]`; two files swept as `dataset=file` become `file [a.txt]` and `file [b.txt]` (the short
+    key where the file names are the same too; `[?]` for rows that carry no key)."""
+    df = df.copy()
+    if df.empty:
+        return df.assign(versions_key=pd.Series(dtype=object))
+    df["versions_key"] = [versions_key(v) for v in df["versions"]]
+    for key in ("model_key", "dataset_key"):
+        df[key] = df[key].fillna("").astype(str)
+    df["model"] = _disambiguate(df, ["run", "machine"], "model", "model_key", "model_source")
+    df["dataset"] = _disambiguate(df, ["run", "machine", "model", "kind"], "dataset", "dataset_key", "dataset_source")
+    return df
+
+
+def _disambiguate(df: pd.DataFrame, within: list[str], name: str, key: str, source: str) -> pd.Series:
+    out = df[name].copy()
+    for _, group in df.groupby([*within, name], dropna=False, sort=False):
+        keys = group[key].unique()
+        if len(keys) < 2:
+            continue
+        sources = {k: {Path(str(s)).name for s in group.loc[group[key] == k, source].dropna()} for k in keys}
+        labels = {k: (next(iter(s)) if len(s) == 1 else k[:6]) if k else "?" for k, s in sources.items()}
+        if len(set(labels.values())) < len(labels):  # the same file name in two folders: the key says it
+            labels = {k: (k[:6] if k else "?") for k in keys}
+        out[group.index] = [f"{n} [{labels[k]}]" for n, k in zip(group[name], group[key], strict=True)]
+    return out
 
 
 def derive(df: pd.DataFrame) -> pd.DataFrame:
@@ -133,6 +187,7 @@ def contended_mask(df: pd.DataFrame) -> pd.Series:
     own = df["contended"].isin([True]).astype(bool)
     if "device" not in df:
         df = with_device(df)
+    df = with_keys(df)
     base = baselines(df, "speed")
     bad = base.loc[own[base.index], SPEED_PAIRING]
     if bad.empty:

@@ -47,6 +47,10 @@ class Identity:
     batch_size: int | None = None
     backend: str | None = None
     variant: str | None = None  # the runtime knobs that differ from the backend's defaults
+    # what the names cannot tell apart (harness.engine.identity): the model's and the texts' content
+    model_key: str | None = None
+    dataset_key: str | None = None
+    dataset_source: str | None = None  # a file's path, a Hub id, a built-in bucket: labels same-named datasets
 
 
 @dataclass(kw_only=True)
@@ -225,23 +229,26 @@ class SpeedRow(Row):
         pooled = dataclasses.replace(first.timing, rounds=len(rounds))
         if len(rounds) > 1:
             seconds = [sum(t.pass_s) for t in timings]
-            for cpu in ("cpu_self", "cpu_other"):
-                value = sum(getattr(t, cpu) * s for t, s in zip(timings, seconds, strict=True)) / sum(seconds)
-                setattr(pooled, cpu, value)
-            pooled.latencies_ms = [v for t in timings for v in t.latencies_ms]
+            for cpu in ("cpu_self", "cpu_other"):  # a round without the number (an older row) does not count
+                pairs = [(getattr(t, cpu), s) for t, s in zip(timings, seconds, strict=True)]
+                known = [(v, s) for v, s in pairs if v is not None]
+                weight = sum(s for _, s in known)
+                setattr(pooled, cpu, sum(v * s for v, s in known) / weight if known and weight > 0 else None)
+            pooled.latencies_ms = [v for t in timings for v in (t.latencies_ms or [])]
             pooled.pass_s = [v for t in timings for v in t.pass_s]
             pooled.measure_s = sum(t.measure_s or 0.0 for t in timings)
             pooled.round_reason = next((t.round_reason for t in reversed(timings) if t.round_reason), None)
             pooled.contended = any(bool(t.contended) for t in timings)
             pooled.tries = sum(t.tries or 0 for t in timings)
             pooled.discarded_tries = [d for t in timings for d in (t.discarded_tries or [])]
-            n_texts = first.timing.n_texts
-            batches = math.ceil(n_texts / first.identity.batch_size)
-            for name, value in speed_stats(pooled.latencies_ms, pooled.pass_s, n_texts, batches).items():
-                setattr(pooled, name, value)
-            measured = [t for t in timings if t.forward_throughput is not None]
-            for name in BREAKDOWN if measured else ():
-                setattr(pooled, name, float(np.mean([getattr(t, name) for t in measured])))
+            n_texts = next((t.n_texts for t in timings if t.n_texts), None)
+            if n_texts and pooled.latencies_ms:
+                batches = math.ceil(n_texts / first.identity.batch_size)
+                for name, value in speed_stats(pooled.latencies_ms, pooled.pass_s, n_texts, batches).items():
+                    setattr(pooled, name, value)
+            for name in BREAKDOWN:
+                values = [getattr(t, name) for t in timings if getattr(t, name) is not None]
+                setattr(pooled, name, float(np.mean(values)) if values else None)
         return dataclasses.replace(first, timing=pooled)
 
 
