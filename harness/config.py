@@ -127,6 +127,9 @@ class SweepConfig:
     run: str = "default"
     round: int = 0  # this job's interleaved round; conf/config.yaml sweeps 0,1,2 outermost (`rounds=N` to change)
     adaptive_rounds: bool = True  # rounds=auto: a round after the second only where the ranking is unsettled
+    # a rerun measures timeouts, killed processes and damaged rows again by itself; other failures (an export
+    # that cannot be made, a configuration error) only with this (`harness sweep --retry-failed`)
+    retry_failed: bool = False
     speed: bool = True
     results_dir: str = "results"
     cache_dir: str = "${oc.env:HARNESS_CACHE_DIR,'~/.cache/harness'}"

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness import backends
+from harness.backends.cache import versions
 from harness.config import CONF_DIR, DatasetConfig, ModelConfig, SweepConfig
 from harness.core.usage import ConfigError
 from harness.engine.overrides import (
@@ -37,6 +38,7 @@ from harness.engine.overrides import (
     raise_one_line,
     values_of,
 )
+from harness.store import results
 
 # Launchers whose jobs run on this machine: only then is "this machine has no GPU" the jobs' truth.
 LOCAL_LAUNCHERS = ("BasicLauncher", "JoblibLauncher", "LocalLauncher")
@@ -195,9 +197,11 @@ def plan_sweep(args: list[str], conf_dir: str) -> Any:
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3", job_name="harness"):
         first = _compose(compose, {k: v[0] for k, v in command_line.items()}, hydra=True)
         dims = _sweep_dims(first, overrides)
-        threads = first.measure.threads or hw.cores_physical
+        threads = first.measure.threads or hw.cpu_budget
         runs = dims.get("run", [first.run])
-        done = {p.stem for run in runs for p in (Path(first.results_dir) / str(run)).glob("*.json")}
+        current = versions()
+        done = {p.stem for run in runs for p in (Path(first.results_dir) / str(run)).glob("*.json")
+                if results.why_run(first.results_dir, run, p.stem, current, first.retry_failed) is None}  # fmt: skip
         composed: dict[tuple, DictConfig] = {}
         backend_cfgs: dict[tuple, list[Any]] = {}
         spelled = {k.lstrip("+~"): k for k in dims}  # the plan's job keys lose "+"; composing needs it back
@@ -233,4 +237,4 @@ def plan_sweep(args: list[str], conf_dir: str) -> Any:
 
         return make_plan(first, dims, conf_dir, hw, threads, accuracy=not accuracy_skipped(first),
                          done_ids=done, cell_ids=cell_ids, accuracy_ids=accuracy_ids,
-                         runs=[str(r) for r in runs])  # fmt: skip
+                         runs=[str(r) for r in runs], results_dir=str(first.results_dir))  # fmt: skip

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from harness.store import rows
-from harness.store.analysis import derive
+from harness.store.analysis import derive, versions_key, with_identity
 from harness.store.labels import (  # noqa: F401 - what readers of the store have always found here
     BASELINE,
     FORMER_KNOBS,
@@ -56,8 +57,53 @@ def cell_path(results_dir: Path | str, run: str, cell_id: str) -> Path:
     return Path(results_dir) / run / f"{cell_id}.json"
 
 
+# A failure worth measuring again by itself: the process was killed (a signal, the memory watch, the kernel)
+# or cut at its timeout. Anything else (an export sentence-transformers cannot make, a configuration error,
+# a runtime error) would fail the same way again: it is re-measured only when asked (`--retry-failed`).
+TRANSIENT = re.compile(
+    r"died with signal|out of memory|timed out|timeout|killed|interrupted|terminated|could not fetch|unreachable",
+    re.IGNORECASE,
+)
+
+
+def why_run(results_dir: Path | str, run: str, cell_id: str, versions: dict[str, str] | None = None,
+            retry_failed: bool = False) -> str | None:  # fmt: skip
+    """None when the cell is finished; else why it is (re)measured: "new", "a damaged row", "timeout",
+    "failed: killed ...", "library versions changed", or a deterministic failure when `retry_failed`.
+    A finished ok cell is never measured again under the same library versions."""
+    path = cell_path(results_dir, run, cell_id)
+    if not path.exists():
+        return "new"
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))
+        status, reason = row["status"], row.get("reason") or ""
+    except (OSError, ValueError, TypeError, KeyError):
+        return "a damaged row"
+    if versions is not None and row.get("versions") and row["versions"] != versions:
+        return "library versions changed"
+    if status == "ok" or (status == "unsupported" and not retry_failed):
+        return None
+    if status == "timeout" or TRANSIENT.search(reason):
+        return f"{status}: {reason}" if reason else status
+    return f"{status} (--retry-failed): {reason}" if retry_failed else None
+
+
 def is_done(results_dir: Path | str, run: str, cell_id: str) -> bool:
-    return cell_path(results_dir, run, cell_id).exists()
+    return why_run(results_dir, run, cell_id) is None
+
+
+def supersede(results_dir: Path | str, run: str, cell_id: str) -> None:
+    """Keep a finished row that is about to be measured again (library versions changed) in `.superseded/`,
+    where loading does not look: nothing finished is lost."""
+    path = cell_path(results_dir, run, cell_id)
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(row, dict) and row.get("status") == "ok":
+        keep = path.parent / ".superseded" / f"{cell_id}.{int(path.stat().st_mtime)}.json"
+        keep.parent.mkdir(exist_ok=True)
+        os.replace(path, keep)
 
 
 def write_row(results_dir: Path | str, row: dict[str, Any]) -> Path:
@@ -108,7 +154,7 @@ def load(results_dir: Path | str, runs: list[str] | None = None) -> pd.DataFrame
     reports) and `accuracy_label` (whose accuracy it has)."""
     df = pool_rounds(read_rows(results_dir, runs))
     df["variant"] = df["variant"].map(current_variant)
-    return with_labels(derive(df))
+    return with_labels(derive(with_identity(df)))
 
 
 def pool_rounds(stored: list[dict[str, Any]]) -> pd.DataFrame:
@@ -125,15 +171,15 @@ def pool_rounds(stored: list[dict[str, Any]]) -> pd.DataFrame:
         if row["kind"] != "speed" or row["status"] != "ok" or not row.get("cell_key") or not row.get("pass_s"):
             out.append(row)
             continue
-        key = (row["run"], row["machine"], row["cell_key"])
+        key = (row["run"], row["machine"], row["cell_key"], versions_key(row["versions"]))  # never across versions
         if key not in groups:
             groups[key] = []
             out.append(key)
         groups[key].append(rows.SpeedRow.from_flat(row, stored=True))
     for key, rounds_ in groups.items():
         pooled = rows.SpeedRow.aggregate(rounds_)
-        if key in not_needed:
-            pooled.timing.round_reason = not_needed[key]
+        if key[:3] in not_needed:
+            pooled.timing.round_reason = not_needed[key[:3]]
         groups[key] = [pooled]
     flat = [groups[r][0].to_flat() if isinstance(r, tuple) else r for r in out]
     return pd.DataFrame(flat, columns=list(COLUMNS))
