@@ -27,6 +27,7 @@ commands:
   sweep      run a benchmark sweep (Hydra overrides; e.g. harness sweep backend=onnx,openvino batch_sizes=[16,32])
              speed: interleaved rounds (rounds=auto: 2, a 3rd where the ranking is unsettled; rounds=N fixed)
              --plan: cells, exports, processes and an estimated duration; runs nothing
+             a rerun measures timeouts, killed cells and damaged rows again; --retry-failed: every failure
   report     charts + HTML/Markdown report from the results store
   recommend  which backend to use on this machine, and why
   compare    set two runs side by side (repeatability)

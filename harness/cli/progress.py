@@ -90,6 +90,20 @@ def _fmt(table: pd.DataFrame) -> str:
     return table.to_string(index=False, float_format=lambda v: f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}")
 
 
+def failures(results_dir: str, runs: list[str], since: str) -> str | None:
+    """One line for the cells this sweep wrote as failed or timed out, None when there were none."""
+    rows = [r for r in results.read_rows(results_dir, runs)
+            if (r.get("timestamp") or "") >= since and r.get("kind") in ("speed", "accuracy")]  # fmt: skip
+    bad = [r for r in rows if r.get("status") in ("failed", "timeout")]
+    if not bad:
+        return None
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(pd.Series([r["status"] for r in bad]).value_counts().items()))
+    return (
+        f"{len(bad)} of {len(rows)} cells of this sweep did not finish ({counts}): their rows say why. Run the "
+        "same command again to measure timeouts and killed cells again; --retry-failed for every failure."
+    )
+
+
 def timed_share(results_dir: str, runs: list[str], since: str, wall_s: float) -> str:
     """How much of the sweep's wall time was measurement: the timed passes of the rows it wrote."""
     rows = [r for r in results.read_rows(results_dir, runs) if (r.get("timestamp") or "") >= since]
@@ -100,6 +114,7 @@ def timed_share(results_dir: str, runs: list[str], since: str, wall_s: float) ->
 
 
 _ACTIVE: SweepProgress | None = None  # the bar of the sweep running in this process, if any
+FAILED: list[str] = []  # the failure lines of the sweeps this process ran (`harness sweep` exits 1 on one)
 _EXPECTED: int | None = None  # the cells the sweep's plan counted (harness.cli), if it made one
 
 
@@ -171,9 +186,20 @@ class SweepProgress(Callback):
         print(summary(config.results_dir, runs))
         print(timed_share(config.results_dir, runs, self.since, time.monotonic() - self.start))
         print(f"log: {Path(str(config.hydra.sweep.dir)) / LOG_NAME}")
+        self._failures(config, runs)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.since = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         print(summary(config.results_dir, [config.run]))
+        self._failures(config, [config.run])
+
+    def _failures(self, config: DictConfig, runs: list[str]) -> None:
+        line = failures(config.results_dir, runs, self.since)
+        if line:
+            print(line, file=sys.stderr)
+            FAILED.append(line)
 
 
 def count_cells(config: DictConfig) -> int:

@@ -43,6 +43,7 @@ class Plan:
     untimed: int = 0  # cells whose estimate is a fallback, not a timing
     notes: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
+    results_dir: str = "results"
 
     @property
     def finished(self) -> bool:
@@ -112,7 +113,7 @@ class Timings:
 
 def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, threads: int, accuracy: bool,
               done_ids: set[str] | None = None, cell_ids: Any = None, accuracy_ids: Any = None,
-              runs: list[str] | None = None) -> Plan:  # fmt: skip
+              runs: list[str] | None = None, results_dir: str = "results") -> Plan:  # fmt: skip
     """Plan the sweep: `base` is the first job's config (defaults), `dims` the swept keys and values;
     `cell_ids(job, batch_size, round)` names a job's speed cells (one per backend configuration: the
     job's own and the companion variants this machine adds), `accuracy_ids(job)` its accuracy cells,
@@ -120,7 +121,7 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
     from harness.backends.cache import ExportCache
 
     machine = hw.fingerprint
-    plan = Plan(runs=list(runs or []))
+    plan = Plan(runs=list(runs or []), results_dir=results_dir)
     done_ids = done_ids or set()
     dims = {k.lstrip("+~"): v for k, v in dims.items()}
     rounds = [int(r) for r in dims.pop(ROUND_KEY, [str(base.round)])]

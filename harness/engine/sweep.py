@@ -27,7 +27,8 @@ from harness.backends.cache import ExportCache, versions
 from harness.config import MeasureConfig
 from harness.core.files import digest
 from harness.core.hardware import detect
-from harness.engine import rounds
+from harness.core.usage import ConfigError
+from harness.engine import identity, rounds
 from harness.engine.accuracy import run_accuracy
 from harness.engine.cells import (
     Cell,
@@ -81,7 +82,7 @@ class Job:
 def budget(cfg: DictConfig) -> tuple[Any, int]:
     """This machine and the thread budget every runtime of the job gets."""
     hw = detect()
-    return hw, cfg.measure.threads or hw.cores_physical
+    return hw, cfg.measure.threads or hw.cpu_budget
 
 
 def prepare(cfg: DictConfig, backend_cfg: Any = None) -> Job:
@@ -130,15 +131,32 @@ def run_job(cfg: DictConfig, progress: Progress | None = None) -> list[dict[str,
     """Run every pending cell of this job; return the rows written (skipped cells are not returned).
     `progress` hears of every cell as it is found done or written."""
     progress = progress or Silent()
-    preflight(cfg)
     hw, threads = budget(cfg)
+    try:
+        preflight(cfg)
+        configs = configurations(cfg, hw, threads)
+    except Exception as exc:  # noqa: BLE001 - a job that cannot start (a model or dataset that cannot be
+        return _failed(cfg, cfg.backend, hw, threads, progress, exc)  # loaded): its cells say why, others go on
     skipped = accuracy_skipped(cfg)
     if skipped and cfg.accuracy.enabled:
         _warn_once(f"accuracy skipped: {skipped}; set HARNESS_DATA_DIR (e.g. ../shared/data) to measure it")
     written: list[dict[str, Any]] = []
-    for backend_cfg in configurations(cfg, hw, threads):
-        written += _run_configuration(cfg, backend_cfg, hw, threads, progress)
+    for backend_cfg in configs:
+        try:
+            written += _run_configuration(cfg, backend_cfg, hw, threads, progress)
+        except Exception as exc:  # noqa: BLE001 - e.g. no int8 config for this CPU: rows with the reason
+            written += _failed(cfg, backend_cfg, hw, threads, progress, exc)
     return written
+
+
+def _failed(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int, progress: Progress,
+            exc: Exception) -> list[dict[str, Any]]:  # fmt: skip
+    """Every pending cell of a configuration that could not run, as a `failed` row with the reason."""
+    reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+    log.error("%s / %s / %s: %s", cfg.model.name, cfg.dataset.name, label_of(backend_cfg), reason)
+    log.debug("job failed", exc_info=exc)
+    cells = job_cells(cfg, hw.fingerprint, threads, backend_cfg)
+    return Recorder(cfg, backend_cfg, hw, threads, progress).all(_pending(cfg, backend_cfg, cells), "failed", reason)
 
 
 class Recorder:
@@ -159,7 +177,22 @@ class Recorder:
             "machine": hw.fingerprint,
             "versions": versions(),
             **_row_facts(cfg.model.source, cfg.model.get("weights")),
+            "model_key": identity.model_key(cfg),
         }
+        self._speed_identity: dict[str, Any] | None = None
+
+    def identity(self, cell: Cell) -> dict[str, Any]:
+        """What the cell's texts are (speed: the job's texts; accuracy: the evaluation set)."""
+        if cell.kind != "speed":
+            return identity.accuracy_identity(self.cfg, cell.task)
+        if self._speed_identity is None:
+            try:
+                texts: list[str] | None = dataset_texts(self.cfg)
+            except Exception:  # noqa: BLE001 - texts that cannot be read: named by their config alone
+                texts = None
+            self._speed_identity = {"dataset_key": identity.dataset_key(self.cfg, texts),
+                                    "dataset_source": identity.dataset_source(self.cfg)}  # fmt: skip
+        return self._speed_identity
 
     def __call__(self, cell: Cell, status: str, reason: str | None, fields: dict[str, Any] | None, seconds: float,
                  kind: str | None = None) -> None:  # fmt: skip
@@ -167,6 +200,7 @@ class Recorder:
         speed = cell.kind == "speed"
         row = results.new_row(
             **self.common,
+            **self.identity(cell),
             cell_id=cell.cell_id,
             cell_key=cell.cell_key or cell.cell_id,
             round=self.cfg.round if speed else None,
@@ -195,9 +229,7 @@ def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int,
     """One backend configuration's pending cells: settled later rounds are skipped (rounds=auto), an
     unsupported backend or a failed export is recorded for every cell, then speed and accuracy."""
     cells = job_cells(cfg, hw.fingerprint, threads, backend_cfg)
-    pending = [c for c in cells if not results.is_done(cfg.results_dir, cfg.run, c.cell_id)]
-    log.info("%s / %s / %s: %d cells, %d to run", cfg.model.name, cfg.dataset.name, label_of(backend_cfg),
-             len(cells), len(pending))  # fmt: skip
+    pending = _pending(cfg, backend_cfg, cells)
     progress.cells_skipped(len(cells) - len(pending))
     if not pending:
         return []
@@ -220,6 +252,24 @@ def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int,
     _speed_cells(cfg, job, backend_cfg, [c for c in pending if c.kind == "speed"], decisions, record)
     _accuracy_cells(cfg, job, backend_cfg, [c for c in pending if c.kind == "accuracy"], record)
     return record.written
+
+
+def _pending(cfg: DictConfig, backend_cfg: Any, cells: list[Cell]) -> list[Cell]:
+    """The cells to measure: new ones, and finished ones worth measuring again (a timeout, a killed process,
+    a damaged row, other library versions; a deterministic failure with `retry_failed`), said once."""
+    current = versions()
+    why = {c.cell_id: results.why_run(cfg.results_dir, cfg.run, c.cell_id, current, cfg.retry_failed) for c in cells}
+    pending = [c for c in cells if why[c.cell_id] is not None]
+    again = {c.cell_id: why[c.cell_id] for c in pending if why[c.cell_id] != "new"}
+    if again:
+        log.warning("%s %s / %s: measuring %d cell(s) again: %s", cfg.model.name, cfg.dataset.name,
+                    label_of(backend_cfg), len(again), "; ".join(sorted(set(again.values())))[:300])  # fmt: skip
+        for cell_id, reason in again.items():
+            if reason == "library versions changed":
+                results.supersede(cfg.results_dir, cfg.run, cell_id)
+    log.info("%s / %s / %s: %d cells, %d to run", cfg.model.name, cfg.dataset.name, label_of(backend_cfg),
+             len(cells), len(pending))  # fmt: skip
+    return pending
 
 
 def _speed_cells(cfg: DictConfig, job: Job, backend_cfg: Any, cells: list[Cell], decisions: dict[str, Any],
