@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
+import signal
 import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
@@ -22,7 +29,8 @@ def main(args: list[str]) -> int:
     from harness.engine.grid import check_overrides
 
     plan_only = "--plan" in args
-    args = [a for a in args if a != "--plan"]
+    retry = ["retry_failed=true"] if "--retry-failed" in args else []
+    args = [a for a in args if a not in ("--plan", "--retry-failed")] + retry
     if not any(a.lstrip("+~").startswith("experiment=") for a in args):
         args = with_default_experiment(args)
     args = [out for a in args for out in _rounds(a)]
@@ -38,16 +46,80 @@ def main(args: list[str]) -> int:
         print(f"nothing to run: all {plan.cells} cells of run {runs} are in the store already. "
               f"`harness report --run {plan.runs[0]}` shows them; a new run=NAME measures again.")  # fmt: skip
         return 0
-    if plan is not None:
-        from harness.cli import progress
+    from harness.cli import progress
 
+    if plan is not None:
         progress.expect_cells(plan.cells)  # the bar counts every cell, the machine's variants included
     sys.argv = ["harness sweep", *args]
     from harness.engine.grid import register_configs
 
     register_configs()
-    _hydra_sweep()
-    return 0
+    progress.FAILED.clear()
+    with contextlib.ExitStack() as held:
+        if plan is not None:
+            for run in plan.runs:
+                held.enter_context(run_lock(Path(plan.results_dir) / run, run))
+        try:
+            with stop_on_signals():
+                _hydra_sweep()
+        except Terminated as stop:
+            from harness.engine.workers import POOL
+
+            POOL.kill()  # idle workers too: nothing of this sweep outlives it
+            print(f"\n{stop}: every finished cell is saved; rerun the same command to resume.", file=sys.stderr)
+            return 128 + stop.signum
+    return 1 if progress.FAILED else 0  # every job ran; some cells did not finish (the summary said which)
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGUSR2 (SLURM's preemption and time-limit notices): end the cell now, keep the rows."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While the sweep runs, SIGTERM and SIGUSR2 raise `Terminated` where the sweep waits: the unit it waits
+    for is killed as on Ctrl-C (isolation and workers take their process down with them), within a second
+    of the signal, well inside SLURM's 30 s KillWait."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGUSR2)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path, run: str) -> Iterator[None]:
+    """One sweep at a time on a run (two would measure the same cells at once and time each other's load):
+    a second one is refused in one line, naming the one that holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".sweep.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(
+                f"run: {run!r} is being measured by another sweep ({holder}); wait for it to finish, "
+                "or give this one another run=NAME."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def plan_first(args: list[str]) -> Plan | None:
@@ -100,7 +172,7 @@ def _hydra_sweep(cfg: DictConfig) -> None:
     from harness.engine.sweep import run_job
 
     try:
-        run_job(cfg, progress)
-    except ConfigError as exc:
+        run_job(cfg, progress)  # a job that cannot run writes failed rows and returns: the others go on
+    except ConfigError as exc:  # not even rows could be written (e.g. results_dir)
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -11,6 +11,8 @@ records how it died.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import fcntl
 import logging
 import multiprocessing as mp
@@ -29,6 +31,7 @@ from typing import Any
 
 import psutil
 
+from harness.core import hardware
 from harness.engine.specs import UnitResult
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ TIMED = ("speed", "bare")  # units whose numbers are timings
 # accuracy pass (it may read evaluation sets from the Hub; the server is offline).
 FORKED = ("export",)
 PRELOAD = ["harness.engine.preload"]
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def preloaded_context(threads: int) -> Any:
@@ -96,8 +100,21 @@ def machine_lock(exclusive: bool) -> Iterator[None]:
 QUIET_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
 
+def die_with_parent() -> None:
+    """Ask the kernel to kill this process when its parent dies (Linux PR_SET_PDEATHSIG): a unit never outlives
+    the sweep that waits for it, even a sweep killed with SIGKILL. A worker's parent is the fork server, which
+    exits when the sweep does, so the chain holds for forked units too."""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def configure_process(threads: int, offline: bool) -> None:
-    """Before torch is used: the thread budget for every runtime in this process."""
+    """Before torch is used: the thread budget for every runtime in this process, and its death with the sweep."""
+    die_with_parent()
     for var in THREAD_ENV:
         os.environ[var] = str(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
@@ -180,7 +197,7 @@ def run_unit(task: str, spec: Any, *args: Any) -> UnitResult:
 
 
 def _child(task: str, spec: Any, out_path: str) -> None:
-    configure_process(spec.job.threads, spec.job.offline)
+    configure_process(spec.job.threads, getattr(spec, "offline", spec.job.offline))
     result = run_unit(task, spec)
     tmp = out_path + ".tmp"
     with open(tmp, "wb") as f:
@@ -233,9 +250,16 @@ POLL_S = 0.5  # how often a timed unit's memory is looked at (a /proc read: noth
 POLL_UNTIMED_S = 0.1  # exports and accuracy passes: nothing is timed, and an export can grow GBs a second
 
 
+def total_mb() -> float:
+    """The memory this sweep may use: the machine's, or its cgroup's limit (memory.max) where that is less."""
+    total = psutil.virtual_memory().total
+    limit = hardware.cgroup_memory_limit()
+    return min(total, limit) / 2**20 if limit else total / 2**20
+
+
 def memory_limit_mb(spec: Any) -> float:
     limit = spec.job.measure.memory_limit_mb
-    return float(limit) if limit else MEMORY_SHARE * psutil.virtual_memory().total / 2**20
+    return float(limit) if limit else MEMORY_SHARE * total_mb()
 
 
 def rss_mb(pid: int) -> float:
@@ -253,7 +277,12 @@ def rss_mb(pid: int) -> float:
 
 
 def available_mb() -> float:
-    return psutil.virtual_memory().available / 2**20
+    """What is left before the machine, or this cgroup (memory.max - memory.current), runs out."""
+    free = psutil.virtual_memory().available
+    limit, current = hardware.cgroup_memory_limit(), hardware.cgroup_memory_current()
+    if limit and current is not None:
+        free = min(free, max(0, limit - current))
+    return free / 2**20
 
 
 @dataclass
@@ -271,7 +300,7 @@ def wait_for(pid: int, finished: Any, timeout_s: float, limit_mb: float, poll_s:
     The unit is stopped ("memory") when its process tree goes over `limit_mb` or the machine is about to
     run out (under MIN_FREE_SHARE available), so the row says so instead of the kernel killing something."""
     deadline = time.monotonic() + timeout_s
-    floor = MIN_FREE_SHARE * psutil.virtual_memory().total / 2**20
+    floor = MIN_FREE_SHARE * total_mb()
     watch = Watch("done")
     while True:
         remaining = deadline - time.monotonic()

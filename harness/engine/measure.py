@@ -20,19 +20,28 @@ from typing import Any
 import numpy as np
 import psutil
 
+from harness.core import hardware
 from harness.store.rows import speed_stats
 
 
 class CpuMeter:
-    """CPU time of this process and of everything else on the machine over an interval, in cores."""
+    """CPU time of this process and of everything else on the CPUs it may use over an interval, in cores.
+
+    Only the CPUs of this process's affinity count (taskset, a cpuset, a SLURM allocation): another tenant's
+    work on other cores takes nothing from the cell. Under a cgroup CPU quota (cpu.max), where the CPUs are
+    shared by time rather than by number, "everything else" is the time this cgroup's tasks waited for a CPU
+    (cpu.pressure "some"), which is what a neighbour or the quota's throttling costs the cell."""
 
     def __init__(self) -> None:
         self._proc = psutil.Process()
+        self._cpus = hardware.allowed_cpus()
+        self._pressure = hardware.cgroup_cpu_pressure_us() is not None and hardware.cgroup_cpu_quota() is not None
 
-    @staticmethod
-    def _busy() -> float:
-        t = psutil.cpu_times()
-        return t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0) + getattr(t, "steal", 0)
+    def _busy(self) -> float:
+        if self._pressure:
+            return (hardware.cgroup_cpu_pressure_us() or 0.0) / 1e6
+        per_cpu = psutil.cpu_times(percpu=True)
+        return sum(_busy_s(per_cpu[i]) for i in self._cpus if i < len(per_cpu))
 
     def _self(self) -> float:
         t = self._proc.cpu_times()
@@ -45,9 +54,14 @@ class CpuMeter:
     def __exit__(self, *exc: object) -> None:
         wall = max(time.perf_counter() - self._wall0, 1e-9)
         self_s = self._self() - self._self0
-        other_s = max(0.0, (self._busy() - self._busy0) - self_s)
+        busy_s = self._busy() - self._busy0
+        other_s = max(0.0, busy_s if self._pressure else busy_s - self_s)
         self.cpu_self = self_s / wall
         self.cpu_other = other_s / wall
+
+
+def _busy_s(t: Any) -> float:
+    return t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0) + getattr(t, "steal", 0)
 
 
 @dataclass

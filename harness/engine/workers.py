@@ -163,6 +163,11 @@ class WorkerPool:
         while self.workers:
             self.workers.popitem()[1].close()
 
+    def kill(self) -> None:
+        """Every worker at once (the sweep was told to stop): no graceful close, no wait."""
+        while self.workers:
+            self.workers.popitem()[1].kill()
+
 
 POOL = WorkerPool()
 # atexit runs last-registered first. multiprocessing.util registers its exit handler, which terminates
