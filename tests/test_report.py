@@ -388,3 +388,19 @@ def test_variants_follow_their_backend_in_order_and_colour():
     variant, base = charts.color_of("openvino [ov_precision=None]"), charts.color_of("openvino")
     assert variant != base and variant not in charts.BACKEND_COLORS.values()
     assert charts.color_of("openvino-qint8 [x=1]") != variant  # each family keeps its own hue
+
+
+def test_cli_does_not_write_into_a_folder_of_other_files(tmp_path, capsys, fast_png):
+    """--out pointing at a folder of the user's own files is refused in one line (it overwrote them); a folder
+    an earlier report was written to is replaced as before."""
+    store, out = tmp_path / "results", tmp_path / "mine"
+    make_store(store, make_rows(models=("sentence-transformers/all-MiniLM-L6-v2",)))
+    out.mkdir()
+    (out / "index.html").write_text("my own page")
+    assert cli.main(["--results", str(store), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "index.html" in err and len(err.strip().splitlines()) == 1
+    assert (out / "index.html").read_text() == "my own page"
+    again = tmp_path / "reports"
+    assert cli.main(["--results", str(store), "--out", str(again)]) == 0
+    assert cli.main(["--results", str(store), "--out", str(again)]) == 0  # its own earlier report: replaced

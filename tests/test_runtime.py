@@ -75,6 +75,29 @@ def test_openvino_static_int8_executes_int8_kernels(ov, runtime_of):
     assert any(":u8:" in k or ":i8:" in k for k in rt["kernels"]), rt["kernels"]
 
 
+def test_openvino_int8_calibrated_differently_are_two_files_in_one_cache(ov, tiny_models, tmp_path):
+    """Two calibration_samples of openvino-qint8 used one cache entry and overwrote each other's file (and raced
+    under the local2 launcher); each is now its own file, and both stay loadable."""
+    cache = ExportCache(tmp_path)
+    export_dir = cache.model_dir("tiny", tiny_models[0])
+    files = {}
+    for n in (8, 16):
+        cfg = OmegaConf.structured(BACKENDS["openvino-qint8"])
+        cfg.calibration_samples = n
+        backend = backends.create(cfg, detect(), 1)
+        backend.prepare(export_dir, "bi-encoder", cache, builtin_texts("medium", 32))
+        files[n] = backend.load_spec(tiny_models[0], export_dir, cache)[1]["file_name"]
+    assert files == {8: "openvino/openvino_model_qint8_quantized_c8.xml",
+                     16: "openvino/openvino_model_qint8_quantized_c16.xml"}  # fmt: skip
+    for n, name in files.items():
+        assert (export_dir / name).exists() and (export_dir / name).with_suffix(".bin").exists(), n
+        cfg = OmegaConf.structured(BACKENDS["openvino-qint8"])
+        cfg.calibration_samples = n
+        backend = backends.create(cfg, detect(), 1)
+        path, described = backend.load_spec(tiny_models[0], export_dir, cache)
+        assert backend.load("bi-encoder", path, described, False).encode(["a text"]).shape[0] == 1
+
+
 @pytest.mark.parametrize(("name", "expected"), [("onnx", "fp32"), ("onnx-qint8", "int8")])
 def test_onnx_precision_from_the_session_graph(name, expected, runtime_of):
     pytest.importorskip("onnxruntime")

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 BASE_KEY = "openvino"
 BASE_FILE = "openvino/openvino_model.xml"
 QINT8_FILE = "openvino/openvino_model_qint8_quantized.xml"  # what export_static_quantized_openvino_model writes
+DEFAULT_CALIBRATION_SAMPLES = 128  # `OpenVINOKnobs.calibration_samples`'s default
 HINTS = ("LATENCY", "THROUGHPUT")
 PRECISIONS = ("f32", "bf16", "f16")  # backend.ov_precision: INFERENCE_PRECISION_HINT
 PRECISION = {
@@ -58,7 +59,8 @@ class OpenVINOKnobs:
     # None: OpenVINO chooses, as SentenceTransformer(backend="openvino") runs it (bf16 on AMX/AVX512-BF16
     # CPUs); f32 pins fp32 (the sweep measures that beside it where the machine's choice is not fp32)
     ov_precision: Optional[str] = None  # noqa: UP045 - OmegaConf structured configs need Optional
-    calibration_samples: int = 128  # static int8 (optimum-intel presets use 128; ST falls back to 300)
+    # static int8 calibration texts (optimum-intel presets use 128; ST falls back to 300)
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
 
 
 class OpenVINOBackend(Backend):
@@ -121,8 +123,15 @@ class OpenVINOBackend(Backend):
 
     def export_key(self) -> tuple[str, dict[str, Any]]:
         if self.cfg.quantization == "static":
-            return "openvino-qint8", {"calibration_samples": self.cfg.calibration_samples}
+            return f"openvino-qint8{self._calibration_suffix}", {"calibration_samples": self.cfg.calibration_samples}
         return BASE_KEY, {}
+
+    @property
+    def _calibration_suffix(self) -> str:
+        """ "" for the default calibration (sentence-transformers' file name), "_c64" for 64 samples: variants
+        calibrated differently are different files, so they neither overwrite nor race each other in the cache."""
+        n = self.cfg.calibration_samples
+        return "" if n == DEFAULT_CALIBRATION_SAMPLES else f"_c{n}"
 
     def prepare(self, folder: Path, model_kind: str, cache: ExportCache, calibration_texts: list[str]) -> None:
         if self.export_plain(folder, model_kind, cache):
@@ -154,7 +163,13 @@ class OpenVINOBackend(Backend):
                     column_name="text",
                 )
 
-        cache.produce(folder, key, settings, export_quantized)
+        def export_named(staging: Path) -> None:
+            export_quantized(staging)
+            if self._calibration_suffix:
+                for produced in (staging / "openvino").glob(Path(QINT8_FILE).stem + ".*"):
+                    produced.rename(produced.with_name(f"{produced.stem}{self._calibration_suffix}{produced.suffix}"))
+
+        cache.produce(folder, key, settings, export_named)
 
     def load_spec(self, source_dir: Path, export_dir: Path, cache: ExportCache) -> tuple[Path, dict[str, Any]]:
         key, settings = self.export_key()

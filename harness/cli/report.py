@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
             runs = f" for run(s) {', '.join(args.runs)}" if args.runs else ""
             raise UsageError(f"no result rows in {args.results}{runs}; run `harness sweep` first")
         df = select(df, machine=args.machine, model_kind=args.model_kind)
+        foreign = pages.foreign_files(args.out)
+        if foreign:
+            raise UsageError(
+                f"--out: {str(args.out)!r} holds files no report wrote ({', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}); give a new or empty folder, or an earlier report's."
+            )
     except UsageError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -79,6 +79,11 @@ class AccuracySpec:
     batch_size: int
     is_reference: bool
 
+    @property
+    def offline(self) -> bool:
+        """A local model evaluated on Hub sets must reach the Hub: offline only when every set is local."""
+        return self.job.offline and all("path" in t.source for t in self.tasks)
+
 
 @dataclass(frozen=True)
 class BareSpec:

@@ -176,6 +176,7 @@ def speed(spec: SpeedSpec, state: State | None = None) -> dict[str, Any]:
         throughput = timing.fields()["throughput"]
         discarded.append({"throughput": throughput, "cpu_self": timing.cpu_self, "cpu_other": timing.cpu_other})
     timed_window = [round(timed_from, 3), round(time.time(), 3)]  # wall clock: timed cells never overlap
+    check_finite(outputs)
     runtime = loaded.runtime()
     fields = {
         **timing.fields(),
@@ -192,6 +193,19 @@ def speed(spec: SpeedSpec, state: State | None = None) -> dict[str, Any]:
     if spec.breakdown:
         fields.update(measure.breakdown(model, batches, timing))
     return fields
+
+
+def check_finite(outputs: Any) -> None:
+    """A backend whose outputs hold NaN or inf computed nothing usable (an fp16 overflow, a broken export): its
+    cell fails with that reason, never a throughput."""
+    if outputs is None:
+        return
+    values = np.asarray(outputs, dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = int(bad.reshape(len(values), -1).any(axis=1).sum()) if values.ndim else 1
+        raise ValueError(f"outputs: {rows} of {len(values) if values.ndim else 1} texts gave NaN or inf; "
+                         "the backend computed no usable result")  # fmt: skip
 
 
 def timed_fidelity(spec: SpeedSpec, kind: str, outputs: Any) -> dict[str, Any]:

@@ -101,7 +101,26 @@ def _local_path(path: str, data_dir: str | None, fmt: str = "lines") -> Path:
         raise ConfigError(
             f"dataset.path: {str(p)!r} does not exist ({where}); format {fmt} needs {FORMAT_HELP.get(fmt, 'a file')}."
         )
+    check_regular(p, "dataset.path")
     return p
+
+
+MAX_TEXT_FILE_BYTES = 2 * 2**30  # a texts file larger than this is not a benchmark's texts (and would not fit)
+
+
+def check_regular(path: Path, field: str) -> None:
+    """A file of texts is a regular file of a sane size: a FIFO would block the sweep forever and /dev/zero
+    would grow without bound, so both are refused before anything reads them."""
+    if path.is_dir() or not path.exists():
+        return
+    if not path.is_file():
+        raise ConfigError(
+            f"{field}: {str(path)!r} is not a regular file (a pipe, a device or a socket); give a file of texts."
+        )
+    size = path.stat().st_size
+    if size > MAX_TEXT_FILE_BYTES:
+        raise ConfigError(f"{field}: {str(path)!r} is {size / 2**30:.1f} GiB; a file of texts must be under "
+                          f"{MAX_TEXT_FILE_BYTES / 2**30:.0f} GiB (sample it first).")  # fmt: skip
 
 
 def _bad(path: Path, fmt: str, what: str) -> ConfigError:
@@ -178,6 +197,7 @@ def read_file(
         raise ConfigError(f"{path_field}: {str(path)!r} has extension {path.suffix or '(none)'!r}; allowed: {allowed}.")
     if path.is_dir():
         raise ConfigError(f"{path_field}: {str(path)!r} is a folder; give a file: {allowed}.")
+    check_regular(path, path_field)
     try:
         content = path.read_text(encoding="utf-8-sig")  # -sig: a spreadsheet's byte-order mark is not text
     except (OSError, UnicodeDecodeError) as exc:

@@ -204,10 +204,24 @@ def to_html(blocks: list[Block], images: dict[str, bytes]) -> str:
     return "\n".join(out) + "\n"
 
 
+MARKER = ".harness-report"  # in every folder a report was written to: the next report may replace it
+KEEP = (MARKER, ".gitkeep")
+
+
+def foreign_files(out_dir: Path | str) -> list[str]:
+    """Files in `out_dir` that a report did not write there: writing a report would overwrite or mix with them
+    (none for a missing or empty folder, or one an earlier report was written to)."""
+    out = Path(out_dir)
+    if not out.is_dir() or (out / MARKER).exists():
+        return []
+    return sorted(p.name for p in out.iterdir() if p.name not in KEEP)
+
+
 def write_report(df: pd.DataFrame, out_dir: Path | str, title: str = "Backend benchmark report") -> list[Path]:
     """Write index.html, report.md and the chart PNGs into `out_dir`; return the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by `harness report`; it may replace the files here\n", encoding="utf-8")
     blocks, images = build(df, title)
     written = []
     for name, data in images.items():
