@@ -1,0 +1,1 @@
+"""The engine: plans, isolates and measures cells."""
