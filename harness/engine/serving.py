@@ -1,0 +1,412 @@
+"""The `server` scenario's core: a Poisson schedule, a dynamic batcher served by ONE thread, M/D/1 theory,
+replays of the batching policy, and the search for the highest rate served within a p99 budget.
+
+Pure stdlib + numpy + scipy (nothing from `harness`), so it runs against a fake backend in tests.
+
+Definitions (all times in seconds, measured from the serve loop's origin):
+- *Schedule*: arrival times drawn before the run (`poisson_schedule`); a request's latency is counted from
+  its scheduled arrival, so a loop that notices an arrival late cannot hide the delay.
+- *Policy* (`_next_batch`): when the server is free at `free`, the oldest waiting request `i` decides. The
+  batch starts at max(free, arrival[i]); if fewer than `max_batch` have arrived by then and max_wait > 0, it
+  starts at the earlier of arrival[i] + max_wait and the arrival that fills the batch (never earlier than
+  free). It takes the arrivals up to that moment, at most `max_batch`. max_batch 1 / max_wait 0 is FIFO.
+- *Batch start* is that policy moment; *service time* = completion - start: the server's occupancy, which
+  includes the loop's own bookkeeping between batches (microseconds) and a late wake-up, both real time
+  during which the server could not serve. `backend_times` (completion - the clock read just before the
+  call) is the backend alone. Because the loop's "free" is the real completion, replaying the policy from
+  the schedule and the service times reproduces the run request by request.
+- *Idle waiting*: sleep until SPIN_S before the moment, then spin on the clock. Sleep alone overshoots by
+  tens of microseconds (ms on a busy machine), which would count as latency; spinning only ever happens
+  while the server is idle, never during a service, so it cannot distort service times. The spin costs at
+  most SPIN_S of CPU per idle gap.
+- *Several instances* (M/D/k, later): the policy only needs the time a server is free, so a k-server loop
+  keeps k free times (a heap) and hands each batch to the earliest-free instance's worker, and the replay
+  does the same with k free times; `serve` is the k=1 case, calling the backend in the serving thread.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize, stats
+
+SPIN_S = 0.002  # spin (don't sleep) for the last 2 ms before a scheduled moment
+LEAD_S = 0.01  # the origin is set this far after serve() starts, so the first arrival is not already late
+TAIL_FRACTION = 0.1  # backlog: the last tenth of the arrivals
+MAX_SERVICES = 20_000  # the M/D/1 functions look at most this many service times ahead (O(k^2))
+MIN_N = 100  # a rate point needs at least this many measured requests for its p99
+THROUGHPUT_FRACTION = 0.98
+
+
+def _bad(name: str, value: object, allowed: str) -> ValueError:
+    return ValueError(f"{name}={value!r}: must be {allowed}")
+
+
+def _check_batcher(max_batch: int, max_wait_s: float) -> None:
+    if isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
+        raise _bad("max_batch", max_batch, "an integer >= 1")
+    if not (max_wait_s >= 0 and math.isfinite(max_wait_s)):
+        raise _bad("max_wait_s", max_wait_s, "a finite number of seconds >= 0")
+
+
+def _positive(name: str, value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise _bad(name, value, "a finite number > 0")
+
+
+def poisson_schedule(rate: float, n: int, seed: int = 0) -> np.ndarray:
+    """`n` arrival times of a Poisson process at `rate` per second. The same seed at another rate gives the
+    same draws scaled by 1/rate (common random numbers), so latency grows monotonically with the rate."""
+    _positive("rate", rate)
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise _bad("n", n, "an integer >= 1")
+    return np.cumsum(np.random.default_rng(seed).standard_exponential(int(n)) / rate)
+
+
+def requests_for(rate: float, duration_s: float, discard: int = 500, min_measured: int = 1000) -> int:
+    """Requests to schedule at `rate` for about `duration_s`, never fewer than discard + min_measured."""
+    _positive("rate", rate)
+    _positive("duration_s", duration_s)
+    return max(int(discard) + int(min_measured), math.ceil(rate * duration_s))
+
+
+def _next_batch(arrivals: Sequence[float], i: int, free: float, max_batch: int, max_wait: float) -> tuple[float, int]:
+    """The policy: (start, j) for the batch of requests i..j-1 when the server is free at `free`."""
+    n = len(arrivals)
+    cap = min(i + max_batch, n)
+    start = arrivals[i] if arrivals[i] > free else free
+    j = bisect_right(arrivals, start, i, cap)
+    if j < i + max_batch and max_wait > 0:
+        due = arrivals[i] + max_wait
+        if i + max_batch - 1 < n and arrivals[i + max_batch - 1] < due:
+            due = arrivals[i + max_batch - 1]
+        if due > start:
+            start = due
+            j = bisect_right(arrivals, start, i, cap)
+    return start, j
+
+
+def _wait_until(target: float, clock: Callable[[], float]) -> None:
+    remaining = target - clock()
+    if remaining > SPIN_S:
+        time.sleep(remaining - SPIN_S)
+    while clock() < target:
+        pass
+
+
+@dataclass
+class ServeResult:
+    """One run: per-request and per-batch records (seconds from the origin) and the statistics over the
+    requests after the first `discard`. `backlog` is the fewest requests found waiting (arrived, batch not
+    started) by any arrival in the last tenth of the schedule: a server that keeps up catches up at some
+    moment near the end; an overloaded one never does. `queue_at_end` is what the last arrival found."""
+
+    arrival: np.ndarray = field(repr=False)
+    start: np.ndarray = field(repr=False)  # each request's batch start
+    completion: np.ndarray = field(repr=False)
+    batch_start: np.ndarray = field(repr=False)
+    batch_call: np.ndarray = field(repr=False)  # clock read just before service() was called
+    batch_end: np.ndarray = field(repr=False)
+    batch_size: np.ndarray = field(repr=False)
+    max_batch: int
+    max_wait_s: float
+    discard: int
+    latencies: np.ndarray = field(init=False, repr=False)
+    n: int = field(init=False)
+    mean: float = field(init=False)
+    p50: float = field(init=False)
+    p90: float = field(init=False)
+    p99: float = field(init=False)
+    offered_rate: float = field(init=False)
+    throughput: float = field(init=False)
+    backlog: int = field(init=False)
+    queue_at_end: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.latencies = (self.completion - self.arrival)[self.discard :]
+        self.n = len(self.latencies)
+        self.mean = float(self.latencies.mean())
+        self.p50, self.p90, self.p99 = (float(v) for v in np.percentile(self.latencies, [50, 90, 99]))
+        # over the measured requests: offered = their count over their arrival span, achieved = over the
+        # span from the first of them arriving to the last completing (so the ratio is the drain's share)
+        first, count = self.arrival[self.discard], self.n
+        span = self.arrival[-1] - first
+        self.offered_rate = float(count / span) if span > 0 else math.inf
+        self.throughput = float(count / (self.completion.max() - first))
+        waiting = self.waiting_at_arrival()
+        self.backlog = int(waiting[-max(1, int(len(waiting) * TAIL_FRACTION)) :].min())
+        self.queue_at_end = int(waiting[-1])
+
+    def waiting_at_arrival(self) -> np.ndarray:
+        """For each request, how many earlier requests had arrived but not started when it arrived."""
+        started_before = np.searchsorted(self.start, self.arrival, side="right")  # starts are FIFO-ordered
+        return np.arange(len(self.arrival)) - np.minimum(started_before, np.arange(len(self.arrival)))
+
+    @property
+    def service_times(self) -> np.ndarray:
+        """Per batch: completion - start, the server's occupancy (what the replays take)."""
+        return self.batch_end - self.batch_start
+
+    @property
+    def backend_times(self) -> np.ndarray:
+        """Per batch: the backend call alone."""
+        return self.batch_end - self.batch_call
+
+
+def serve(
+    schedule: Sequence[float],
+    service: Callable[[range], object],
+    max_batch: int = 1,
+    max_wait_s: float = 0.0,
+    discard: int = 500,
+    clock: Callable[[], float] = time.perf_counter,
+) -> ServeResult:
+    """Serve the scheduled requests in this thread: `service(range(i, j))` per batch (the harness encodes
+    texts[i:j]). `clock` must tick in real seconds (long idle waits use time.sleep)."""
+    arrivals = np.asarray(schedule, dtype=float)
+    _check_batcher(max_batch, max_wait_s)
+    if arrivals.ndim != 1 or len(arrivals) == 0 or not np.all(np.isfinite(arrivals)):
+        raise _bad("schedule", f"<{arrivals.shape} array>", "a non-empty 1-D array of finite times")
+    if arrivals[0] < 0 or np.any(np.diff(arrivals) < 0):
+        raise _bad("schedule", f"<{len(arrivals)} times>", "non-decreasing times >= 0")
+    if isinstance(discard, bool) or not isinstance(discard, (int, np.integer)) or not 0 <= discard < len(arrivals):
+        raise _bad("discard", discard, f"an integer in [0, {len(arrivals)}) (the schedule's length)")
+    n = len(arrivals)
+    origin = clock() + LEAD_S
+    due = (arrivals + origin).tolist()  # absolute clock times: no subtraction inside the loop
+    starts, calls, ends, sizes = [], [], [], []
+    free, i = -math.inf, 0
+    while i < n:
+        start, j = _next_batch(due, i, free, max_batch, max_wait_s)
+        if start > free:  # idle (or waiting for the batch to fill): the moment is a scheduled one
+            _wait_until(start, clock)
+        call = clock()
+        service(range(i, j))
+        free = clock()
+        starts.append(start)
+        calls.append(call)
+        ends.append(free)
+        sizes.append(j - i)
+        i = j
+    size = np.asarray(sizes)
+    b_start, b_end = np.asarray(starts) - origin, np.asarray(ends) - origin
+    return ServeResult(
+        arrival=arrivals,
+        start=np.repeat(b_start, size),
+        completion=np.repeat(b_end, size),
+        batch_start=b_start,
+        batch_call=np.asarray(calls) - origin,
+        batch_end=b_end,
+        batch_size=size,
+        max_batch=int(max_batch),
+        max_wait_s=float(max_wait_s),
+        discard=int(discard),
+    )
+
+
+# --- replays -------------------------------------------------------------------------------------------
+
+
+def lindley_replay(arrivals: Sequence[float], service_times: Sequence[float]) -> np.ndarray:
+    """Latency of each request of a FIFO single server (max batch 1): W' = max(0, W + S - A)."""
+    a, s = np.asarray(arrivals, dtype=float), np.asarray(service_times, dtype=float)
+    if a.shape != s.shape:
+        raise _bad("service_times", f"<{s.size} values>", f"one per arrival ({a.size})")
+    wait = np.zeros(len(a))
+    for k in range(1, len(a)):
+        wait[k] = max(0.0, wait[k - 1] + s[k - 1] - (a[k] - a[k - 1]))
+    return wait + s
+
+
+def batched_replay(
+    arrivals: Sequence[float], service_times: Sequence[float], max_batch: int, max_wait_s: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Replay the batching policy from the arrivals and the per-batch service times, in batch order:
+    (latency per request, size per batch, start per batch)."""
+    _check_batcher(max_batch, max_wait_s)
+    a = [float(x) for x in arrivals]
+    s = [float(x) for x in service_times]
+    latency, sizes, starts = np.empty(len(a)), [], []
+    free, i = -math.inf, 0
+    while i < len(a):
+        if len(sizes) == len(s):
+            raise _bad("service_times", f"<{len(s)} values>", "one per batch the policy forms (too few)")
+        start, j = _next_batch(a, i, free, max_batch, max_wait_s)
+        free = start + s[len(sizes)]
+        latency[i:j] = free - np.asarray(a[i:j])
+        sizes.append(j - i)
+        starts.append(start)
+        i = j
+    return latency, np.asarray(sizes), np.asarray(starts)
+
+
+# --- M/D/1 theory --------------------------------------------------------------------------------------
+
+
+def _check_md1(D: float, rho: float) -> None:
+    _positive("D", D)
+    if not 0 <= rho < 1:
+        raise _bad("rho", rho, "in [0, 1) (utilisation; 1 or more never settles)")
+
+
+def md1_mean_sojourn(D: float, rho: float) -> float:
+    """Mean time in an M/D/1 system (wait + service): D + rho D / (2 (1 - rho))."""
+    _check_md1(D, rho)
+    return D + rho * D / (2 * (1 - rho))
+
+
+def _md1_number(rho: float, kmax: int) -> np.ndarray:
+    """P(N = 0..kmax) for the number in an M/D/1 system, by level crossing: p[j+1] a0 = p0 A>j + sum p[i] A>j-i+1,
+    positive terms only, so tail values keep their relative precision (the textbook recursion subtracts; its
+    values below ~1e-15 are rounding noise)."""
+    tail = stats.poisson.sf(np.arange(kmax + 1), rho)  # P(A > m), arrivals during one service
+    p = np.zeros(kmax + 1)
+    p[0] = 1 - rho
+    for j in range(kmax):
+        p[j + 1] = (p[0] * tail[j] + np.dot(p[1 : j + 1], tail[j:0:-1])) * math.exp(rho)
+    return p
+
+
+def _md1_wait_cdf(t: float, D: float, rho: float, p: np.ndarray) -> float:
+    if t < 0:
+        return 0.0
+    k = int(t // D)
+    s = (k + 1) * D - t  # in (0, D]
+    q = p[1 : k + 2].copy()  # max(N, 1) - 1 = m
+    q[0] += p[0]
+    return float(np.dot(q, stats.poisson.cdf(np.arange(k, -1, -1), rho * s / D)))
+
+
+def md1_wait_cdf(t: float | np.ndarray, D: float, rho: float) -> float | np.ndarray:
+    """P(Wq <= t) in M/D/1 (t a number or an array). Erlang's sum (1-rho) sum_k (lam(kD-t))^k/k! e^{-lam(kD-t)}
+    alternates and cancels for t >> D, so this evaluates the same function with positive terms: for t = kD + u,
+    0 <= u < D, a request waits at most t iff max(N, 1) + A <= k + 1, N the number in system D - u before it
+    arrives (stationary) and A ~ Poisson(lam (D - u)) the arrivals since (independent of N)."""
+    _check_md1(D, rho)
+    ts = np.asarray(t, dtype=float)
+    if ts.size and ts.max() > MAX_SERVICES * D:
+        raise _bad("t", float(ts.max()), f"<= {MAX_SERVICES} D = {MAX_SERVICES * D!r} s")
+    p = _md1_number(rho, max(0, int(ts.max() // D)) + 1)
+    out = np.array([_md1_wait_cdf(x, D, rho, p) for x in ts.ravel()]).reshape(ts.shape)
+    return float(out) if out.ndim == 0 else out
+
+
+def md1_sojourn_quantile(D: float, rho: float, q: float) -> float:
+    """The q-quantile of the M/D/1 sojourn time (wait + D)."""
+    _check_md1(D, rho)
+    if not 0 < q < 1:
+        raise _bad("q", q, "in (0, 1)")
+    if 1 - rho >= q:  # the atom at zero wait covers q
+        return D
+    hi = D
+    while _md1_wait_cdf(hi, D, rho, _md1_number(rho, int(hi // D) + 1)) < q:
+        hi *= 2
+        if hi > MAX_SERVICES * D:
+            raise _bad("rho", rho, f"further from 1 for q={q!r} (the quantile is beyond {MAX_SERVICES} D)")
+    p = _md1_number(rho, int(hi // D) + 1)
+    return D + optimize.brentq(lambda t: _md1_wait_cdf(t, D, rho, p) - q, 0.0, hi, xtol=1e-12 * D, rtol=1e-12)
+
+
+def md1_rate_for_p99(D: float, budget: float, q: float = 0.99) -> float:
+    """The arrival rate (per second) whose M/D/1 q-quantile sojourn equals `budget`."""
+    _positive("D", D)
+    _positive("budget", budget)
+    if budget <= D:
+        raise _bad("budget", budget, f"> D={D!r} (no rate serves a request faster than its service)")
+    if budget > MAX_SERVICES / 4 * D:
+        raise _bad("budget", budget, f"<= {MAX_SERVICES // 4} D = {MAX_SERVICES / 4 * D!r} s")
+    lo, hi = 1 - q, 0.5
+    while md1_sojourn_quantile(D, hi, q) < budget:
+        lo, hi = hi, 1 - (1 - hi) / 2
+    rho = optimize.brentq(lambda r: md1_sojourn_quantile(D, r, q) - budget, lo, hi, xtol=1e-10, rtol=1e-10)
+    return rho / D
+
+
+# --- the sustainable-rate search -----------------------------------------------------------------------
+
+
+@dataclass
+class RatePoint:
+    rate: float  # offered (nominal) rate, requests per second
+    p99: float
+    n: int
+    throughput: float
+    backlog: int
+    sustainable: bool
+    why_not: str  # "" when sustainable
+
+
+@dataclass
+class RateSearch:
+    rate: float | None  # the highest sustainable rate tried; None when even `lo` was not
+    budget_p99_s: float
+    bracket: tuple[float | None, float | None]  # (highest sustainable, lowest unsustainable above it) tried
+    points: list[RatePoint]  # sorted by rate: the latency-vs-rate curve
+
+
+def judge(result: ServeResult, budget_p99_s: float, min_n: int = MIN_N) -> str:
+    """Why a run is not sustainable ("" when it is): p99 within budget, throughput >= 98 % of offered,
+    backlog below one batch, and enough requests for a p99."""
+    why = []
+    if result.n < min_n:
+        why.append(f"n={result.n} < {min_n} measured requests")
+    if not result.p99 <= budget_p99_s:
+        why.append(f"p99 {result.p99 * 1e3:.3f} ms > budget {budget_p99_s * 1e3:.3f} ms")
+    if not result.throughput >= THROUGHPUT_FRACTION * result.offered_rate:
+        why.append(f"throughput {result.throughput:.1f}/s < 98% of offered {result.offered_rate:.1f}/s")
+    if result.backlog >= result.max_batch:
+        why.append(f"backlog {result.backlog} >= max batch {result.max_batch}")
+    return "; ".join(why)
+
+
+def sustainable_rate(
+    measure_at: Callable[[float], ServeResult],
+    budget_p99_s: float,
+    lo: float,
+    hi: float,
+    rel_tol: float = 0.02,
+    growth: float = 2.0,
+    min_n: int = MIN_N,
+) -> RateSearch:
+    """The highest rate in [lo, hi] that `measure_at(rate)` serves sustainably: from lo, multiply by `growth`
+    while sustainable (capped at hi), then bisect geometrically until bad/good - 1 <= rel_tol.
+    `measure_at` should draw its schedule with one seed at every rate (see `poisson_schedule`) and schedule
+    `requests_for(rate, duration)` requests so each p99 rests on >= 1,000 of them."""
+    _positive("budget_p99_s", budget_p99_s)
+    _positive("lo", lo)
+    if not (hi >= lo and math.isfinite(hi)):
+        raise _bad("hi", hi, f"a finite rate >= lo={lo!r}")
+    _positive("rel_tol", rel_tol)
+    if not growth > 1:
+        raise _bad("growth", growth, "> 1")
+    points: list[RatePoint] = []
+
+    def ok(rate: float) -> bool:
+        result = measure_at(rate)
+        why = judge(result, budget_p99_s, min_n)
+        points.append(RatePoint(rate, result.p99, result.n, result.throughput, result.backlog, not why, why))
+        return not why
+
+    good, bad = None, None
+    rate = lo
+    while bad is None:
+        if not ok(rate):
+            bad = rate
+        else:
+            good = rate
+            if rate >= hi:
+                break
+            rate = min(rate * growth, hi)
+    if good is not None and bad is not None:
+        while bad / good - 1 > rel_tol:
+            mid = math.sqrt(good * bad)
+            if ok(mid):
+                good = mid
+            else:
+                bad = mid
+    return RateSearch(good, budget_p99_s, (good, bad), sorted(points, key=lambda p: p.rate))
