@@ -169,10 +169,16 @@ def _rounds(arg: str) -> list[str]:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_sweep(cfg: DictConfig) -> None:
     from harness.cli import progress
-    from harness.engine.sweep import run_job
+    from harness.engine.sweep import STORE_FULL, run_job
 
     try:
         run_job(cfg, progress)  # a job that cannot run writes failed rows and returns: the others go on
     except ConfigError as exc:  # not even rows could be written (e.g. results_dir)
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as exc:  # the store is full or read-only: every job would fail the same way
+        if exc.errno not in STORE_FULL:
+            raise
+        print(f"error: results_dir: {cfg.results_dir!r}: a row cannot be written ({exc.strerror}); every row "
+              "written so far is kept: make room and rerun the same command to resume.", file=sys.stderr)  # fmt: skip
+        raise SystemExit(1) from None

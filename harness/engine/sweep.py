@@ -11,6 +11,7 @@ only for the groups whose ranking is not settled yet (harness.engine.rounds).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
 import logging
@@ -149,9 +150,14 @@ def run_job(cfg: DictConfig, progress: Progress | None = None) -> list[dict[str,
     return written
 
 
+STORE_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # no row can be written: nothing to record, stop
+
+
 def _failed(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int, progress: Progress,
             exc: Exception) -> list[dict[str, Any]]:  # fmt: skip
     """Every pending cell of a configuration that could not run, as a `failed` row with the reason."""
+    if isinstance(exc, OSError) and exc.errno in STORE_FULL:
+        raise exc
     reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
     log.error("%s / %s / %s: %s", cfg.model.name, cfg.dataset.name, label_of(backend_cfg), reason)
     log.debug("job failed", exc_info=exc)

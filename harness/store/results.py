@@ -61,7 +61,8 @@ def cell_path(results_dir: Path | str, run: str, cell_id: str) -> Path:
 # or cut at its timeout. Anything else (an export sentence-transformers cannot make, a configuration error,
 # a runtime error) would fail the same way again: it is re-measured only when asked (`--retry-failed`).
 TRANSIENT = re.compile(
-    r"died with signal|out of memory|timed out|timeout|killed|interrupted|terminated|could not fetch|unreachable",
+    r"died with signal|out of memory|timed out|timeout|killed|interrupted|terminated|could not fetch|unreachable"
+    r"|no space left",
     re.IGNORECASE,
 )
 
