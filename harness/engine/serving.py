@@ -1,7 +1,7 @@
 """The `server` scenario's core: a Poisson schedule, a dynamic batcher served by ONE thread, M/D/1 theory,
 replays of the batching policy, and the search for the highest rate served within a p99 budget.
 
-Pure stdlib + numpy + scipy (nothing from `harness`), so it runs against a fake backend in tests.
+Pure stdlib + numpy (and its M/D/1 theory, `harness.engine.queueing`), so it runs against a fake backend in tests.
 
 Definitions (all times in seconds, measured from the serve loop's origin):
 - *Schedule*: arrival times drawn before the run (`poisson_schedule`); a request's latency is counted from
@@ -33,45 +33,46 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize, stats
+
+from harness.engine.queueing import (  # noqa: F401 - the theory, where callers of serving find it
+    MAX_SERVICES,
+    md1_mean_sojourn,
+    md1_rate_for_p99,
+    md1_sojourn_quantile,
+    md1_wait_cdf,
+    positive,
+)
+from harness.engine.queueing import (
+    bad as invalid,
+)
 
 SPIN_S = 0.002  # spin (don't sleep) for the last 2 ms before a scheduled moment
 LEAD_S = 0.01  # the origin is set this far after serve() starts, so the first arrival is not already late
 TAIL_FRACTION = 0.1  # backlog: the last tenth of the arrivals
-MAX_SERVICES = 20_000  # the M/D/1 functions look at most this many service times ahead (O(k^2))
 MIN_N = 100  # a rate point needs at least this many measured requests for its p99
 THROUGHPUT_FRACTION = 0.98
 
 
-def _bad(name: str, value: object, allowed: str) -> ValueError:
-    return ValueError(f"{name}={value!r}: must be {allowed}")
-
-
 def _check_batcher(max_batch: int, max_wait_s: float) -> None:
     if isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
-        raise _bad("max_batch", max_batch, "an integer >= 1")
+        raise invalid("max_batch", max_batch, "an integer >= 1")
     if not (max_wait_s >= 0 and math.isfinite(max_wait_s)):
-        raise _bad("max_wait_s", max_wait_s, "a finite number of seconds >= 0")
-
-
-def _positive(name: str, value: float) -> None:
-    if not (value > 0 and math.isfinite(value)):
-        raise _bad(name, value, "a finite number > 0")
+        raise invalid("max_wait_s", max_wait_s, "a finite number of seconds >= 0")
 
 
 def poisson_schedule(rate: float, n: int, seed: int = 0) -> np.ndarray:
     """`n` arrival times of a Poisson process at `rate` per second. The same seed at another rate gives the
     same draws scaled by 1/rate (common random numbers), so latency grows monotonically with the rate."""
-    _positive("rate", rate)
+    positive("rate", rate)
     if not isinstance(n, (int, np.integer)) or n < 1:
-        raise _bad("n", n, "an integer >= 1")
+        raise invalid("n", n, "an integer >= 1")
     return np.cumsum(np.random.default_rng(seed).standard_exponential(int(n)) / rate)
 
 
 def requests_for(rate: float, duration_s: float, discard: int = 500, min_measured: int = 1000) -> int:
     """Requests to schedule at `rate` for about `duration_s`, never fewer than discard + min_measured."""
-    _positive("rate", rate)
-    _positive("duration_s", duration_s)
+    positive("rate", rate)
+    positive("duration_s", duration_s)
     return max(int(discard) + int(min_measured), math.ceil(rate * duration_s))
 
 
@@ -171,11 +172,11 @@ def serve(
     arrivals = np.asarray(schedule, dtype=float)
     _check_batcher(max_batch, max_wait_s)
     if arrivals.ndim != 1 or len(arrivals) == 0 or not np.all(np.isfinite(arrivals)):
-        raise _bad("schedule", f"<{arrivals.shape} array>", "a non-empty 1-D array of finite times")
+        raise invalid("schedule", f"<{arrivals.shape} array>", "a non-empty 1-D array of finite times")
     if arrivals[0] < 0 or np.any(np.diff(arrivals) < 0):
-        raise _bad("schedule", f"<{len(arrivals)} times>", "non-decreasing times >= 0")
+        raise invalid("schedule", f"<{len(arrivals)} times>", "non-decreasing times >= 0")
     if isinstance(discard, bool) or not isinstance(discard, (int, np.integer)) or not 0 <= discard < len(arrivals):
-        raise _bad("discard", discard, f"an integer in [0, {len(arrivals)}) (the schedule's length)")
+        raise invalid("discard", discard, f"an integer in [0, {len(arrivals)}) (the schedule's length)")
     n = len(arrivals)
     origin = clock() + LEAD_S
     due = (arrivals + origin).tolist()  # absolute clock times: no subtraction inside the loop
@@ -216,7 +217,7 @@ def lindley_replay(arrivals: Sequence[float], service_times: Sequence[float]) ->
     """Latency of each request of a FIFO single server (max batch 1): W' = max(0, W + S - A)."""
     a, s = np.asarray(arrivals, dtype=float), np.asarray(service_times, dtype=float)
     if a.shape != s.shape:
-        raise _bad("service_times", f"<{s.size} values>", f"one per arrival ({a.size})")
+        raise invalid("service_times", f"<{s.size} values>", f"one per arrival ({a.size})")
     wait = np.zeros(len(a))
     for k in range(1, len(a)):
         wait[k] = max(0.0, wait[k - 1] + s[k - 1] - (a[k] - a[k - 1]))
@@ -235,7 +236,7 @@ def batched_replay(
     free, i = -math.inf, 0
     while i < len(a):
         if len(sizes) == len(s):
-            raise _bad("service_times", f"<{len(s)} values>", "one per batch the policy forms (too few)")
+            raise invalid("service_times", f"<{len(s)} values>", "one per batch the policy forms (too few)")
         start, j = _next_batch(a, i, free, max_batch, max_wait_s)
         free = start + s[len(sizes)]
         latency[i:j] = free - np.asarray(a[i:j])
@@ -246,85 +247,6 @@ def batched_replay(
 
 
 # --- M/D/1 theory --------------------------------------------------------------------------------------
-
-
-def _check_md1(D: float, rho: float) -> None:
-    _positive("D", D)
-    if not 0 <= rho < 1:
-        raise _bad("rho", rho, "in [0, 1) (utilisation; 1 or more never settles)")
-
-
-def md1_mean_sojourn(D: float, rho: float) -> float:
-    """Mean time in an M/D/1 system (wait + service): D + rho D / (2 (1 - rho))."""
-    _check_md1(D, rho)
-    return D + rho * D / (2 * (1 - rho))
-
-
-def _md1_number(rho: float, kmax: int) -> np.ndarray:
-    """P(N = 0..kmax) for the number in an M/D/1 system, by level crossing: p[j+1] a0 = p0 A>j + sum p[i] A>j-i+1,
-    positive terms only, so tail values keep their relative precision (the textbook recursion subtracts; its
-    values below ~1e-15 are rounding noise)."""
-    tail = stats.poisson.sf(np.arange(kmax + 1), rho)  # P(A > m), arrivals during one service
-    p = np.zeros(kmax + 1)
-    p[0] = 1 - rho
-    for j in range(kmax):
-        p[j + 1] = (p[0] * tail[j] + np.dot(p[1 : j + 1], tail[j:0:-1])) * math.exp(rho)
-    return p
-
-
-def _md1_wait_cdf(t: float, D: float, rho: float, p: np.ndarray) -> float:
-    if t < 0:
-        return 0.0
-    k = int(t // D)
-    s = (k + 1) * D - t  # in (0, D]
-    q = p[1 : k + 2].copy()  # max(N, 1) - 1 = m
-    q[0] += p[0]
-    return float(np.dot(q, stats.poisson.cdf(np.arange(k, -1, -1), rho * s / D)))
-
-
-def md1_wait_cdf(t: float | np.ndarray, D: float, rho: float) -> float | np.ndarray:
-    """P(Wq <= t) in M/D/1 (t a number or an array). Erlang's sum (1-rho) sum_k (lam(kD-t))^k/k! e^{-lam(kD-t)}
-    alternates and cancels for t >> D, so this evaluates the same function with positive terms: for t = kD + u,
-    0 <= u < D, a request waits at most t iff max(N, 1) + A <= k + 1, N the number in system D - u before it
-    arrives (stationary) and A ~ Poisson(lam (D - u)) the arrivals since (independent of N)."""
-    _check_md1(D, rho)
-    ts = np.asarray(t, dtype=float)
-    if ts.size and ts.max() > MAX_SERVICES * D:
-        raise _bad("t", float(ts.max()), f"<= {MAX_SERVICES} D = {MAX_SERVICES * D!r} s")
-    p = _md1_number(rho, max(0, int(ts.max() // D)) + 1)
-    out = np.array([_md1_wait_cdf(x, D, rho, p) for x in ts.ravel()]).reshape(ts.shape)
-    return float(out) if out.ndim == 0 else out
-
-
-def md1_sojourn_quantile(D: float, rho: float, q: float) -> float:
-    """The q-quantile of the M/D/1 sojourn time (wait + D)."""
-    _check_md1(D, rho)
-    if not 0 < q < 1:
-        raise _bad("q", q, "in (0, 1)")
-    if 1 - rho >= q:  # the atom at zero wait covers q
-        return D
-    hi = D
-    while _md1_wait_cdf(hi, D, rho, _md1_number(rho, int(hi // D) + 1)) < q:
-        hi *= 2
-        if hi > MAX_SERVICES * D:
-            raise _bad("rho", rho, f"further from 1 for q={q!r} (the quantile is beyond {MAX_SERVICES} D)")
-    p = _md1_number(rho, int(hi // D) + 1)
-    return D + optimize.brentq(lambda t: _md1_wait_cdf(t, D, rho, p) - q, 0.0, hi, xtol=1e-12 * D, rtol=1e-12)
-
-
-def md1_rate_for_p99(D: float, budget: float, q: float = 0.99) -> float:
-    """The arrival rate (per second) whose M/D/1 q-quantile sojourn equals `budget`."""
-    _positive("D", D)
-    _positive("budget", budget)
-    if budget <= D:
-        raise _bad("budget", budget, f"> D={D!r} (no rate serves a request faster than its service)")
-    if budget > MAX_SERVICES / 4 * D:
-        raise _bad("budget", budget, f"<= {MAX_SERVICES // 4} D = {MAX_SERVICES / 4 * D!r} s")
-    lo, hi = 1 - q, 0.5
-    while md1_sojourn_quantile(D, hi, q) < budget:
-        lo, hi = hi, 1 - (1 - hi) / 2
-    rho = optimize.brentq(lambda r: md1_sojourn_quantile(D, r, q) - budget, lo, hi, xtol=1e-10, rtol=1e-10)
-    return rho / D
 
 
 # --- the sustainable-rate search -----------------------------------------------------------------------
@@ -377,13 +299,13 @@ def sustainable_rate(
     while sustainable (capped at hi), then bisect geometrically until bad/good - 1 <= rel_tol.
     `measure_at` should draw its schedule with one seed at every rate (see `poisson_schedule`) and schedule
     `requests_for(rate, duration)` requests so each p99 rests on >= 1,000 of them."""
-    _positive("budget_p99_s", budget_p99_s)
-    _positive("lo", lo)
+    positive("budget_p99_s", budget_p99_s)
+    positive("lo", lo)
     if not (hi >= lo and math.isfinite(hi)):
-        raise _bad("hi", hi, f"a finite rate >= lo={lo!r}")
-    _positive("rel_tol", rel_tol)
+        raise invalid("hi", hi, f"a finite rate >= lo={lo!r}")
+    positive("rel_tol", rel_tol)
     if not growth > 1:
-        raise _bad("growth", growth, "> 1")
+        raise invalid("growth", growth, "> 1")
     points: list[RatePoint] = []
 
     def ok(rate: float) -> bool:
