@@ -36,6 +36,8 @@ def grid_ids(args: list[str], results_dir: Path, monkeypatch) -> list[str]:
     from harness.engine import plan as plan_module
 
     monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
+    # minilm-ce's source is ${oc.env:HARNESS_SHARED_DIR,../shared}/...: the snapshot was taken with it unset
+    monkeypatch.delenv("HARNESS_SHARED_DIR", raising=False)
     monkeypatch.setattr(hardware, "detect", lambda *a, **k: hardware.Hardware(**FIXED_HARDWARE))
     monkeypatch.setattr(openvino, "default_precision", lambda device="CPU": "bf16")
     monkeypatch.setattr(cells, "hub_unreachable", lambda: None)  # the Hub's names: accuracy cells are planned

@@ -16,7 +16,7 @@ from harness.store import results
 PLUGINS = Path(__file__).parent / "plugins"
 QUICK = [
     "rounds=1", "dataset=short", "dataset.samples=8", "batch_sizes=[4]", "measure.min_time_s=0",
-    "measure.min_repeats=2", "measure.warmup_batches=1", "measure.max_time_s=5", "accuracy.enabled=false",
+    "measure.min_repeats=2", "measure.warmup_batches=1", "measure.max_time_s=5",
     "measure.contention_threshold=64",  # a busy CI machine must not turn the rows into non-evidence here
 ]  # fmt: skip
 
@@ -26,8 +26,8 @@ def _harness(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           timeout=900)  # fmt: skip
 
 
-def test_a_family_from_an_entry_point_runs_through_sweep_report_and_recommend(tiny_models, tmp_path):
-    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache"),
+def test_a_family_from_an_entry_point_runs_through_sweep_report_and_recommend(tiny_models, tiny_data, tmp_path):
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache"), "HARNESS_DATA_DIR": str(tiny_data),
            "PYTHONPATH": os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH")) if p)}  # fmt: skip
     store = tmp_path / "results"
     sweep = _harness("sweep", "model.name=tiny", f"model.source={tiny_models[0]}", f"results_dir={store}", "run=p",
@@ -47,6 +47,8 @@ def test_a_family_from_an_entry_point_runs_through_sweep_report_and_recommend(ti
     assert (speed["status"] == "ok").all(), speed[["status", "reason"]]
     assert speed.loc["toy-fp32 [toy_level=2]", "runtime"]["toy_level"] == 2  # read back in the forked worker
     assert speed.loc["toy-fp32", "precision"] == "fp32" and speed.loc["toy-fp32", "speedup"] > 0
+    accuracy = df[(df["kind"] == "accuracy") & (df["backend"] == "toy-fp32")]  # in a spawned process
+    assert len(accuracy) == 2 and (accuracy["status"] == "ok").all(), accuracy[["status", "reason"]]
 
     report = _harness("report", "--results", str(store), "--out", str(tmp_path / "report"), env=env)
     assert report.returncode == 0, report.stderr[-3000:]

@@ -67,7 +67,7 @@ def main(args: list[str]) -> int:
 
             POOL.kill()  # idle workers too: nothing of this sweep outlives it
             print(f"\n{stop}: every finished cell is saved; rerun the same command to resume.", file=sys.stderr)
-            return 128 + stop.signum
+            return 143  # as for SIGTERM (128 + 15), whichever notice stopped it: schedulers read this one
     return 1 if progress.FAILED else 0  # every job ran; some cells did not finish (the summary said which)
 
 
