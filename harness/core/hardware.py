@@ -168,6 +168,7 @@ def allowed_cpus() -> tuple[int, ...]:
         return tuple(range(os.cpu_count() or 1))
 
 
+@lru_cache(maxsize=1)
 def cgroup_dir() -> Path | None:
     """This process's cgroup v2 folder, None without cgroup v2."""
     try:
@@ -194,6 +195,7 @@ def _cgroup_values(name: str) -> list[str]:
     return found
 
 
+@lru_cache(maxsize=8)
 def _v1_dir(controller: str) -> Path | None:
     """This process's cgroup v1 folder of `controller` (hybrid hierarchies, as on many VMs), None without it."""
     try:

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import backends
 from harness.core.files import file_lock
-from harness.engine.cells import Cell, accuracy_source, cell_id_accuracy, variant
+from harness.engine.cells import Cell, accuracy_source, cell_id_accuracy, is_baseline
 from harness.engine.isolation import run_isolated
 from harness.engine.specs import AccuracySpec, AccuracyTask, JobSpec
 from harness.store import results
@@ -41,7 +41,7 @@ def run_accuracy(
     """All accuracy tasks of one backend in one process. Fidelity needs torch-fp32's outputs:
     when they are missing, compute them first (once per run, under a lock)."""
     tasks = [c.task for c in cells]
-    is_ref = backend_cfg.name == results.BASELINE and not variant(backend_cfg)
+    is_ref = is_baseline(backend_cfg)
     spec = _accuracy_spec(cfg, base_spec, machine, tasks, backend_cfg, is_ref)
     no_reference: dict[str, str] = {}  # task -> why torch-fp32's outputs are missing
     if not is_ref:

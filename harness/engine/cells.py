@@ -162,6 +162,11 @@ def batch_sizes(cfg: DictConfig) -> list[int]:
     return list(sizes)
 
 
+def is_baseline(backend_cfg: Any) -> bool:
+    """torch-fp32 as registered: the configuration whose outputs are every other's fidelity reference."""
+    return backend_cfg.name == results.BASELINE and not variant(backend_cfg)
+
+
 def label_of(backend_cfg: Any) -> str:
     return results.label(backend_cfg.name, variant(backend_cfg))
 

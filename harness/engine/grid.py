@@ -86,11 +86,10 @@ def compose(overrides: list[str]) -> DictConfig:
 def _check_grid(parsed: Any, overrides: list[Override], conf_dir: str) -> None:
     from harness.engine.preflight import check_device, check_writable, preflight
 
-    compose = hydra_compose
     register_configs()
     command_line = {o.get_key_element(): values_of(o) for o in overrides}
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3", job_name="harness"):
-        first = _compose(compose, {k: v[0] for k, v in command_line.items()}, hydra=True)
+        first = _compose({k: v[0] for k, v in command_line.items()}, hydra=True)
         multirun = bool(parsed.multirun) or str(first.hydra.mode) == "RunMode.MULTIRUN"
         if not multirun:
             swept = [o for o in overrides if o.is_sweep_override()]
@@ -107,7 +106,7 @@ def _check_grid(parsed: Any, overrides: list[Override], conf_dir: str) -> None:
         out_dir = str(OmegaConf.select(first, where))
         check_writable(where, out_dir, Path(out_dir).expanduser())  # Hydra writes each job's config and log there
         base = {k: v[0] for k, v in dims.items()}
-        cfg = first if base == {k: v[0] for k, v in command_line.items()} else _compose(compose, base)
+        cfg = first if base == {k: v[0] for k, v in command_line.items()} else _compose(base)
         _preflight(preflight, cfg)
         for key, values in dims.items():
             name = key.lstrip("+~")
@@ -117,7 +116,7 @@ def _check_grid(parsed: Any, overrides: list[Override], conf_dir: str) -> None:
                 if name == "backend" and value in backends.named():
                     variant = _backend_variant(cfg, value, command_line)
                 elif name in GROUPS or "/" in name or (Path(conf_dir) / name).is_dir():
-                    variant = _compose(compose, {**base, key: value})
+                    variant = _compose({**base, key: value})
                 else:
                     variant = _with_value(cfg, key, value)
                 _preflight(preflight, variant)
@@ -154,9 +153,9 @@ def _sweep_dims(first: DictConfig, overrides: list[Override]) -> dict[str, list[
     return dims
 
 
-def _compose(compose: Any, chosen: dict[str, str | None], hydra: bool = False) -> DictConfig:
+def _compose(chosen: dict[str, str | None], hydra: bool = False) -> DictConfig:
     try:
-        return compose(config_name="config", overrides=_as_strings(chosen), return_hydra_config=hydra)
+        return hydra_compose(config_name="config", overrides=_as_strings(chosen), return_hydra_config=hydra)
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         return raise_one_line(failed_key(exc, chosen), exc, chosen)
 
@@ -191,11 +190,10 @@ def plan_sweep(args: list[str], conf_dir: str) -> Any:
     parsed = parse_args(args)
     overrides = parse_overrides(parsed.overrides)
     command_line = {o.get_key_element(): values_of(o) for o in overrides}
-    compose = hydra_compose
     register_configs()
     hw = detect()
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3", job_name="harness"):
-        first = _compose(compose, {k: v[0] for k, v in command_line.items()}, hydra=True)
+        first = _compose({k: v[0] for k, v in command_line.items()}, hydra=True)
         dims = _sweep_dims(first, overrides)
         threads = first.measure.threads or hw.cpu_budget
         runs = dims.get("run", [first.run])
@@ -211,7 +209,7 @@ def plan_sweep(args: list[str], conf_dir: str) -> Any:
             this machine adds, as `cells.configurations` runs them)."""
             other = tuple((spelled.get(k, k), v) for k, v in job.items() if k != "backend" and k[:5] != "hydra")
             if other not in composed:
-                composed[other] = _compose(compose, dict(other)) if other else first
+                composed[other] = _compose(dict(other)) if other else first
             cfg = composed[other]
             name = job.get("backend", cfg.backend.name)
             if (other, name) not in backend_cfgs:

@@ -37,6 +37,7 @@ from harness.engine.cells import (
     accuracy_skipped,
     backend_identity,
     configurations,
+    is_baseline,
     job_cells,
     label_of,
     model_identity,
@@ -290,7 +291,7 @@ def _speed_cells(cfg: DictConfig, job: Job, backend_cfg: Any, cells: list[Cell],
     # The time breakdown (tokenize / forward / rest) is where the time goes, not how fast: it is the
     # same in every round, so the first round measures it and the pooled row keeps that one.
     breakdown = cfg.measure.breakdown and cfg.round == 0
-    is_reference = backend_cfg.name == results.BASELINE and not variant(backend_cfg)
+    is_reference = is_baseline(backend_cfg)
     for cell in cells:
         spec = SpeedSpec(job=job.spec, batch_size=cell.batch_size, texts=tuple(texts), fidelity_ref=str(reference),
                          is_reference=is_reference, breakdown=breakdown)  # fmt: skip

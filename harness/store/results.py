@@ -89,10 +89,6 @@ def why_run(results_dir: Path | str, run: str, cell_id: str, versions: dict[str,
     return f"{status} (--retry-failed): {reason}" if retry_failed else None
 
 
-def is_done(results_dir: Path | str, run: str, cell_id: str) -> bool:
-    return why_run(results_dir, run, cell_id) is None
-
-
 def supersede(results_dir: Path | str, run: str, cell_id: str) -> None:
     """Keep a finished row that is about to be measured again (library versions changed) in `.superseded/`,
     where loading does not look: nothing finished is lost."""
