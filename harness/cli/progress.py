@@ -90,10 +90,14 @@ def _fmt(table: pd.DataFrame) -> str:
     return table.to_string(index=False, float_format=lambda v: f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}")
 
 
-def failures(results_dir: str, runs: list[str], since: str) -> str | None:
-    """One line for the cells this sweep wrote as failed or timed out, None when there were none."""
-    rows = [r for r in results.read_rows(results_dir, runs)
-            if (r.get("timestamp") or "") >= since and r.get("kind") in ("speed", "accuracy")]  # fmt: skip
+def written_since(results_dir: str, runs: list[str], since: str) -> list[dict[str, Any]]:
+    """The rows of `runs` written since `since` (an ISO time): this sweep's, on any machine."""
+    return [r for r in results.read_rows(results_dir, runs) if (r.get("timestamp") or "") >= since]
+
+
+def failures(written: list[dict[str, Any]]) -> str | None:
+    """One line for the cells of `written` that failed or timed out, None when there were none."""
+    rows = [r for r in written if r.get("kind") in ("speed", "accuracy")]
     bad = [r for r in rows if r.get("status") in ("failed", "timeout")]
     if not bad:
         return None
@@ -104,9 +108,8 @@ def failures(results_dir: str, runs: list[str], since: str) -> str | None:
     )
 
 
-def timed_share(results_dir: str, runs: list[str], since: str, wall_s: float) -> str:
+def timed_share(rows: list[dict[str, Any]], wall_s: float) -> str:
     """How much of the sweep's wall time was measurement: the timed passes of the rows it wrote."""
-    rows = [r for r in results.read_rows(results_dir, runs) if (r.get("timestamp") or "") >= since]
     timed = sum(float(r.get("measure_s") or 0.0) for r in rows if r.get("kind") == "speed")
     cells = sum(1 for r in rows if r.get("kind") in ("speed", "accuracy"))
     share = f" ({timed / wall_s:.0%})" if wall_s > 0 else ""
@@ -184,19 +187,21 @@ class SweepProgress(Callback):
             self.bar.close()
         runs = swept_runs(config)
         print(summary(config.results_dir, runs))
-        print(timed_share(config.results_dir, runs, self.since, time.monotonic() - self.start))
+        written = written_since(config.results_dir, runs, self.since)
+        print(timed_share(written, time.monotonic() - self.start))
         print(f"log: {Path(str(config.hydra.sweep.dir)) / LOG_NAME}")
-        self._failures(config, runs)
+        self._failures(written)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.since = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         print(summary(config.results_dir, [config.run]))
-        self._failures(config, [config.run])
+        self._failures(written_since(config.results_dir, [config.run], self.since))
 
-    def _failures(self, config: DictConfig, runs: list[str]) -> None:
-        line = failures(config.results_dir, runs, self.since)
+    @staticmethod
+    def _failures(written: list[dict[str, Any]]) -> None:
+        line = failures(written)
         if line:
             print(line, file=sys.stderr)
             FAILED.append(line)
