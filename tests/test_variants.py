@@ -35,15 +35,37 @@ PINNED_CELL_IDS = {
     "torch-fp32": ("35f4061d47", "659bd8d312"),
     "torch-fp16": ("321c9bfc14", "17d39419f7"),
     "torch-bf16": ("859fc19fa5", "5ed9d82f43"),
-    "onnx": ("c9a3305744", "1f206cfbde"),
-    "onnx-O1": ("48044a4089", "89b54faf4b"),
-    "onnx-O2": ("cb18686be4", "7fbb1b322e"),
-    "onnx-O3": ("0c1656898c", "4b12fdae25"),
-    "onnx-O4": ("e4515cbeb1", "cc75707c40"),
-    "onnx-qint8": ("44fa958aa4", "62606e2385"),
+    "onnx": ("f24df2b733", "1f206cfbde"),
+    "onnx-O1": ("910691d310", "89b54faf4b"),
+    "onnx-O2": ("4edf26030f", "7fbb1b322e"),
+    "onnx-O3": ("5b08434db8", "4b12fdae25"),
+    "onnx-O4": ("3d57fec042", "cc75707c40"),
+    "onnx-qint8": ("a0d62b5740", "62606e2385"),
     "openvino": ("4ecb4b31c4", "b82de282b4"),
     "openvino-qint8": ("e49efec6aa", "da4e2b1e9d"),
 }
+
+
+# #22: the onnx names now run ORT's own spinning default; the ids they had before are the ids of the
+# variant that pins spinning off, which is what those rows measured (resuming such a run finds them there).
+FORMER_ONNX_SPEED_IDS = {
+    "onnx": "c9a3305744",
+    "onnx-O1": "48044a4089",
+    "onnx-O2": "cb18686be4",
+    "onnx-O3": "0c1656898c",
+    "onnx-O4": "e4515cbeb1",
+    "onnx-qint8": "44fa958aa4",
+}
+
+
+def test_onnx_rows_written_before_spinning_was_the_default_keep_their_ids_as_the_pinned_variant():
+    from harness.engine.cells import cell_id_speed, variant
+    from harness.engine.grid import compose
+
+    for backend, former in FORMER_ONNX_SPEED_IDS.items():
+        cfg = compose([f"backend={backend}", "backend.ort_spinning=false", "data_dir=null"])
+        assert variant(cfg.backend) == "ort_spinning=False"
+        assert cell_id_speed(cfg, "m" * 16, 32, 2) == f"speed-all-MiniLM-L6-v2-short-bs32-{backend}-{former}"
 
 
 def test_cell_ids_of_the_default_configurations_do_not_change():

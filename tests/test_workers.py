@@ -156,9 +156,9 @@ def test_a_unit_over_the_memory_limit_is_recorded_with_its_reason(tiny_models, t
     command = [a for a in sweep(tiny_models[0], tmp_path, "measure.memory_limit_mb=50") if not a.startswith("backend=")]
     proc = subprocess.run([*command, "backend=torch-fp32,onnx"], env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
-    assert proc.returncode == 1 and "4 of 4 cells of this sweep did not finish (4 failed)" in proc.stderr, (
-        proc.stderr[-3000:]
-    )
+    assert proc.returncode == 1 and "4 of 4 cells of this sweep did not finish (4 failed)" in proc.stderr, proc.stderr[
+        -3000:
+    ]
     rows = {(r["backend"], r["batch_size"]): r for r in speed_rows(tmp_path)}
     assert len(rows) == 4, rows.keys()
     for (backend, _), row in rows.items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from harness.backends.base import Backend, dominant_precision
 from harness.backends.cache import ExportCache
@@ -57,8 +57,9 @@ def qint8_file_name(config: str) -> str:
 
 @dataclass
 class OnnxKnobs:
-    # spinning ORT workers steal cycles from sentence-transformers' torch post-processing
-    ort_spinning: bool = False
+    # None: ONNX Runtime's own default (its intra-op threads spin), as plain `backend="onnx"` code gets it;
+    # True / False pin it: a labelled variant (`onnx [ort_spinning=False]`)
+    ort_spinning: Optional[bool] = None  # noqa: UP045 - OmegaConf structured configs need Optional
 
 
 class OnnxBackend(Backend):
@@ -176,10 +177,10 @@ class OnnxBackend(Backend):
         return export_dir, {
             "file_name": file_name,
             "provider": self.provider,
+            # the thread budget (the one setting every backend gets); nothing else unless a knob pins it
             "session_options": {
                 "intra_op_num_threads": self.threads,
-                "inter_op_num_threads": 1,
-                "allow_spinning": self.cfg.ort_spinning,
+                **({} if self.cfg.ort_spinning is None else {"allow_spinning": bool(self.cfg.ort_spinning)}),
             },
         }
 
@@ -189,10 +190,12 @@ class OnnxBackend(Backend):
         options = described["session_options"]
         so = ort.SessionOptions()
         so.intra_op_num_threads = options["intra_op_num_threads"]
-        so.inter_op_num_threads = options["inter_op_num_threads"]
-        spin = "1" if options["allow_spinning"] else "0"
-        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        if "inter_op_num_threads" in options:  # recorded by older rows
+            so.inter_op_num_threads = options["inter_op_num_threads"]
+        if options.get("allow_spinning") is not None:
+            spin = "1" if options["allow_spinning"] else "0"
+            so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+            so.add_session_config_entry("session.inter_op.allow_spinning", spin)
         return {"file_name": described["file_name"], "provider": described["provider"], "session_options": so}
 
     def runtime(self, model: Any) -> dict[str, Any]:
@@ -210,10 +213,19 @@ class OnnxBackend(Backend):
             "device": self.device_of_providers(session.get_providers()),
             "intra_op_threads": options.intra_op_num_threads,
             "inter_op_threads": options.inter_op_num_threads,
-            "allow_spinning": options.get_session_config_entry("session.intra_op.allow_spinning") == "1",
+            **spinning(options),
             "graph_optimization_level": str(options.graph_optimization_level),
             "onnxruntime": ort.__version__,
         }
+
+
+def spinning(options: Any) -> dict[str, Any]:
+    """Whether the session's intra-op threads spin, read back: the entry when set, else ORT's default (on)."""
+    try:
+        return {"allow_spinning": options.get_session_config_entry("session.intra_op.allow_spinning") == "1",
+                "allow_spinning_source": "session option"}  # fmt: skip
+    except RuntimeError:  # not set: it defaults to "1" (onnxruntime_session_options_config_keys.h)
+        return {"allow_spinning": True, "allow_spinning_source": "onnxruntime default"}
 
 
 def missing_external_data(onnx_file: Path) -> list[str]:

@@ -140,11 +140,7 @@ def configure_process(threads: int, offline: bool) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import torch
 
-    torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set in this process
-        pass
+    torch.set_num_threads(threads)  # the thread budget; torch's inter-op pool is left as a user's code has it
 
 
 def recorded_warnings(caught: list[warnings.WarningMessage], limit: int = 10) -> list[str]:

@@ -57,14 +57,14 @@ def python_snippet(
     kwargs = dict(model_kwargs or {})
     options = kwargs.get("session_options")
     if isinstance(options, dict):  # recorded as data; ONNX Runtime wants a SessionOptions object
-        spin = "1" if options.get("allow_spinning") else "0"
-        prelude = (
-            "import onnxruntime as ort\n"
-            "session_options = ort.SessionOptions()\n"
-            f"session_options.intra_op_num_threads = {int(options['intra_op_num_threads'])}\n"
-            f"session_options.inter_op_num_threads = {int(options['inter_op_num_threads'])}\n"
-            f'session_options.add_session_config_entry("session.intra_op.allow_spinning", "{spin}")\n'
-        )
+        lines = ["import onnxruntime as ort", "session_options = ort.SessionOptions()"]
+        lines += [f"session_options.{k} = {int(options[k])}" for k in ("intra_op_num_threads", "inter_op_num_threads")
+                  if k in options]  # fmt: skip
+        if options.get("allow_spinning") is not None:  # pinned by a knob; otherwise ORT's default is what ran
+            spin = "1" if options["allow_spinning"] else "0"
+            lines += [f'session_options.add_session_config_entry("session.{op}.allow_spinning", "{spin}")'
+                      for op in ("intra_op", "inter_op")]  # fmt: skip
+        prelude = "\n".join(lines) + "\n"
         kwargs["session_options"] = _Raw("session_options")
     if kwargs:
         args.append(f"model_kwargs={_py(kwargs)}")

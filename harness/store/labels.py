@@ -3,6 +3,8 @@ whose accuracy a speed row has, and the baseline every ratio is over."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from harness.backends import speed_only_fields
@@ -27,6 +29,22 @@ def current_variant(variant: str | None) -> str:
     docs-gpu row's "device=cuda" is where it ran, not a configuration of its own."""
     parts = variant.split(",") if isinstance(variant, str) else []  # None / NaN: the backend as registered
     return ",".join(p for p in parts if p and p.partition("=")[0] not in FORMER_KNOBS)
+
+
+def former_defaults(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row named as it is today, where a backend's defaults have changed since it was written.
+
+    Until #22 every `onnx*` speed row ran ONNX Runtime with spinning off (the `ort_spinning` knob defaulted to
+    False); now the name runs ORT's own default (spinning) as plain `backend="onnx"` code does. Such a row is
+    read as the variant `ort_spinning=False` (its runtime read back `allow_spinning: false` and carries no
+    `allow_spinning_source`), so it is never averaged with, or ranked as, the new `onnx`."""
+    runtime = row.get("runtime")
+    if row.get("kind") != "speed" or not isinstance(runtime, dict) or "allow_spinning_source" in runtime:
+        return row
+    variant = row.get("variant") or ""
+    if runtime.get("allow_spinning") is False and "ort_spinning=" not in variant:
+        row = {**row, "variant": ",".join(p for p in (variant, "ort_spinning=False") if p)}
+    return row
 
 
 def accuracy_variant(variant: str) -> str:

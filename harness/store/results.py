@@ -32,6 +32,7 @@ from harness.store.labels import (  # noqa: F401 - what readers of the store hav
     accuracy_variant,
     backend_of,
     current_variant,
+    former_defaults,
     label,
     with_labels,
 )
@@ -137,7 +138,7 @@ def read_rows(results_dir: Path | str, runs: list[str] | None = None) -> list[di
             row = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(row, dict) or "cell_id" not in row:
                 raise ValueError("not a result row")
-            row = rows.parse(row, stored=True).to_flat()
+            row = former_defaults(rows.parse(row, stored=True).to_flat())
         except (OSError, ValueError, TypeError) as exc:
             log.warning("skipping unreadable result file %s: %s", path, exc)
             continue
