@@ -90,6 +90,7 @@ class MeasureConfig:
     max_repeats: int = 50
     max_time_s: float = 8.0  # stop after the pass that crosses this, even below min_repeats (slow backends)
     request_min_time_s: float = 0.5  # per-request loop (one call per batch: latency percentiles), >= 1 pass
+    request_min_samples: int = 300  # batch-1 cells: at least this many requests per round (their p99 needs them)
     sort_by_length: bool = True  # as encode() does over a whole corpus
     breakdown: bool = True  # tokenize / forward / rest shares
     cell_timeout_s: int = 900

@@ -32,3 +32,37 @@ def test_latency_percentiles_from_raw_values():
     stats = rows.latency_stats([float(i) for i in range(1, 101)])
     assert stats["latency_p50_ms"] == pytest.approx(50.5)
     assert stats["latency_p99_ms"] == pytest.approx(99.01)
+
+
+def test_batch_1_request_passes_take_at_least_min_samples_calls():
+    timing = measure.Passes(texts_per_pass=64)
+    measure.request_passes(lambda b: None, [[i] for i in range(64)], timing, 0.0, 1, 50, 5.0, min_samples=300)
+    assert len(timing.latencies) == 320  # whole passes until 300 requests: 5 passes of 64
+
+
+def test_every_batch_shape_runs_untimed_before_the_timed_passes(monkeypatch):
+    """#22: a shape first run inside a timed pass made pass 1 the slowest in 56 % of cells."""
+    from types import SimpleNamespace
+
+    from harness.config import MeasureConfig
+    from harness.engine import units
+
+    batches = [["a" * n] * 2 for n in (9, 7, 5, 3)]
+    calls: list[int] = []
+    seen_before_timing: list[set[int]] = []
+
+    def fake_workload(spec, model):
+        return ["t"] * 8, ["t"] * 8, batches, lambda b: calls.append(len(b[0])), lambda: None
+
+    def fake_timed(call, call_all, batches_, n, m, bs):
+        seen_before_timing.append(set(calls))
+        raise RuntimeError("stop after the warm-up")
+
+    loaded = SimpleNamespace(model=None, kind="bi-encoder", warm=True)
+    state = SimpleNamespace(load=lambda job: loaded, cells=0)
+    monkeypatch.setattr(units, "_workload", fake_workload)
+    monkeypatch.setattr(units, "_timed", fake_timed)
+    spec = SimpleNamespace(job=SimpleNamespace(measure=MeasureConfig()), batch_size=2)
+    with pytest.raises(RuntimeError, match="stop after"):
+        units.speed(spec, state)
+    assert seen_before_timing == [{9, 7, 5, 3}]  # a later cell of the process too (loaded.warm already)

@@ -18,7 +18,6 @@ import logging
 import multiprocessing as mp
 import os
 import pickle
-import resource
 import signal
 import tempfile
 import time
@@ -32,6 +31,7 @@ from typing import Any
 import psutil
 
 from harness.core import hardware
+from harness.engine.measure import peak_rss_mb, reset_peak_rss
 from harness.engine.specs import UnitResult
 
 log = logging.getLogger(__name__)
@@ -149,25 +149,6 @@ def recorded_warnings(caught: list[warnings.WarningMessage], limit: int = 10) ->
     for w in caught:
         seen.setdefault(f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}")
     return list(seen)[:limit]
-
-
-def reset_peak_rss() -> None:
-    """Start a new peak-RSS interval for this process (Linux: VmHWM), so a worker's cells each get their own."""
-    with contextlib.suppress(OSError):
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory since the last reset_peak_rss (or the process start), in MB."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_unit(task: str, spec: Any, *args: Any) -> UnitResult:

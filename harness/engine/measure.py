@@ -12,6 +12,8 @@ The timed loops do nothing but call the model and read the clock (see `harness o
 
 from __future__ import annotations
 
+import contextlib
+import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +77,7 @@ class Passes:
     batches_per_pass: int = 0
     cpu_self: float = 0.0
     cpu_other: float = 0.0
+    outputs: Any = None  # the last bulk pass's outputs (fidelity: the outputs of what was timed)
 
     def fields(self) -> dict[str, Any]:
         latencies_ms = [v * 1000.0 for v in self.latencies]
@@ -129,12 +132,16 @@ def request_passes(
     min_repeats: int,
     max_repeats: int,
     max_time_s: float = float("inf"),
+    min_samples: int = 0,
 ) -> None:
-    """Whole passes over `batches`, one call per batch (per-request latency), until the minimums are met."""
+    """Whole passes over `batches`, one call per batch (per-request latency), until the minimums are met
+    (and at least `min_samples` calls: a p99 needs ~100 or more), or a maximum."""
     clock = time.perf_counter
     timing.batches_per_pass = len(batches)
     passes: list[float] = []
-    while not _enough(passes, min_time_s, min_repeats, max_repeats, max_time_s):
+    while not _enough(passes, min_time_s, min_repeats, max_repeats, max_time_s) or (
+        len(timing.latencies) < min_samples and sum(passes) < max_time_s
+    ):
         for batch in batches:
             t0 = clock()
             call(batch)
@@ -179,3 +186,22 @@ def breakdown(model: Any, batches: list[list[Any]], timing: Passes, max_batches:
         "other_share": max(0.0, 1.0 - tokenize_share - forward_share),
         "forward_throughput": n / fwd_s if fwd_s else float("nan"),
     }
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS interval for this process (Linux: VmHWM), so a worker's cells each get their own."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory since the last reset_peak_rss (or the process start), in MB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

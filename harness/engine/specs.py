@@ -107,5 +107,6 @@ class UnitResult:
     peak_memory_mb: float = 0.0
 
     def outcome(self) -> dict[str, Any]:
-        """The unit's fields plus what every unit reports: its peak memory and the warnings it raised."""
-        return {**(self.fields or {}), "peak_memory_mb": self.peak_memory_mb, "warnings": self.warnings or None}
+        """The unit's fields plus what every unit reports: its peak memory (unless the unit read its own, e.g. a
+        speed cell before its runtime read-back) and the warnings it raised."""
+        return {"peak_memory_mb": self.peak_memory_mb, **(self.fields or {}), "warnings": self.warnings or None}
