@@ -233,6 +233,14 @@ def plan_sweep(args: list[str], conf_dir: str) -> Any:
             cfg, configs = job_cfg(job)
             return [cell_id_accuracy(cfg, hw.fingerprint, t, b) for b in configs for t in cfg.accuracy.tasks]
 
+        def server_ids(job: dict[str, str]) -> list[str | None]:
+            from harness.engine.cells import server_cells
+
+            cfg, configs = job_cfg(job)  # composed even with an empty store: a knob other families lack
+            # (backend.ov_hint on torch) names the same cells twice, counted once
+            return [c.cell_id for b in configs for c in server_cells(cfg, hw.fingerprint, threads, b)]
+
         return make_plan(first, dims, conf_dir, hw, threads, accuracy=not accuracy_skipped(first),
                          done_ids=done, cell_ids=cell_ids, accuracy_ids=accuracy_ids,
-                         runs=[str(r) for r in runs], results_dir=str(first.results_dir))  # fmt: skip
+                         runs=[str(r) for r in runs], results_dir=str(first.results_dir),
+                         server_ids=server_ids if first.server.enabled else None)  # fmt: skip
