@@ -185,6 +185,7 @@ class Recorder:
             "versions": versions(),
             **_row_facts(cfg.model.source, cfg.model.get("weights")),
             "model_key": identity.model_key(cfg),
+            "price_per_hour": cfg.get("price_per_hour"),
         }
         self._speed_identity: dict[str, Any] | None = None
 

@@ -144,6 +144,7 @@ class Context:
     versions: dict[str, Any] | None = None
     timestamp: str | None = None
     duration_s: float | None = None
+    price_per_hour: float | None = None  # the machine's $/hour when the sweep was told (harness.store.cost)
 
 
 def _names(part: type) -> tuple[str, ...]:
