@@ -120,6 +120,28 @@ class AccuracyConfig:
 
 
 @dataclass
+class ServerConfig:
+    """The server scenario (harness.engine.server): Poisson requests through a dynamic batcher, on each
+    deployment shape, searched for the highest rate whose p99 stays within each budget."""
+
+    enabled: bool = False
+    budgets_ms: list[float] = field(default_factory=lambda: [20.0, 50.0, 100.0])  # p99 latency budgets
+    # instances x threads per instance, e.g. ["1x2", "2x1"]; None: every power-of-two split of the thread budget
+    shapes: Optional[list[str]] = None
+    # the dynamic batcher's policies: {max_batch, max_wait_ms} each
+    batching: list[Any] = field(default_factory=lambda: [{"max_batch": 8, "max_wait_ms": 2.0}])
+    point_s: float = 2.0  # arrivals per rate point (at least `min_requests` of them are measured)
+    discard: int = 50  # the first requests of a point (warm caches, the queue filling) are not counted
+    min_requests: int = 200
+    rate_lo: Optional[float] = None  # requests/s the search starts from; None: the shape's bulk rate / 8
+    rate_hi: Optional[float] = None  # the highest tried; None: 1.5x the shape's bulk texts/s
+    rel_tol: float = 0.05  # the search stops when the bracket is this narrow
+    bulk_batch_size: int = 32  # the shape's bulk throughput: each instance encodes its share at this size
+    time_budget_s: float = 1800.0  # the sweep process's server cells stop (`timeout` rows, resumed) after this
+    seed: int = 0
+
+
+@dataclass
 class SweepConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -137,6 +159,50 @@ class SweepConfig:
     data_dir: Optional[str] = "${oc.env:HARNESS_DATA_DIR,null}"
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    price_per_hour: Optional[float] = None  # this machine's price ($/h): rows carry it for $ per million texts
+
+
+def parse_shape(field_name: str, shape: Any) -> tuple[int, int]:
+    """ "2x4" -> (2 instances, 4 threads each)."""
+    parts = str(shape).lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"{field_name}: {shape!r} is not allowed; give instances x threads, e.g. 2x1.")
+    return int(parts[0]), int(parts[1])
+
+
+def check_positive(field_name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ConfigError(f"{field_name}: {value!r} is not allowed; it must be a number > 0.")
+
+
+def validate_server(s: Any, cpus: int) -> None:
+    """The server scenario's fields: budgets and rates > 0, shapes within the `cpus` the harness may use."""
+    if not s.budgets_ms:
+        raise ConfigError("server.budgets_ms: [] is not allowed; give at least one p99 budget in ms, e.g. [50].")
+    for budget in s.budgets_ms:
+        check_positive("server.budgets_ms", budget)
+    for name in ("rate_lo", "rate_hi"):
+        if s[name] is not None:
+            check_positive(f"server.{name}", s[name])
+    for name in ("point_s", "rel_tol", "time_budget_s"):
+        check_positive(f"server.{name}", s[name])
+    check_non_negative("server.discard", s.discard)
+    check_positive_int("server.min_requests", s.min_requests)
+    check_positive_int("server.bulk_batch_size", s.bulk_batch_size)
+    for shape in s.shapes or []:
+        k, t = parse_shape("server.shapes", shape)
+        if k * t > cpus:
+            raise ConfigError(f"server.shapes: {shape!r} is not allowed; it asks for {k * t} CPUs and the harness "
+                              f"may use {cpus} here (instances x threads <= {cpus}).")  # fmt: skip
+    if not s.batching:
+        raise ConfigError("server.batching: [] is not allowed; give at least one {max_batch, max_wait_ms}.")
+    for policy in s.batching:
+        if set(policy) != {"max_batch", "max_wait_ms"}:
+            raise ConfigError(f"server.batching: {dict(policy)!r} is not allowed; "
+                              "each is {max_batch: N, max_wait_ms: MS}.")  # fmt: skip
+        check_positive_int("server.batching.max_batch", policy["max_batch"])
+        check_non_negative("server.batching.max_wait_ms", policy["max_wait_ms"])
 
 
 def validate(cfg: Any) -> None:
@@ -198,6 +264,12 @@ def validate(cfg: Any) -> None:
     check_positive_int("measure.export_timeout_s", m.export_timeout_s)
     check_non_negative("measure.contention_threshold", m.contention_threshold)
     check_non_negative("measure.settle_tolerance", m.settle_tolerance)
+    if cfg.price_per_hour is not None:
+        check_positive("price_per_hour", cfg.price_per_hour)
+    if cfg.server.enabled:
+        from harness.core.hardware import detect
+
+        validate_server(cfg.server, m.threads or detect().cpu_budget)
     a = cfg.accuracy
     for task in a.tasks:
         check_choice("accuracy.tasks", task, ACCURACY_TASKS)

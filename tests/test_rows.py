@@ -14,7 +14,8 @@ from harness.store.rows import AccuracyRow, InvalidRow, SpeedRow
 
 def test_columns_are_the_row_types_and_every_row_writes_them_all():
     assert results.COLUMNS == rows.COLUMNS and len(set(rows.COLUMNS)) == len(rows.COLUMNS)
-    assert set(SpeedRow.columns()) | set(AccuracyRow.columns()) | set(rows.RoundRow.columns()) == set(rows.COLUMNS)
+    kinds = (SpeedRow, AccuracyRow, rows.RoundRow, rows.ServerRow)
+    assert set().union(*(t.columns() for t in kinds)) == set(rows.COLUMNS)
     assert "metric" not in SpeedRow.columns() and "throughput" not in AccuracyRow.columns()
     assert list(speed_row("onnx", 1.0)) == list(rows.COLUMNS) == list(accuracy_row("onnx", 0.8))
 

@@ -15,10 +15,11 @@ from harness.config import MODEL_KINDS
 from harness.core import hardware
 from harness.core.hardware import Hardware
 from harness.core.usage import Parser, UsageError, did_you_mean
+from harness.recommend import server
 from harness.recommend.decision import format_text, recommend
 from harness.recommend.evidence import SCENARIOS, Query
 from harness.recommend.flowchart import CPU_VENDORS
-from harness.store import results
+from harness.store import cost, results
 from harness.store.analysis import find_machine
 
 ARM_FLAGS = frozenset({"asimd", "asimddp", "sve"})
@@ -49,7 +50,14 @@ def build_parser(prog: str = "harness recommend") -> Parser:
         choices=SCENARIOS,
         default="bulk",
         help="bulk: encode a corpus in one call, ranked by throughput (default); "
-        "online: one request at a time (batch size 1 rows), ranked by p99 latency",
+        "online: one request at a time (batch size 1 rows), ranked by p99 latency; "
+        "server: requests arriving under load (server rows), ranked by the sustainable rate at p99 <= --max-latency-ms",
+    )
+    p.add_argument(
+        "--price-per-hour",
+        action="append",
+        metavar="[MACHINE=]PRICE",
+        help="the machine's price in $/hour, for $ per million texts (repeatable per machine)",
     )
     rules = p.add_argument_group("constraints (each rejected backend is listed with the rule it broke)")
     rules.add_argument("--max-latency-ms", type=float, metavar="MS", help="p99 latency of the chosen rows at most MS")
@@ -169,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
             no_gpu=args.no_gpu, flags=flags,
         )  # fmt: skip
         df = results.load(args.results)
+        if args.price_per_hour:
+            df = cost.with_cost(df, cost.parse_prices(args.price_per_hour))
+        if args.scenario == "server":
+            machine = find_machine(df, args.machine) if args.machine else None
+            choice = server.choose(df, args.max_latency_ms, args.model, machine)
+            print(json.dumps(choice.to_dict(), default=str) if args.json else server.format_server(choice))
+            return 0 if choice.backend else 1
         if args.machine:
             machine, base = _machine_hardware(df, args.machine)
         else:

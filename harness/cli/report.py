@@ -10,8 +10,8 @@ import pandas as pd
 
 from harness.config import MODEL_KINDS
 from harness.core.usage import Parser, UsageError
-from harness.report import pages
-from harness.store import results
+from harness.report import pages, serving
+from harness.store import cost, results
 from harness.store.analysis import find_machine
 
 
@@ -23,6 +23,17 @@ def build_parser(prog: str = "harness report") -> argparse.ArgumentParser:
     p.add_argument("--machine", help="only this machine fingerprint (a unique prefix is enough)")
     p.add_argument("--model-kind", choices=MODEL_KINDS, help="only this model kind")
     p.add_argument("--title", default="Backend benchmark report")
+    p.add_argument(
+        "--compare-machines",
+        action="store_true",
+        help="print the machines side by side (best backend, texts/s, sustainable rate, $ / M texts)",
+    )
+    p.add_argument(
+        "--price-per-hour",
+        action="append",
+        metavar="[MACHINE=]PRICE",
+        help="$/hour for $ per million texts (repeatable; MACHINE: a fingerprint prefix)",
+    )
     return p
 
 
@@ -46,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             runs = f" for run(s) {', '.join(args.runs)}" if args.runs else ""
             raise UsageError(f"no result rows in {args.results}{runs}; run `harness sweep` first")
         df = select(df, machine=args.machine, model_kind=args.model_kind)
+        if args.price_per_hour:
+            df = cost.with_cost(df, cost.parse_prices(args.price_per_hour))
         foreign = pages.foreign_files(args.out)
         if foreign:
             raise UsageError(
@@ -55,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
+    if args.compare_machines:
+        print(pages.to_markdown([pages.Block("table", table=serving.compare_machines(df))]))
     for path in pages.write_report(df, args.out, title=args.title):
         print(path)
     return 0

@@ -50,6 +50,7 @@ class Cell:
     batch_size: int | None = None
     task: str | None = None
     cell_key: str | None = None  # the same for every round of a speed cell
+    server: dict[str, Any] | None = None  # a server cell's shape, batching and p99 budget (harness.engine.server)
 
 
 def slug(*parts: Any) -> str:
@@ -138,8 +139,42 @@ def job_cells(cfg: DictConfig, machine: str, threads: int, backend_cfg: Any = No
         for bs in batch_sizes(cfg):
             key = cell_id_speed(cfg, machine, bs, threads, backend_cfg)
             cells.append(Cell("speed", with_round(key, cfg.round), batch_size=bs, cell_key=key))
+    if cfg.get("server") is not None and cfg.server.enabled:
+        cells += server_cells(cfg, machine, threads, backend_cfg)
     if not accuracy_skipped(cfg):
         cells += [Cell("accuracy", cell_id_accuracy(cfg, machine, t, backend_cfg), task=t) for t in cfg.accuracy.tasks]
+    return cells
+
+
+def server_shapes(cfg: DictConfig, threads: int) -> list[tuple[int, int]]:
+    """The deployment shapes (instances, threads each): the configured ones, else every power-of-two split
+    of the thread budget (2 cores: 1x2, 2x1; 32: 1x32, 2x16, 4x8, ...)."""
+    from harness.config import parse_shape
+
+    if cfg.server.shapes:
+        return [parse_shape("server.shapes", s) for s in cfg.server.shapes]
+    shapes, k = [], 1
+    while k <= threads:
+        shapes.append((k, threads // k))
+        k *= 2
+    return shapes
+
+
+def server_cells(cfg: DictConfig, machine: str, threads: int, backend_cfg: Any) -> list[Cell]:
+    """One cell per deployment shape, batching policy and p99 budget: each a row of its own."""
+    cells = []
+    for k, t in server_shapes(cfg, threads):
+        for policy in cfg.server.batching:
+            for budget in cfg.server.budgets_ms:
+                part = {"instances": k, "threads": t, "max_batch": int(policy["max_batch"]),
+                        "max_wait_ms": float(policy["max_wait_ms"]), "budget_ms": float(budget)}  # fmt: skip
+                key = {"machine": machine, "model": model_identity(cfg), "backend": backend_identity(backend_cfg),
+                       "dataset": OmegaConf.to_container(cfg.dataset, resolve=True), **part,
+                       "server": {k_: v for k_, v in OmegaConf.to_container(cfg.server, resolve=True).items()
+                                  if k_ in ("point_s", "discard", "min_requests", "seed")}}  # fmt: skip
+                cell_id = slug("server", cfg.model.name, cfg.dataset.name, f"{k}x{t}", f"b{part['max_batch']}",
+                               f"p99-{budget:g}ms", backend_cfg.name, digest(key))  # fmt: skip
+                cells.append(Cell("server", cell_id, batch_size=part["max_batch"], server=part))
     return cells
 
 

@@ -181,6 +181,18 @@ def _preflight(preflight: Any, cfg: DictConfig) -> None:
 # --- the plan (harness sweep --plan) -----------------------------------------------------------
 
 
+def _server_ids(job_cfg: Any, machine: str, threads: int) -> Any:
+    """A job's server cell ids, composed even with an empty store: a knob other families lack (ov_hint on
+    torch) names the same cells in two jobs, which the plan counts once."""
+    from harness.engine.cells import server_cells
+
+    def server_ids(job: dict[str, str]) -> list[str | None]:
+        cfg, configs = job_cfg(job)
+        return [c.cell_id for b in configs for c in server_cells(cfg, machine, threads, b)]
+
+    return server_ids
+
+
 def plan_sweep(args: list[str], conf_dir: str) -> Any:
     """The plan of the sweep these (already checked) arguments describe: nothing runs."""
     from harness.core.hardware import detect
@@ -233,6 +245,7 @@ def plan_sweep(args: list[str], conf_dir: str) -> Any:
             cfg, configs = job_cfg(job)
             return [cell_id_accuracy(cfg, hw.fingerprint, t, b) for b in configs for t in cfg.accuracy.tasks]
 
+        server_ids = _server_ids(job_cfg, hw.fingerprint, threads) if first.server.enabled else None
         return make_plan(first, dims, conf_dir, hw, threads, accuracy=not accuracy_skipped(first),
-                         done_ids=done, cell_ids=cell_ids, accuracy_ids=accuracy_ids,
-                         runs=[str(r) for r in runs], results_dir=str(first.results_dir))  # fmt: skip
+                         done_ids=done, cell_ids=cell_ids, accuracy_ids=accuracy_ids, runs=[str(r) for r in runs],
+                         results_dir=str(first.results_dir), server_ids=server_ids)  # fmt: skip

@@ -36,6 +36,8 @@ class Plan:
     cells: int = 0
     speed_cells: int = 0
     accuracy_cells: int = 0
+    server_cells: int = 0
+    seen: set[str] = field(default_factory=set, repr=False)  # server cells counted (several jobs name one)
     done: int = 0
     exports: int = 0
     processes: int = 0
@@ -53,7 +55,9 @@ class Plan:
     def text(self) -> str:
         rounds = "" if not self.notes else "\n" + "\n".join(f"  {n}" for n in self.notes)
         return (
-            f"plan: {self.jobs} jobs, {self.cells} cells ({self.speed_cells} speed, {self.accuracy_cells} accuracy), "
+            f"plan: {self.jobs} jobs, {self.cells} cells ({self.speed_cells} speed, {self.accuracy_cells} accuracy"
+            + (f", {self.server_cells} server" if self.server_cells else "")
+            + "), "
             f"{self.done} already in the store; {self.exports} exports; about {self.processes} processes\n"
             f"estimated duration: {_duration(self.estimate_s)}"
             + (f" ({self.untimed} cells have no timing on this machine yet: estimated)" if self.untimed else "")
@@ -113,7 +117,7 @@ class Timings:
 
 def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, threads: int, accuracy: bool,
               done_ids: set[str] | None = None, cell_ids: Any = None, accuracy_ids: Any = None,
-              runs: list[str] | None = None, results_dir: str = "results") -> Plan:  # fmt: skip
+              runs: list[str] | None = None, results_dir: str = "results", server_ids: Any = None) -> Plan:  # fmt: skip
     """Plan the sweep: `base` is the first job's config (defaults), `dims` the swept keys and values;
     `cell_ids(job, batch_size, round)` names a job's speed cells (one per backend configuration: the
     job's own and the companion variants this machine adds), `accuracy_ids(job)` its accuracy cells,
@@ -137,8 +141,10 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
     for job in jobs:
         model, backend, variant, knobs = _names(job, base)
         for r in rounds:
-            if _count_speed(plan, job, base, conf_dir, r, measured_rounds, cell_ids, done_ids, timings):
+            if base.speed and _count_speed(plan, job, base, conf_dir, r, measured_rounds, cell_ids, done_ids, timings):
                 workers.add((model, backend, variant, r))
+        if base.server.enabled and _count_server(plan, job, base, server_ids, done_ids):
+            workers.add((model, backend, variant, "server"))
         if accuracy and (model, backend, variant) not in accuracy_done:
             accuracy_done.add((model, backend, variant))
             _count_accuracy(plan, job, base, accuracy_ids, done_ids, timings)
@@ -158,8 +164,37 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
             f"{plan.untimed} cells have no timing on this machine: {FALLBACK_CELL_S:g} s a speed cell, "
             f"{4 * FALLBACK_CELL_S:g} s an accuracy task, {FALLBACK_EXPORT_S:g} s an export"
         )
+    if base.server.enabled and plan.estimate_s > base.server.time_budget_s:
+        plan.notes.append(
+            f"server.time_budget_s={base.server.time_budget_s:g} stops the server cells at "
+            f"{_duration(base.server.time_budget_s)} (the rest are `timeout` rows; a rerun resumes)"
+        )
     plan.estimate_s = math.ceil(plan.estimate_s)
     return plan
+
+
+def server_group_s(server: Any) -> float:
+    """One (shape, batching) group of server cells: warm-up and bulk, the search's doubling from the lowest
+    rate (hi/16 by default) shared by the budgets, then each budget's bisection to rel_tol."""
+    doublings = 5 if server.rate_lo is None or server.rate_hi is None else math.ceil(
+        math.log2(max(server.rate_hi / server.rate_lo, 1.0))) + 1  # fmt: skip
+    bisections = math.ceil(math.log2(math.log(2) / math.log1p(server.rel_tol)))
+    points = doublings + len(server.budgets_ms) * bisections
+    return 8.0 + points * (1.5 * server.point_s + 0.8)
+
+
+def _count_server(plan: Plan, job: dict[str, str], base: Any, server_ids: Any, done_ids: set[str]) -> bool:
+    """Count a job's server cells (one per configuration, shape, batching and budget) into `plan`."""
+    per_group = len(base.server.budgets_ms)
+    ids = server_ids(job) if server_ids else [None] * per_group * len(base.server.batching)
+    ids = [i for i in ids if i is None or i not in plan.seen]
+    plan.seen.update(i for i in ids if i is not None)
+    pending = [i for i in ids if i is None or i not in done_ids]
+    plan.cells += len(ids)
+    plan.server_cells += len(ids)
+    plan.done += len(ids) - len(pending)
+    plan.estimate_s += len(pending) / per_group * server_group_s(base.server)
+    return bool(pending)
 
 
 def _names(job: dict[str, str], base: Any) -> tuple[str, str, str, dict[str, str]]:

@@ -110,3 +110,26 @@ class UnitResult:
         """The unit's fields plus what every unit reports: its peak memory (unless the unit read its own, e.g. a
         speed cell before its runtime read-back) and the warnings it raised."""
         return {"peak_memory_mb": self.peak_memory_mb, **(self.fields or {}), "warnings": self.warnings or None}
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One instance's part of a server-scenario step (harness.engine.server): `warm` (load the model, run
+    every batch size it will serve), `bulk` (encode its share of the texts from `origin`, `passes` times) or
+    `serve` (claim batches of the seeded Poisson schedule from the shared queue at `queue_path`)."""
+
+    job: JobSpec  # threads: this instance's
+    texts: tuple[str, ...]
+    mode: str  # warm | bulk | serve
+    instance: int = 0
+    instances: int = 1
+    max_batch: int = 1
+    max_wait_s: float = 0.0
+    warm_sizes: tuple[int, ...] = ()
+    origin: float = 0.0  # harness.engine.instances.CLOCK time the schedule (or the bulk pass) starts
+    queue_path: str = ""
+    rate: float = 0.0
+    n: int = 0
+    seed: int = 0
+    batch_size: int = 32  # bulk
+    passes: int = 1  # bulk

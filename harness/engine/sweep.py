@@ -29,7 +29,7 @@ from harness.config import MeasureConfig
 from harness.core.files import digest
 from harness.core.hardware import detect
 from harness.core.usage import ConfigError
-from harness.engine import identity, rounds
+from harness.engine import identity, rounds, server
 from harness.engine.accuracy import run_accuracy
 from harness.engine.cells import (
     Cell,
@@ -185,12 +185,13 @@ class Recorder:
             "versions": versions(),
             **_row_facts(cfg.model.source, cfg.model.get("weights")),
             "model_key": identity.model_key(cfg),
+            "price_per_hour": cfg.get("price_per_hour"),
         }
         self._speed_identity: dict[str, Any] | None = None
 
     def identity(self, cell: Cell) -> dict[str, Any]:
         """What the cell's texts are (speed: the job's texts; accuracy: the evaluation set)."""
-        if cell.kind != "speed":
+        if cell.kind not in ("speed", "server"):
             return identity.accuracy_identity(self.cfg, cell.task)
         if self._speed_identity is None:
             try:
@@ -204,9 +205,9 @@ class Recorder:
     def __call__(self, cell: Cell, status: str, reason: str | None, fields: dict[str, Any] | None, seconds: float,
                  kind: str | None = None) -> None:  # fmt: skip
         """Write one cell's row: identity + outcome + measured fields."""
-        speed = cell.kind == "speed"
+        speed = cell.kind in ("speed", "server")  # the job's texts, this round
         row = results.new_row(
-            **self.common,
+            **{k: (fields or {}).get(k, v) for k, v in self.common.items()},  # a server cell's threads: its shape's
             **self.identity(cell),
             cell_id=cell.cell_id,
             cell_key=cell.cell_key or cell.cell_id,
@@ -218,7 +219,7 @@ class Recorder:
             reason=reason,
             timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             duration_s=round(seconds, 2),
-            **(fields or {}),
+            **{k: v for k, v in (fields or {}).items() if k not in self.common},
         )
         results.write_row(self.cfg.results_dir, row)
         self.written.append(row)
@@ -258,6 +259,8 @@ def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int,
         return record.all(pending, status, f"export: {reason}", time.monotonic() - start)
     _speed_cells(cfg, job, backend_cfg, [c for c in pending if c.kind == "speed"], decisions, record)
     _accuracy_cells(cfg, job, backend_cfg, [c for c in pending if c.kind == "accuracy"], record)
+    if any(c.kind == "server" for c in pending):
+        server.run_cells(cfg, job, backend_cfg, [c for c in pending if c.kind == "server"], record, dataset_texts(cfg))
     return record.written
 
 

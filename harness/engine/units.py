@@ -19,11 +19,12 @@ from harness import backends
 from harness.backends.cache import ExportCache
 from harness.core.files import digest
 from harness.core.hardware import detect
-from harness.engine import measure
-from harness.engine.specs import AccuracySpec, BareSpec, JobSpec, SpeedSpec
+from harness.engine import instances, measure
+from harness.engine.serving import _wait_until, poisson_schedule
+from harness.engine.specs import AccuracySpec, BareSpec, JobSpec, ServerSpec, SpeedSpec
 from harness.inputs.texts import as_pairs, builtin_texts
 
-TASKS = ("speed", "export", "accuracy", "bare")  # what `isolation.run_unit` may call by name
+TASKS = ("speed", "export", "accuracy", "bare", "server")  # what `isolation.run_unit` may call by name
 
 
 def _backend(job: JobSpec) -> Any:
@@ -243,6 +244,50 @@ def _timed(call: Any, call_all: Any, batches: list[list[Any]], n_inputs: int, m:
         throughput = timing.fields()["throughput"]
         discarded.append({"throughput": throughput, "cpu_self": timing.cpu_self, "cpu_other": timing.cpu_other})
     return timing, discarded, [round(timed_from, 3), round(time.time(), 3)]  # wall clock: cells never overlap
+
+
+def _requests(spec: ServerSpec, model: Any) -> tuple[list[Any], Any]:
+    """The requests (texts, or pairs for a cross-encoder) in arrival order, and the call that serves a batch
+    (at `batch_size`; by default the whole batch in one forward pass)."""
+    cross = spec.job.model.kind != "bi-encoder"
+    inputs: list[Any] = as_pairs(list(spec.texts)) if cross else list(spec.texts)
+    method = model.predict if cross else model.encode
+
+    def call(batch: list[Any], batch_size: int | None = None) -> Any:
+        return method(batch, batch_size=batch_size or len(batch), show_progress_bar=False, convert_to_numpy=True)
+
+    return inputs, call
+
+
+def server(spec: ServerSpec, state: State | None = None) -> dict[str, Any]:
+    """One instance of a deployment shape for one step of the server scenario (see ServerSpec). The model is
+    loaded once per worker; `warm` runs every batch size the batcher can form, at the longest and shortest
+    requests, so no step pays a first-call cost."""
+    state = state or State()
+    loaded = state.load(spec.job)
+    inputs, call = _requests(spec, loaded.model)
+    if spec.mode == "warm":
+        by_length = sorted(inputs, key=lambda x: -len(x) if isinstance(x, str) else -(len(x[0]) + len(x[1])))
+        for size in spec.warm_sizes:
+            call(by_length[:size])
+            call(by_length[-size:])
+        loaded.warm = True
+        runtime = loaded.runtime()
+        return instances.instance_result({}, runtime=runtime, precision=runtime["precision"],
+                                         settings={**loaded.settings, "load_s": round(loaded.load_s, 3)})  # fmt: skip
+    if spec.mode == "bulk":
+        share = inputs[spec.instance :: spec.instances]
+        _wait_until(spec.origin, instances.CLOCK)
+        for _ in range(spec.passes):
+            check_finite(call(share, spec.batch_size))
+        return instances.instance_result({"end": instances.CLOCK(), "texts": len(share) * spec.passes})
+    due = (poisson_schedule(spec.rate, spec.n, spec.seed) + spec.origin).tolist()
+
+    def service(batch: range) -> None:
+        call([inputs[i % len(inputs)] for i in batch])
+
+    queue = instances.SharedQueue(spec.queue_path)
+    return instances.instance_result(instances.serve_instance(due, service, queue, spec.max_batch, spec.max_wait_s))
 
 
 def check_finite(outputs: Any) -> None:

@@ -27,6 +27,7 @@ import logging
 import multiprocessing.util  # noqa: F401  (registers its exit handler before POOL.close: see POOL)
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psutil
@@ -132,6 +133,14 @@ class WorkerPool:
             what: str = "") -> tuple[str, dict[str, Any] | None, str | None]:  # fmt: skip
         """Run one timed cell in the worker for `key` (started if needed), alone on the machine."""
         self._close_other_rounds(round_)
+        worker = self._worker(key, threads, round_, what)
+        with machine_lock(exclusive=True):
+            status, out, reason = worker.call(task, spec, timeout_s)
+        if status != "ok" and not worker.alive():
+            del self.workers[key]  # the next cell of this backend gets a fresh worker
+        return status, out, reason
+
+    def _worker(self, key: str, threads: int, round_: int, what: str) -> Worker:
         worker = self.workers.get(key)
         if worker is None or not worker.alive():
             self._make_room()
@@ -140,11 +149,23 @@ class WorkerPool:
             self.started += 1
             log.info("worker pid %d started for %s, round %d", worker.proc.pid, what or key, round_)
         self.workers.move_to_end(key)
-        with machine_lock(exclusive=True):
-            status, out, reason = worker.call(task, spec, timeout_s)
-        if status != "ok" and not worker.alive():
-            del self.workers[key]  # the next cell of this backend gets a fresh worker
-        return status, out, reason
+        return worker
+
+    def run_group(self, keys: list[str], round_: int, threads: int, task: str, specs: list[Any], timeout_s: float,
+                  what: str = "") -> list[tuple[str, dict[str, Any] | None, str | None]]:  # fmt: skip
+        """One unit in each of several workers at once (a deployment shape's instances, `threads` each), the
+        group alone on the machine; each worker's (status, result, reason)."""
+        self._close_other_rounds(round_)
+        group = [self._worker(key, threads, round_, what) for key in keys]
+        with machine_lock(exclusive=True), ThreadPoolExecutor(len(group)) as calls:
+            outcomes = list(calls.map(lambda w, s: w.call(task, s, timeout_s), group, specs))
+        for key, worker, outcome in zip(keys, group, outcomes, strict=True):
+            if outcome[0] != "ok" and not worker.alive():
+                self.workers.pop(key, None)
+        return outcomes
+
+    def pids(self, keys: list[str]) -> list[int]:
+        return [self.workers[k].proc.pid for k in keys if k in self.workers and self.workers[k].alive()]
 
     def _close_other_rounds(self, round_: int) -> None:
         for key in [k for k in self.workers if not k.endswith(f"-r{round_}")]:

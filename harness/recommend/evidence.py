@@ -25,7 +25,7 @@ from harness.store.compare import moved_beyond_spread
 
 # bulk: a corpus encoded in one call, ranked by bulk throughput speedup; online: one request at a time
 # (batch size 1), ranked by p99 latency.
-SCENARIOS = ("bulk", "online")
+SCENARIOS = ("bulk", "online", "server")  # server: harness.recommend.server answers it
 ONLINE_BATCH_SIZE = 1
 # What the decision rests on (`Evidence.basis`).
 LABELLED = "labelled accuracy (evaluation sets)"

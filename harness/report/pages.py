@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from harness.config import MODEL_KINDS
-from harness.report import charts
+from harness.report import charts, serving
 from harness.report.tables import (  # noqa: F401 - the tables a page is built from
     Table,
     accuracy_table,
@@ -120,11 +120,29 @@ def build(df: pd.DataFrame, title: str = "Backend benchmark report") -> tuple[li
         ):
             if table is not None and table.rows:
                 blocks += [Block("h3", heading), Block("table", table=table)]
+    blocks += _server_blocks(df, images)
     blocks += [Block("h2", "Machines"), Block("table", table=machines_table(df))]
+    if df["machine"].nunique() > 1:
+        blocks += [Block("h2", "Machines side by side"), Block("table", table=serving.compare_machines(df))]
     versions = versions_table(df)
     if versions is not None:
         blocks += [Block("h2", "Versions"), Block("table", table=versions)]
     return blocks, images
+
+
+def _server_blocks(df: pd.DataFrame, images: dict[str, bytes]) -> list[Block]:
+    """The server scenario's section (harness.report.serving), when there are server rows."""
+    table = serving.rates_table(df)
+    if table is None:
+        return []
+    blocks = [Block("h2", "Server scenario"), Block("h3", "Sustainable requests/s by p99 budget"),
+              Block("table", table=table)]  # fmt: skip
+    for name, title, fig in (("server-latency-vs-rate", "Latency vs offered rate", serving.latency_vs_rate(df)),
+                             ("server-shapes", "Deployment shapes", serving.shapes(df))):  # fmt: skip
+        if fig is not None:
+            images[f"{name}.png"] = figure_png(fig)
+            blocks += [Block("h3", title), Block("image", text=title, image=f"{name}.png")]
+    return blocks
 
 
 def _md_cell(text: str) -> str:

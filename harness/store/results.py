@@ -26,6 +26,7 @@ import pandas as pd
 
 from harness.store import rows
 from harness.store.analysis import derive, versions_key, with_identity
+from harness.store.cost import with_cost
 from harness.store.labels import (  # noqa: F401 - what readers of the store have always found here
     BASELINE,
     FORMER_KNOBS,
@@ -149,10 +150,11 @@ def read_rows(results_dir: Path | str, runs: list[str] | None = None) -> list[di
 def load(results_dir: Path | str, runs: list[str] | None = None) -> pd.DataFrame:
     """The store as a DataFrame with every column, rounds pooled, plus derived `device`, `speedup`,
     `accuracy_ratio`, `note` (see `harness.store.analysis`), `label` (what a configuration is called in
-    reports) and `accuracy_label` (whose accuracy it has)."""
+    reports), `accuracy_label` (whose accuracy it has) and `usd_per_million_texts` where the machine's
+    price is known (`harness.store.cost`)."""
     df = pool_rounds(read_rows(results_dir, runs))
     df["variant"] = df["variant"].map(current_variant)
-    return with_labels(derive(with_identity(df)))
+    return with_cost(with_labels(derive(with_identity(df))))
 
 
 def pool_rounds(stored: list[dict[str, Any]]) -> pd.DataFrame:

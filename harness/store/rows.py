@@ -1,4 +1,4 @@
-"""Result rows as types: a speed row, an accuracy row and a round row, each made of named parts.
+"""Result rows as types: a speed row, an accuracy row, a server row and a round row, each of named parts.
 
 The store writes one flat JSON object per cell (`to_flat`: every column of `COLUMNS`, None where not
 applicable) so pandas reads it as is; the types say which columns a kind of row has and refuse an
@@ -144,6 +144,7 @@ class Context:
     versions: dict[str, Any] | None = None
     timestamp: str | None = None
     duration_s: float | None = None
+    price_per_hour: float | None = None  # the machine's $/hour when the sweep was told (harness.store.cost)
 
 
 def _names(part: type) -> tuple[str, ...]:
@@ -283,7 +284,56 @@ class RoundRow(Row):
     note: RoundNote = dataclasses.field(default_factory=RoundNote)
 
 
-ROW_TYPES: dict[str, type[Row]] = {t.KIND: t for t in (SpeedRow, AccuracyRow, RoundRow)}
+@dataclass(kw_only=True)
+class Serving:
+    """The server scenario (harness.engine.serving) for one configuration, deployment shape, batching policy
+    and p99 budget: the highest sustainable rate found, the point measured there, and every point the search
+    measured (`rate_points`: the latency-vs-rate curve). Latency runs from each request's scheduled arrival."""
+
+    instances: int | None = None
+    threads_per_instance: int | None = None
+    max_batch: int | None = None
+    max_wait_ms: float | None = None
+    budget_p99_ms: float | None = None
+    sustainable_rate: float | None = None  # requests/s; None: not even the lowest rate tried was sustainable
+    rate_bracket: list[float | None] | None = None  # [highest sustainable, lowest unsustainable above it]
+    sustainable: bool | None = None
+    why_not: str | None = None  # the lowest unsustainable point's judgement ("" when all were sustainable)
+    offered_rate: float | None = None  # at the sustainable rate: offered and achieved requests/s
+    served_rate: float | None = None
+    request_p50_ms: float | None = None
+    request_p90_ms: float | None = None
+    request_p99_ms: float | None = None
+    request_mean_ms: float | None = None
+    requests_measured: int | None = None
+    backlog: int | None = None
+    rate_points: list[dict[str, Any]] | None = None
+    bulk_throughput: float | None = None  # texts/s of the shape: every instance encoding its share at once
+    memory_pss_mb: float | None = None  # PSS summed over the instances (forked instances share pages)
+    point_s: float | None = None
+    cpu_self: float | None = None
+    cpu_other: float | None = None  # other processes' CPU, the harness's own instances not counted
+    contended: bool | None = None
+
+
+@dataclass
+class ServerRow(Row):
+    KIND = "server"
+    PARTS = {"identity": Identity, "outcome": Outcome, "serving": Serving, "texts": TextStats, "context": Context}
+
+    serving: Serving = dataclasses.field(default_factory=Serving)
+    texts: TextStats = dataclasses.field(default_factory=TextStats)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        s = self.serving
+        if self.outcome.status == "ok" and (s.budget_p99_ms is None or s.instances is None or s.max_batch is None):
+            raise InvalidRow("an ok server row needs its budget_p99_ms, instances and max_batch")
+        if s.sustainable_rate is not None and not s.sustainable_rate > 0:
+            raise InvalidRow(f"a server row's sustainable_rate must be > 0, not {s.sustainable_rate!r}")
+
+
+ROW_TYPES: dict[str, type[Row]] = {t.KIND: t for t in (SpeedRow, AccuracyRow, RoundRow, ServerRow)}
 # Every column any row has, in the order of the parts: the one list the store and pandas use.
 COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(c for t in ROW_TYPES.values() for c in t.columns()))
 

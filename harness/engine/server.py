@@ -1,0 +1,202 @@
+"""The server scenario in a sweep: for each deployment shape and batching policy of a backend configuration,
+the shape's bulk throughput, then the highest rate whose p99 stays within each budget.
+
+The search (`serving.sustainable_rate`) runs here, in the sweep's process; each rate point is one step
+in which every instance of the shape serves the same seeded Poisson schedule from one shared queue
+(`harness.engine.instances`), in the backend's forked workers (`POOL.run_group`, one worker per instance
+with its threads). Points are kept by rate, so the budgets' searches share the points they have in common.
+The contention guard meters the whole machine around each point and subtracts the CPU of the sweep and of
+every instance: the shape's own siblings are not contention.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from harness.core.files import digest
+from harness.engine import instances, measure, serving
+from harness.engine.cells import Cell, backend_identity, label_of
+from harness.engine.specs import ServerSpec
+from harness.engine.workers import POOL
+
+log = logging.getLogger(__name__)
+
+LEAD_S = 0.3  # a step's origin is this far after it is sent, so every instance is waiting when it starts
+_STARTED: list[float] = []  # when this sweep process's first server group began (the time budget)
+
+
+class GroupMeter(measure.CpuMeter):
+    """CpuMeter whose "self" is this process and the shape's instances: only others are contention."""
+
+    def __init__(self, pids: list[int]):
+        super().__init__()
+        self._procs = [psutil.Process(p) for p in pids]
+
+    def _self(self) -> float:
+        total = super()._self()
+        for proc in self._procs:
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                continue
+        return total
+
+
+class StepFailed(RuntimeError):
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclasses.dataclass
+class Shape:
+    """One group's instances: the workers, their specs' common part and the points measured so far."""
+
+    cfg: Any
+    job: Any
+    backend_cfg: Any
+    k: int
+    t: int
+    max_batch: int
+    max_wait_s: float
+    texts: tuple[str, ...]
+    points: dict[float, serving.ServeResult] = dataclasses.field(default_factory=dict)
+    cpu: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (cpu_self, cpu_other) per step
+    pss: list[float] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        spec = self.job.spec
+        ident = [dataclasses.asdict(spec.model), backend_identity(self.backend_cfg), self.t, spec.export_dir]
+        self.keys = [f"{digest([*ident, i])}-i{i}of{self.k}-r{self.cfg.round}" for i in range(self.k)]
+        self.spec = dataclasses.replace(spec, threads=self.t)
+        self.queue = instances.SharedQueue(Path(tempfile.gettempdir()) / f"harness-queue-{digest(self.keys)}")
+
+    def step(self, mode: str, **fields: Any) -> list[dict[str, Any]]:
+        """Every instance runs `mode` at once; their results (StepFailed if any instance failed)."""
+        specs = [ServerSpec(job=self.spec, texts=self.texts, mode=mode, instance=i, instances=self.k,
+                            max_batch=self.max_batch, max_wait_s=self.max_wait_s, queue_path=self.queue.path,
+                            **fields) for i in range(self.k)]  # fmt: skip
+        timeout = self.cfg.measure.cell_timeout_s
+        what = f"{self.cfg.model.name} {label_of(self.backend_cfg)} {self.k}x{self.t}"
+        with GroupMeter(POOL.pids(self.keys)) as meter:
+            outcomes = POOL.run_group(self.keys, self.cfg.round, self.t, "server", specs, timeout, what)
+        bad = next(((s, r) for s, _, r in outcomes if s != "ok"), None)
+        if bad:
+            raise StepFailed(bad[0], f"{mode}: {bad[1]}")
+        if mode != "warm":
+            self.cpu.append((meter.cpu_self, meter.cpu_other))
+        out = [o for _, o, _ in outcomes]
+        self.pss = [o["pss_mb"] for o in out if o.get("pss_mb") is not None]
+        return out
+
+    def bulk(self) -> float:
+        """Texts/s of the shape: each instance encodes its share of the texts from one origin."""
+        s = self.cfg.server
+        origin = instances.CLOCK() + LEAD_S
+        out = self.step("bulk", origin=origin, batch_size=int(s.bulk_batch_size), passes=3)
+        return sum(o["texts"] for o in out) / (max(o["end"] for o in out) - origin)
+
+    def measure_at(self, rate: float) -> serving.ServeResult:
+        key = round(rate, 6)
+        if key not in self.points:
+            s = self.cfg.server
+            n = serving.requests_for(rate, s.point_s, int(s.discard), int(s.min_requests))
+            self.queue.reset()
+            origin = instances.CLOCK() + LEAD_S
+            out = self.step("serve", origin=origin, rate=float(rate), n=n, seed=int(s.seed))
+            arrivals = serving.poisson_schedule(rate, n, int(s.seed))
+            self.points[key], _ = instances.merge(arrivals, origin, out, self.max_batch, self.max_wait_s,
+                                                  int(s.discard))  # fmt: skip
+        return self.points[key]
+
+
+def _point(rate: float, r: serving.ServeResult, budget_s: float, min_n: int) -> dict[str, Any]:
+    why = serving.judge(r, budget_s, min_n)
+    return {"rate": round(rate, 3), "offered": round(r.offered_rate, 3), "served": round(r.throughput, 3),
+            "p50_ms": r.p50 * 1e3, "p90_ms": r.p90 * 1e3, "p99_ms": r.p99 * 1e3, "mean_ms": r.mean * 1e3,
+            "n": r.n, "backlog": r.backlog, "sustainable": not why, "why_not": why}  # fmt: skip
+
+
+def budget_fields(shape: Shape, search: serving.RateSearch, bulk: float, warm: dict[str, Any]) -> dict[str, Any]:
+    """One budget's row fields from its search and the shape's points (the curve)."""
+    budget_s = search.budget_p99_s
+    min_n = min(serving.MIN_N, int(shape.cfg.server.min_requests))
+    points = [_point(rate, r, budget_s, min_n) for rate, r in sorted(shape.points.items())]
+    at = shape.points.get(round(search.rate, 6)) if search.rate else None
+    failing = next((p for p in points if not p["sustainable"]), None)
+    cpu_self, cpu_other = (float(np.mean(v)) for v in zip(*shape.cpu, strict=True)) if shape.cpu else (None, None)
+    worst = max((o for _, o in shape.cpu), default=0.0)
+    return {
+        "instances": shape.k, "threads_per_instance": shape.t, "threads": shape.k * shape.t,
+        "max_batch": shape.max_batch, "max_wait_ms": shape.max_wait_s * 1e3, "budget_p99_ms": budget_s * 1e3,
+        "sustainable_rate": search.rate, "rate_bracket": list(search.bracket), "sustainable": search.rate is not None,
+        "why_not": failing["why_not"] if failing else "", "rate_points": points, "bulk_throughput": bulk,
+        "offered_rate": at.offered_rate if at else None, "served_rate": at.throughput if at else None,
+        "request_p50_ms": at.p50 * 1e3 if at else None, "request_p90_ms": at.p90 * 1e3 if at else None,
+        "request_p99_ms": at.p99 * 1e3 if at else None, "request_mean_ms": at.mean * 1e3 if at else None,
+        "requests_measured": at.n if at else None, "backlog": at.backlog if at else None,
+        "memory_pss_mb": sum(shape.pss) if shape.pss else None, "point_s": float(shape.cfg.server.point_s),
+        "cpu_self": cpu_self, "cpu_other": cpu_other,
+        "contended": bool(worst > shape.cfg.measure.contention_threshold), **warm,
+    }  # fmt: skip
+
+
+def warm_sizes(max_batch: int, bulk: int) -> tuple[int, ...]:
+    """Every batch size the batcher can form (1..max_batch; powers of two beyond 64) and the bulk one."""
+    sizes = set(range(1, min(max_batch, 64) + 1)) | {2**i for i in range(int(math.log2(max_batch)) + 1)}
+    return tuple(sorted(sizes | {max_batch, bulk}))
+
+
+def measure_group(shape: Shape, budgets_ms: list[float]) -> dict[float, dict[str, Any]]:
+    """The shape's bulk throughput and, per budget, its sustainable-rate search: row fields by budget."""
+    s = shape.cfg.server
+    warm = shape.step("warm", warm_sizes=warm_sizes(shape.max_batch, int(s.bulk_batch_size)))[0]
+    warm = {k: warm[k] for k in ("runtime", "precision", "settings")}
+    bulk = shape.bulk()
+    hi = float(s.rate_hi or 1.5 * bulk)
+    lo = float(s.rate_lo or hi / 16)
+    out = {}
+    for budget in sorted(budgets_ms, reverse=True):  # the loosest first: the others reuse its points
+        search = serving.sustainable_rate(shape.measure_at, budget / 1e3, lo, max(hi, lo), float(s.rel_tol),
+                                          min_n=min(serving.MIN_N, int(s.min_requests)))  # fmt: skip
+        out[float(budget)] = budget_fields(shape, search, bulk, warm)
+    return out
+
+
+def run_cells(cfg: Any, job: Any, backend_cfg: Any, cells: list[Cell], record: Any, texts: list[str]) -> None:
+    """Each group (shape, batching) of a configuration's server cells: measured together, one row per budget.
+    Past the sweep's `server.time_budget_s` the remaining groups are recorded as timed out (a rerun resumes)."""
+    groups: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        p = cell.server
+        groups.setdefault((p["instances"], p["threads"], p["max_batch"], p["max_wait_ms"]), []).append(cell)
+    for (k, t, max_batch, wait_ms), group in groups.items():
+        if not _STARTED:
+            _STARTED.append(time.monotonic())
+        if time.monotonic() - _STARTED[0] > cfg.server.time_budget_s:
+            record.all(group, "timeout", f"server.time_budget_s={cfg.server.time_budget_s:g} spent; rerun to resume")
+            continue
+        start = time.monotonic()
+        shape = Shape(cfg, job, backend_cfg, k, t, max_batch, wait_ms / 1e3, tuple(texts))
+        try:
+            by_budget = measure_group(shape, [c.server["budget_ms"] for c in group])
+        except StepFailed as exc:
+            record.all(group, exc.status, str(exc), time.monotonic() - start)
+            continue
+        except Exception as exc:  # noqa: BLE001 - recorded as the group's reason; the sweep goes on
+            log.debug("server group failed", exc_info=exc)
+            record.all(group, "failed", f"{type(exc).__name__}: {exc}", time.monotonic() - start)
+            continue
+        seconds = (time.monotonic() - start) / len(group)
+        for cell in group:
+            record(cell, "ok", None, by_budget[cell.server["budget_ms"]], seconds)

@@ -1,0 +1,50 @@
+"""The server scenario in the report (harness.report.serving): curves, shapes, the rates table, and two
+machines side by side with $ / M texts through `harness report --compare-machines`."""
+
+from __future__ import annotations
+
+from rows import speed_row
+from server_rows import server_row
+
+from harness.cli import report as cli
+from harness.report import serving
+from harness.store import results
+
+
+def _store(tmp_path):
+    for machine, scale in (("a" * 16, 1.0), ("b" * 16, 2.0)):
+        hw = {"cpu_model": f"cpu-{machine[0]}"}
+        results.write_row(tmp_path, speed_row("torch-fp32", 100.0 * scale, machine=machine, hardware=hw))
+        for shape in ((1, 2), (2, 1)):
+            for budget in (20.0, 50.0):
+                results.write_row(tmp_path, server_row("onnx", 80.0 * scale * shape[0], budget, shape,
+                                                       machine=machine, hardware=hw))  # fmt: skip
+    return tmp_path
+
+
+def test_charts_and_tables_of_server_rows(tmp_path):
+    df = results.load(_store(tmp_path))
+    assert serving.latency_vs_rate(df) is not None and serving.shapes(df) is not None
+    assert len(serving.rates_table(df).rows) == 2  # (backend, texts, budget): one backend, one dataset, 2 budgets
+    machines = serving.compare_machines(df)
+    assert len(machines.rows) == 2 and machines.rows[1][7] == "320"  # machine b: 2x1 at 160 x 2
+    assert serving.latency_vs_rate(df[df["kind"] == "speed"]) is None
+
+
+def test_compare_machines_with_prices(tmp_path, capsys):
+    store = _store(tmp_path / "results")
+    out = tmp_path / "report"
+    assert cli.main(["--results", str(store), "--out", str(out), "--compare-machines",
+                     "--price-per-hour", "aaaa=0.36", "--price-per-hour", "bbbb=0.72"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "best bulk backend" in printed and "| 1.000 |" in printed  # $0.36/h at 100 texts/s
+    page = (out / "report.md").read_text()
+    assert "Server scenario" in page and "Machines side by side" in page and "server-latency-vs-rate.png" in page
+    assert (out / "server-shapes.png").exists()
+
+
+def test_a_price_that_is_not_a_number_is_one_line(tmp_path, capsys):
+    store = _store(tmp_path / "results")
+    assert cli.main(["--results", str(store), "--out", str(tmp_path / "r"), "--price-per-hour", "x=abc"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--price-per-hour: 'x=abc' is not allowed" in err[0]
