@@ -93,6 +93,9 @@ class Timing:
     per_request_throughput: float | None = None
     round_reason: str | None = None
     timed_window: list[float] | None = None  # [start, end] wall clock of the timed passes (one cell at a time)
+    # a pooled row's per-round values, which paired ratios and rerun intervals rest on (harness.store.stats):
+    # {"round": [0, 1], "throughput": [...], "per_request_throughput": [...], "latency_p99_ms": [...]}
+    per_round: dict[str, list[Any]] | None = None
 
 
 @dataclass(kw_only=True)
@@ -227,7 +230,7 @@ class SpeedRow(Row):
         """
         first = rounds[0]
         timings = [r.timing for r in rounds]
-        pooled = dataclasses.replace(first.timing, rounds=len(rounds))
+        pooled = dataclasses.replace(first.timing, rounds=len(rounds), per_round=_per_round(rounds))
         if len(rounds) > 1:
             seconds = [sum(t.pass_s) for t in timings]
             for cpu in ("cpu_self", "cpu_other"):  # a round without the number (an older row) does not count
@@ -251,6 +254,20 @@ class SpeedRow(Row):
                 values = [getattr(t, name) for t in timings if getattr(t, name) is not None]
                 setattr(pooled, name, float(np.mean(values)) if values else None)
         return dataclasses.replace(first, timing=pooled)
+
+
+ROUND_VALUES = ("throughput", "per_request_throughput", "latency_p99_ms")
+
+
+def _per_round(rounds: Sequence[SpeedRow]) -> dict[str, list[Any]]:
+    """Each round's own numbers, in round order (a round measured twice: its latest row)."""
+    by_round = {(r.identity.round or 0): r.timing for r in rounds}
+    order = sorted(by_round)
+    out: dict[str, list[Any]] = {"round": order}
+    for name in ROUND_VALUES:
+        out[name] = [getattr(by_round[r], name) for r in order]
+    out["requests"] = [len(by_round[r].latencies_ms or []) for r in order]
+    return out
 
 
 @dataclass

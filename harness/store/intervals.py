@@ -1,0 +1,153 @@
+"""Rerun intervals on the rows: every pooled speed row's speedups (bulk and per request) and p99 latency get
+the paired estimate and the 95 % interval a second sweep on this machine would fall in (harness.store.stats),
+and two rows of one group can be compared directly (`compare`): the one rule for ties that the summary
+table, `harness compare`, the report and `harness recommend` all use.
+
+Columns added by `with_intervals`:
+  speedup, speedup_low, speedup_high                     bulk throughput over torch-fp32, paired per round
+  speedup_per_request, speedup_per_request_low, _high    one call per batch, paired per round
+  latency_p99_low_ms, latency_p99_high_ms                the p99's rerun interval
+  paired_rounds                                          rounds the row shares with its torch-fp32
+  spread                                                 {metric: [s, df]}: the pooled spread it borrowed
+  latency_requests                                       requests its percentiles rest on; a p99 from fewer
+                                                         than stats.MIN_P99_SAMPLES is not reported (NaN)
+Rows without per-round values (written before rows kept them, or built by hand) keep the pooled ratio
+(`analysis.with_ratios`) and no interval.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from harness.store import stats
+from harness.store.analysis import SPEED_PAIRING, baselines, with_keys
+from harness.store.labels import BASELINE
+from harness.store.stats import Estimate, Spread
+
+# metric (a per_round key) -> (estimate column, low column, high column)
+METRICS = {
+    "throughput": ("speedup", "speedup_low", "speedup_high"),
+    "per_request_throughput": ("speedup_per_request", "speedup_per_request_low", "speedup_per_request_high"),
+    "latency_p99_ms": (None, "latency_p99_low_ms", "latency_p99_high_ms"),
+}
+# the spread is pooled over a group's configurations and its datasets (their noise is alike), per batch size;
+# over the whole run and machine where that leaves fewer than stats.MIN_DF degrees of freedom
+SCOPE = ["run", "machine", "model", "batch_size", "threads", "device", "model_key", "versions_key"]
+WIDE_SCOPE = ["run", "machine", "versions_key"]
+
+
+def by_round(row: Any, metric: str) -> dict[int, float]:
+    """{round: value} of a pooled row's per-round values (empty when it has none)."""
+    per = row.get("per_round") if hasattr(row, "get") else None
+    if not isinstance(per, dict) or metric not in per:
+        return {}
+    return {int(r): float(v) for r, v in zip(per["round"], per[metric], strict=True) if _number(v)}
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+def _logs(df: pd.DataFrame) -> dict[str, dict[Any, dict[int, float]]]:
+    """metric -> row index -> {round: log(value / its torch-fp32's value in that round)}."""
+    base = baselines(df)
+    base_rows = {tuple(map(str, r[SPEED_PAIRING])): r for _, r in base.iterrows()}
+    out: dict[str, dict[Any, dict[int, float]]] = {m: {} for m in METRICS}
+    ok = df[(df["kind"] == "speed") & (df["status"] == "ok")]
+    for i, row in ok.iterrows():
+        b = base_rows.get(tuple(map(str, row[SPEED_PAIRING])))
+        if b is None:
+            continue
+        for metric in METRICS:
+            logs = stats.log_ratios(by_round(row, metric), by_round(b, metric))
+            if logs:
+                out[metric][i] = logs
+    return out
+
+
+def _spreads(df: pd.DataFrame, logs: dict[Any, dict[int, float]], is_base: pd.Series) -> dict[Any, Spread | None]:
+    """row index -> the spread it borrows (its scope's, else its run's): torch-fp32's own rows, whose log ratio
+    is 0 by definition, do not count."""
+    own = {i: list(v.values()) for i, v in logs.items() if not is_base.get(i, False)}
+    out: dict[Any, Spread | None] = {}
+    wide: dict[tuple, Spread | None] = {}
+    for _, group in df.loc[list(logs)].groupby(SCOPE, dropna=False, sort=False):
+        spread = stats.pooled(own[i] for i in group.index if i in own)
+        for i in group.index:
+            if spread is None or spread.df < stats.MIN_DF:
+                key = tuple(map(str, df.loc[i, WIDE_SCOPE]))
+                if key not in wide:
+                    members = df.loc[list(logs)]
+                    members = members[(members[WIDE_SCOPE].astype(str) == list(key)).all(axis=1)]
+                    wide[key] = stats.pooled(own[j] for j in members.index if j in own)
+                out[i] = wide[key] if wide[key] is not None else spread
+            else:
+                out[i] = spread
+    return out
+
+
+def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` (with `analysis.with_ratios`' columns) with the paired estimates and rerun intervals above."""
+    df = with_keys(df.copy())
+    for _, low, high in METRICS.values():
+        for column in (low, high):
+            df[column] = float("nan")
+    df["paired_rounds"] = float("nan")
+    df["spread"] = None
+    _requests(df)
+    if df.empty or "per_round" not in df:
+        return df
+    is_base = _is_base(df)
+    spreads: dict[Any, dict[str, list[float]]] = {}
+    for metric, logs in _logs(df).items():
+        estimate, low, high = METRICS[metric]
+        borrowed = _spreads(df, logs, is_base)
+        for i, values in logs.items():
+            e = stats.rerun_interval(values, borrowed.get(i))
+            if e is None:
+                continue
+            scale = 1.0 if estimate else float(df.at[i, "latency_p99_ms"]) / e.ratio
+            if estimate:
+                df.at[i, estimate] = e.ratio
+            if estimate and is_base[i]:  # torch-fp32 over itself: 1 in every sweep
+                df.at[i, low], df.at[i, high] = 1.0, 1.0
+            else:
+                df.at[i, low], df.at[i, high] = e.low * scale, e.high * scale
+            if metric == "throughput":
+                df.at[i, "paired_rounds"] = e.n
+            s = borrowed.get(i)
+            spreads.setdefault(i, {})[metric] = [s.s, s.df] if s else None
+    for i, value in spreads.items():
+        df.at[i, "spread"] = value
+    return df
+
+
+def _is_base(df: pd.DataFrame) -> pd.Series:
+    variant = df["variant"].fillna("").astype(str) if "variant" in df else pd.Series("", index=df.index)
+    return (df["backend"] == BASELINE) & (variant == "")
+
+
+def _requests(df: pd.DataFrame) -> None:
+    """`latency_requests`, and no p99 where too few requests support one."""
+    n = pd.to_numeric(df["n_batches"], errors="coerce") if "n_batches" in df else pd.Series(float("nan"), df.index)
+    df["latency_requests"] = n
+    if "latency_p99_ms" in df:
+        thin = (df["kind"] == "speed") & n.notna() & (n < stats.MIN_P99_SAMPLES)
+        df.loc[thin, "latency_p99_ms"] = float("nan")
+
+
+def spread_of(row: Any, metric: str = "throughput") -> Spread | None:
+    value = row.get("spread") if hasattr(row, "get") else None
+    pair = value.get(metric) if isinstance(value, dict) else None
+    return Spread(float(pair[0]), int(pair[1])) if pair else None
+
+
+def compare(a: Any, b: Any, metric: str = "throughput") -> Estimate | None:
+    """A / B for two rows of one group (same dataset, batch size, machine), paired by round: torch-fp32
+    cancels. For latency (`latency_p99_ms`) the ratio is A's p99 over B's (below 1: A answers faster).
+    None when they share no round."""
+    spread = spread_of(a, metric) or spread_of(b, metric)
+    return stats.paired(by_round(a, metric), by_round(b, metric), spread)

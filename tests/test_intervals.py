@@ -1,0 +1,91 @@
+"""#22: paired per-round speedups with rerun intervals, pooled spread, and the tie rule (synthetic rows)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness.store import intervals, results, stats
+from tests.rows import speed_row
+
+
+def _round_row(backend, throughput, round_, dataset="short", variant="", n_lat=300, **kw):
+    """One round's stored row of a cell: throughput from one pass over 100 texts."""
+    return speed_row(
+        backend, throughput, round=round_, dataset=dataset, variant=variant, cell_key=f"{backend}-{variant}-{dataset}",
+        cell_id=f"{backend}-{variant}-{dataset}-r{round_}", n_texts=100, pass_s=[100.0 / throughput],
+        latencies_ms=[1000.0 / throughput] * n_lat, n_batches=n_lat, latency_p99_ms=1000.0 / throughput,
+        per_request_throughput=throughput, **kw,
+    )  # fmt: skip
+
+
+def _store(tmp_path, table):
+    """table: {(backend, variant): [throughput per round]} for datasets short and medium alike."""
+    for dataset in ("short", "medium"):
+        for (backend, variant), values in table.items():
+            for r, v in enumerate(values):
+                results.write_row(tmp_path, _round_row(backend, v, r, dataset=dataset, variant=variant))
+    return results.load(tmp_path)
+
+
+def test_pooled_spread_and_rerun_interval_by_hand():
+    spread = stats.pooled([[0.0, 0.2], [1.0, 1.1, 1.2]])
+    assert spread.df == 3
+    assert spread.s == pytest.approx(math.sqrt((0.02 + 0.02) / 3))
+    e = stats.rerun_interval([0.1, 0.3], spread)
+    half = spread.t * spread.s * math.sqrt(2 / 2)  # a rerun's mean of 2 rounds: variance 2 s^2 / n
+    assert e.ratio == pytest.approx(math.exp(0.2))
+    assert (e.low, e.high) == pytest.approx((math.exp(0.2 - half), math.exp(0.2 + half)))
+    assert stats.rerun_interval([0.1], None).low != stats.rerun_interval([0.1], None).low  # nan: no spread
+
+
+def test_speedup_is_paired_per_round_and_carries_its_interval(tmp_path):
+    # torch-fp32 drifts 100 -> 80 -> 90; onnx is exactly 2x of it in every round: the paired ratio is 2.0
+    # (a pooled ratio of sums would be too), and qint8 moves around 3x.
+    df = _store(tmp_path, {("torch-fp32", ""): [100, 80, 90], ("onnx", ""): [200, 160, 180],
+                           ("onnx-qint8", ""): [300, 256, 261]})  # fmt: skip
+    onnx = df[(df["backend"] == "onnx") & (df["dataset"] == "short")].iloc[0]
+    qint8 = df[(df["backend"] == "onnx-qint8") & (df["dataset"] == "short")].iloc[0]
+    base = df[(df["backend"] == "torch-fp32") & (df["dataset"] == "short")].iloc[0]
+    assert onnx["speedup"] == pytest.approx(2.0)
+    assert qint8["speedup"] == pytest.approx(math.exp(np.mean(np.log([3.0, 3.2, 2.9]))))
+    assert qint8["speedup_low"] < qint8["speedup"] < qint8["speedup_high"]
+    assert onnx["paired_rounds"] == 3
+    assert base["speedup"] == 1.0 and base["speedup_low"] == pytest.approx(1.0)
+    # the spread is pooled over onnx and qint8 on both datasets (df = 4 x 2), torch-fp32 not counted
+    assert onnx["spread"]["throughput"][1] == 8
+
+
+def test_a_configuration_measured_once_borrows_the_spread_of_those_measured_more(tmp_path):
+    df = _store(tmp_path, {("torch-fp32", ""): [100, 100, 100], ("onnx", ""): [200, 190, 210],
+                           ("torch-fp16", ""): [25]})  # fmt: skip
+    fp16 = df[(df["backend"] == "torch-fp16") & (df["dataset"] == "short")].iloc[0]
+    onnx = df[(df["backend"] == "onnx") & (df["dataset"] == "short")].iloc[0]
+    assert fp16["paired_rounds"] == 1
+    assert fp16["spread"]["throughput"] == onnx["spread"]["throughput"]
+    width_one = math.log(fp16["speedup_high"] / fp16["speedup_low"])
+    width_three = math.log(onnx["speedup_high"] / onnx["speedup_low"])
+    assert width_one == pytest.approx(width_three * math.sqrt(3))  # sqrt(2/1) vs sqrt(2/3)
+
+
+def test_same_kernels_are_tied_and_a_real_difference_is_not(tmp_path):
+    df = _store(tmp_path, {("torch-fp32", ""): [100, 90, 110], ("onnx", ""): [200, 185, 216],
+                           ("onnx-O1", ""): [204, 180, 220], ("onnx-qint8", ""): [300, 270, 330]})  # fmt: skip
+    short = df[df["dataset"] == "short"].set_index("backend")
+    same = intervals.compare(short.loc["onnx-O1"], short.loc["onnx"])
+    assert same.tied and same.contains_one()
+    faster = intervals.compare(short.loc["onnx-qint8"], short.loc["onnx"])
+    assert not faster.tied and faster.decided and faster.low > 1
+    # within +-2 % is a tie even when the interval excludes 1
+    assert stats.Estimate(1.01, 1.005, 1.015, 3).tied
+    assert not stats.Estimate(1.04, 1.02, 1.06, 3).tied
+    # contains 1 but wider than +-5 %: undecided
+    assert not stats.Estimate(1.0, 0.9, 1.1, 2).decided
+
+
+def test_a_p99_on_fewer_than_100_requests_is_not_reported(tmp_path):
+    results.write_row(tmp_path, _round_row("torch-fp32", 100, 0, n_lat=64))
+    df = results.load(tmp_path)
+    assert df["latency_requests"].iloc[0] == 64 and math.isnan(df["latency_p99_ms"].iloc[0])
