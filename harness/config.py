@@ -97,7 +97,6 @@ class MeasureConfig:
     export_timeout_s: int = 1800
     contention_threshold: float = 0.1  # cores used by other processes during a timed cell
     contention_retries: int = 2
-    settle_tolerance: float = 0.1  # rounds=auto: torch-fp32 moving more than this between rounds asks for another
     # a unit's process (speed worker, export, accuracy) over this resident memory is stopped and its row says
     # so, before the machine runs out and the kernel kills something; None: 90 % of the machine's memory
     memory_limit_mb: Optional[int] = None
@@ -148,8 +147,8 @@ class SweepConfig:
     backend: Any = MISSING  # a `harness.backends.schema()` node: BackendConfig with every family's knobs
     batch_sizes: Optional[list[int]] = None  # None: model.batch_sizes
     run: str = "default"
-    round: int = 0  # this job's interleaved round; conf/config.yaml sweeps 0,1,2 outermost (`rounds=N` to change)
-    adaptive_rounds: bool = True  # rounds=auto: a round after the second only where the ranking is unsettled
+    round: int = 0  # this job's interleaved round; conf/config.yaml sweeps 0..3 outermost (`rounds=N` to change)
+    adaptive_rounds: bool = True  # rounds=auto: a round after the first only where a place is undecided
     # a rerun measures timeouts, killed processes and damaged rows again by itself; other failures (an export
     # that cannot be made, a configuration error) only with this (`harness sweep --retry-failed`)
     retry_failed: bool = False
@@ -263,7 +262,6 @@ def validate(cfg: Any) -> None:
     check_positive_int("measure.cell_timeout_s", m.cell_timeout_s)
     check_positive_int("measure.export_timeout_s", m.export_timeout_s)
     check_non_negative("measure.contention_threshold", m.contention_threshold)
-    check_non_negative("measure.settle_tolerance", m.settle_tolerance)
     if cfg.price_per_hour is not None:
         check_positive("price_per_hour", cfg.price_per_hour)
     if cfg.server.enabled:

@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 from harness.engine import rounds
 from harness.store import results
 from harness.store.rows import RoundRow
+from harness.store.stats import Spread
 
 BASE = "torch-fp32"
 
@@ -20,32 +21,58 @@ def _rows(throughputs: dict[str, list[float]]) -> list[dict]:
     ]  # fmt: skip
 
 
-def test_clear_leader_and_steady_baseline_is_settled():
-    rows = _rows({BASE: [100, 102], "onnx": [120, 118], "openvino-qint8": [280, 270]})
-    assert rounds.unsettled(rows, 0.1, BASE) is None
+def _judge(throughputs, label, spread=rounds.PRIOR, batch_size=32, precision=None):
+    rows = _rows(throughputs)
+    precision = precision or {"openvino-qint8": "int8", "onnx-qint8": "int8"}
+    for r in rows:
+        r["precision"] = precision.get(r["backend"], "fp32")
+    return rounds.judge(rows, label, BASE, batch_size, spread, round_=len(next(iter(throughputs.values()))))
 
 
-def test_overlapping_leaders_ask_for_another_round():
-    rows = _rows({BASE: [100, 100], "onnx-O1": [130, 121], "onnx-O2": [124, 127]})
-    why = rounds.unsettled(rows, 0.1, BASE)
-    assert why and "onnx-O1" in why and "onnx-O2" in why and "overlap" in why
+ROUND0 = {BASE: [100], "torch-fp16": [25], "onnx": [120], "onnx-O1": [125], "openvino-qint8": [280]}
 
 
-def test_leaders_are_judged_on_per_round_ratios_so_drift_cancels():
-    # the whole machine 20 % faster in round 1: raw ranges overlap, per-round speedups do not
-    rows = _rows({BASE: [100, 109], "a": [150, 163], "b": [130, 142]})
-    assert rounds.unsettled(rows, 0.1, BASE) is None
+def test_after_one_round_the_dominated_stop_and_the_close_go_on():
+    # with the prior spread (+-30 % at one round) only what is within reach of a leader is measured again
+    assert _judge(ROUND0, "torch-fp16").skip  # 0.25x: decided
+    assert not _judge(ROUND0, "onnx").skip and not _judge(ROUND0, "onnx-O1").skip  # close to the best non-int8
+    leader = _judge(ROUND0, "openvino-qint8")  # far ahead, but its one round's interval is too wide to place
+    assert not leader.skip and "too wide to place" in leader.why
+    assert not _judge(ROUND0, BASE).skip  # the round's ratios rest on it
+    why = _judge(ROUND0, "torch-fp16").why
+    assert why.startswith("decided after 1 round(s): 0.25x (") and "torch-fp32" in why
 
 
-def test_a_moving_baseline_asks_for_another_round():
-    rows = _rows({BASE: [100, 120], "onnx": [150, 180]})
-    why = rounds.unsettled(rows, 0.1, BASE)
-    assert why and BASE in why and "moved" in why
+def test_a_tie_within_five_percent_is_decided_and_stops():
+    spread = Spread(0.01, 20)  # a steady machine: +-3 % at two rounds
+    rows = {BASE: [100, 100], "onnx": [150, 151], "onnx-O1": [151, 150], "torch-fp16": [25, 25]}
+    assert _judge(rows, "onnx", spread).skip and _judge(rows, "onnx-O1", spread).skip
+    assert _judge(rows, BASE, spread).skip  # nothing left open: torch-fp32 stops too
 
 
-def test_a_configuration_missing_a_round_asks_for_another():
-    rows = _rows({BASE: [100, 100], "onnx": [150]})
-    assert "onnx" in rounds.unsettled(rows, 0.1, BASE)
+def test_ratios_are_paired_per_round_so_drift_cancels():
+    # the whole machine 20 % faster in round 1: a and b keep their 1.5 / 1.3 ratio in each round
+    spread = Spread(0.01, 20)
+    rows = {BASE: [100, 120], "a": [150, 180], "b": [130, 156]}
+    assert _judge(rows, "b", spread).skip
+
+
+def test_online_latency_is_a_scenario_of_its_own_at_batch_size_1():
+    spread = {"throughput": Spread(0.01, 20), "latency_p99_ms": Spread(0.1, 20)}  # p99s move more
+    rows = _rows({BASE: [100, 100], "a": [150, 150], "b": [120, 120]})
+    for r in rows:  # b is slower in bulk but its p99 is as good as a's: undecided online
+        r["precision"] = "fp32"
+        r["latencies_ms"] = [1.0] * 300
+        r["latency_p99_ms"] = {"torch-fp32": 10.0, "a": 6.0, "b": 6.0 * (1.2 if r["round"] else 0.85)}[r["backend"]]
+    assert rounds.judge(rows, "b", BASE, 32, spread, 2).skip
+    assert not rounds.judge(rows, "b", BASE, 1, spread, 2).skip
+
+
+def test_the_best_non_int8_is_a_leader_too():
+    # int8 leads by far; onnx and openvino are close to each other: their order matters when int8 is ruled out
+    rows = {BASE: [100], "onnx-qint8": [400], "onnx": [150], "openvino": [155]}
+    precision = {"onnx-qint8": "int8"}
+    assert not _judge(rows, "onnx", precision=precision).skip and not _judge(rows, "openvino", precision=precision).skip
 
 
 def _cfg(tmp_path, round_: int, adaptive: bool = True):
@@ -66,14 +93,27 @@ def _store(tmp_path, throughputs: dict[str, list[float]], machine: str = "m1") -
 
 
 def test_decide_reads_the_group_from_the_store(tmp_path):
-    _store(tmp_path, {BASE: [100, 101], "onnx": [150, 152]})
-    prefix = "speed-tiny-short-bs4-"
-    assert rounds.decide(_cfg(tmp_path, 1), prefix, {"machine": "m1"}, 0.1, BASE) is None  # first two always run
-    assert rounds.decide(_cfg(tmp_path, 2, adaptive=False), prefix, {"machine": "m1"}, 0.1, BASE) is None
-    decision = rounds.decide(_cfg(tmp_path, 2), prefix, {"machine": "m1"}, 0.1, BASE)
-    assert decision.skip and "settled after 2 rounds" in decision.why
-    # another machine's rows are not this group's
-    assert rounds.decide(_cfg(tmp_path, 2), prefix, {"machine": "m2"}, 0.1, BASE).skip is False
+    _store(tmp_path, {BASE: [100, 101], "onnx": [150, 152], "torch-fp16": [25, 25]})
+    prefixes = ("speed-tiny-short-bs4-", "speed-tiny-")
+    m1 = {"machine": "m1"}
+    assert rounds.decide(_cfg(tmp_path, 0), prefixes, m1, BASE, "onnx", 4) is None  # the first round always runs
+    assert rounds.decide(_cfg(tmp_path, 2, adaptive=False), prefixes, m1, BASE, "onnx", 4) is None
+    decision = rounds.decide(_cfg(tmp_path, 2), prefixes, m1, BASE, "torch-fp16", 4)
+    assert decision.skip and "decided after 2 round(s)" in decision.why
+    # another machine's rows are not this group's: nothing measured there yet
+    assert rounds.decide(_cfg(tmp_path, 2), prefixes, {"machine": "m2"}, BASE, "onnx", 4).skip is False
+
+
+def test_a_stopped_configuration_stays_stopped(tmp_path):
+    _store(tmp_path, {BASE: [100], "onnx": [150]})
+    base = next(r for r in results.read_rows(tmp_path) if r["backend"] == "onnx")
+    identity = {k: v for k, v in base.items() if k in RoundRow.columns()}
+    stop = results.new_row(**{**identity, "cell_id": base["cell_id"] + "-r1", "kind": results.ROUND_KIND,
+                              "round": 1, "reason": "decided after 1 round(s): x"})  # fmt: skip
+    results.write_row(tmp_path, stop)
+    decision = rounds.decide(_cfg(tmp_path, 2), ("speed-tiny-short-bs4-", "speed-tiny-"), {"machine": "m1"}, BASE,
+                             "onnx", 4)  # fmt: skip
+    assert decision.skip and decision.why == "decided after 1 round(s): x"
 
 
 def test_a_round_not_needed_is_a_row_the_pooled_cell_reports(tmp_path):

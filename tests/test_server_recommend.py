@@ -29,7 +29,7 @@ def test_the_highest_sustainable_rate_within_the_budget(store, capsys):
     assert "400 requests/s (search bracket 400-440 req/s)" in out and "max batch 8, max wait 2 ms" in out
     assert "$0.500 per million texts" in out
     assert "class Batcher" in out and "max_batch=8, max_wait_s=0.002" in out and 'backend="onnx"' in out
-    code = out[out.index("# shape 2x1"):]
+    code = out[out.index("# shape 2x1") :]
     compile(code, "<snippet>", "exec")  # the code the user gets is valid Python
 
 

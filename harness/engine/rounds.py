@@ -1,26 +1,43 @@
-"""Adaptive rounds (`rounds=auto`): after two interleaved rounds, another round only for the groups whose
-ranking is not settled yet, up to the sweep's last round.
+"""Effort where the answer is undecided (`rounds=auto`, the default): after the first round, a configuration is
+measured again - a new round, in a fresh process - only while its place in its group is still open.
 
-A group is the backends measured on the same (machine, model, dataset, batch size, threads). Its
-ranking is judged on speedups over torch-fp32 *within each round* (a slow drift of the machine moves
-every backend of a round alike, so per-round ratios cancel it). Another round is measured when
+A group is the configurations measured on the same (machine, threads, model, dataset, batch size). After
+round r - 1 every configuration's per-round values are compared with the group's leaders, paired by round
+(harness.store.stats: torch-fp32 and the round's host phase cancel), in each scenario the group serves:
+bulk (throughput) and, at batch size 1, online (p99 latency). The leaders are the best configuration and the
+best one that is not int8 (the answer when a tolerance rules quantization out). Round r is measured for
 
-- the two fastest configurations' ranges of per-round speedups overlap (which one leads is open), or
-- the baseline's own throughput moved by more than `measure.settle_tolerance` between rounds (every
-  ratio of the group rests on it), or
-- a configuration has fewer ok rounds than the others (a round failed or is still missing).
+- a configuration whose paired interval with a leader is *undecided* (it contains 1 and is wider than +-5 %),
+  and that leader;
+- a leader whose own interval (against torch-fp32) reaches beyond +-LEADER_WIDTH: its number is the answer;
+- torch-fp32, whenever anything of its group is measured (every ratio of the round rests on it).
 
-A round that is not needed is recorded as a row of kind "round" (results.ROUND_KIND) (status ok, reason = why), so a
-resumed sweep does not decide again and the pooled row says how many rounds it got and why.
+Everything else stops and says why (`round_reason`): "decided after 1 round(s): 0.26x (0.22-0.31) of onnx".
+The sweep's last round (`rounds=N`, default 4) is the cap; a group still undecided there is named by the
+sweep's summary. The spread behind the intervals is pooled over the run's configurations of the model
+measured in two or more rounds (stats.pooled); before anything has two rounds it is PRIOR, a deliberately wide
+guess (+-30 % at one round) that only decides what to measure next, never a reported interval.
+
+A round that is not needed is recorded as a row of kind "round" (results.ROUND_KIND) with the reason, so a
+resumed sweep does not decide again and the pooled row says how many rounds it got and why. Once a
+configuration has stopped it stays stopped.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harness.store import stats
+from harness.store.labels import BASELINE
+from harness.store.stats import Spread
+
+PRIOR = Spread(0.08, 4)  # the spread assumed before any configuration of the run has two rounds
+LEADER_WIDTH = 0.10  # a leader is measured again while its own interval reaches beyond +-10 % of its estimate
 
 
 @dataclass(frozen=True)
@@ -29,56 +46,148 @@ class Decision:
     why: str
 
 
-def decide(cfg: Any, cell_id_prefix: str, match: dict[str, Any], tolerance: float, baseline: str) -> Decision | None:
-    """Whether this job's round of the group (speed cells whose ids start with `cell_id_prefix` and whose
-    rows have the values in `match`, e.g. machine and threads) is needed; None when rounds are fixed."""
+@dataclass(frozen=True)
+class Scenario:
+    name: str  # bulk | online
+    metric: str  # the per-round value compared: throughput (higher is better) or latency_p99_ms (lower)
+    higher_is_better: bool
+
+
+BULK = Scenario("bulk", "throughput", True)
+ONLINE = Scenario("online", "latency_p99_ms", False)
+
+
+def decide(cfg: Any, prefixes: tuple[str, str], match: dict[str, Any], baseline: str, label: str,
+           batch_size: int) -> Decision | None:  # fmt: skip
+    """Whether configuration `label`'s round `cfg.round` of the group is needed; None when rounds are fixed.
+    `prefixes`: the cell ids of the group (model, dataset, batch size) and of the model's cells in the run;
+    `match`: the values its rows must have (machine, threads, model source)."""
     round_ = cfg.round
-    if not cfg.adaptive_rounds or round_ < 2:
+    if not cfg.adaptive_rounds or round_ < 1:
         return None
-    rows = [r for r in _group_rows(Path(cfg.results_dir) / cfg.run, cell_id_prefix, round_)
-            if all(r.get(k) == v for k, v in match.items())]  # fmt: skip
-    why = unsettled(rows, tolerance, baseline)
-    if why:
-        return Decision(False, f"round {round_ + 1}: {why}")
-    return Decision(True, f"settled after {round_} rounds: the leading ranking and the baseline held")
+    folder = Path(cfg.results_dir) / cfg.run
+    group_prefix, model_prefix = prefixes
+    group = [r for r in _rows(folder, group_prefix, round_) if all(r.get(k) == v for k, v in match.items())]
+    stopped = [r for r in group if r.get("kind") == "round" and _label(r) == label and r.get("status") == "ok"]
+    if stopped:
+        return Decision(True, str(stopped[-1].get("reason")))
+    spreads = run_spreads(_rows(folder, model_prefix, round_), match, baseline)
+    return judge(group, label, baseline, batch_size, spreads, round_)
 
 
-def _group_rows(folder: Path, prefix: str, round_: int) -> list[dict[str, Any]]:
+def judge(rows: list[dict[str, Any]], label: str, baseline: str, batch_size: int,
+          spreads: dict[str, Spread | None] | Spread, round_: int) -> Decision:  # fmt: skip
+    """The decision for `label` from its group's rows of earlier rounds; `spreads`: metric -> the pooled
+    spread of its log ratios (PRIOR where none), or one spread for both."""
+    values = _values(rows)
+    if isinstance(spreads, Spread):
+        spreads = dict.fromkeys((BULK.metric, ONLINE.metric), spreads)
+    scenarios = [BULK, ONLINE] if batch_size == 1 else [BULK]
+    needed: dict[str, str] = {}
+    for scenario in scenarios:
+        spread = spreads.get(scenario.metric) or PRIOR
+        for name, why in open_places(values, scenario, spread).items():
+            needed.setdefault(name, why)
+    if label in needed:
+        return Decision(False, f"round {round_ + 1}: {needed[label]}")
+    if label == baseline and needed:
+        return Decision(False, f"round {round_ + 1}: the group's ratios rest on {baseline} ({len(needed)} undecided)")
+    own = values.get(BULK.metric, {}).get(label)
+    if not own:
+        return Decision(False, f"round {round_ + 1}: {label} has no ok round yet")
+    place = _place(values, label, baseline, spreads.get(BULK.metric) or PRIOR)
+    return Decision(True, f"decided after {len(own)} round(s): {place}")
+
+
+def open_places(values: dict[str, dict[str, dict[int, float]]], scenario: Scenario,
+                spread: Spread) -> dict[str, str]:  # fmt: skip
+    """label -> why it needs another round in `scenario`: undecided against a leader (and that leader)."""
+    per = values.get(scenario.metric, {})
+    if len(per) < 2:
+        return {}
+    leaders = _leaders(per, values.get("precision", {}), scenario)
+    out: dict[str, str] = {}
+    base = next((per[n] for n in per if n == BASELINE), None)
+    for leader in leaders:
+        own = stats.paired(per[leader], base, spread) if base and leader != BASELINE else None
+        if own is not None and not own.within_of_itself(LEADER_WIDTH):
+            out[leader] = f"leads in {scenario.name} at {stats.fmt(own)}: too wide to place"
+        for name in per:
+            if name == leader:
+                continue
+            e = stats.paired(per[name], per[leader], spread)
+            if e is not None and not e.decided:
+                why = f"undecided against {leader} in {scenario.name}: {stats.fmt(e)}"
+                out.setdefault(name, why)
+                out.setdefault(leader, f"undecided against {name} in {scenario.name}: {stats.fmt(e)}")
+    return out
+
+
+def _leaders(per: dict[str, dict[int, float]], precision: dict[str, str], scenario: Scenario) -> list[str]:
+    """The best configuration, and the best that is not int8 (when it differs)."""
+
+    def score(name: str) -> float:
+        mean = sum(math.log(v) for v in per[name].values()) / len(per[name])
+        return -mean if scenario.higher_is_better else mean
+
+    ranked = sorted(per, key=score)
+    not_int8 = [n for n in ranked if precision.get(n) != "int8"]
+    return list(dict.fromkeys([ranked[0], *not_int8[:1]]))
+
+
+def _place(values: dict[str, Any], label: str, baseline: str, spread: Spread) -> str:
+    """'0.26x (0.22-0.31) of torch-fp32' for a stopped configuration's row."""
+    per = values.get(BULK.metric, {})
+    if label == baseline or baseline not in per:
+        return "nothing left open in its group"
+    e = stats.paired(per[label], per[baseline], spread)
+    return f"{stats.fmt(e)} of {baseline} in bulk; nothing left open against the leaders"
+
+
+def run_spreads(rows: list[dict[str, Any]], match: dict[str, Any], baseline: str) -> dict[str, Spread | None]:
+    """metric -> the spread pooled over the run's configurations of this model measured in two or more
+    rounds (log ratios to their group's torch-fp32 per round), torch-fp32 itself not counted."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("kind") == "speed" and all(r.get(k) == v for k, v in match.items()):
+            groups.setdefault((r.get("dataset"), r.get("batch_size")), []).append(r)
+    logs: dict[str, list[list[float]]] = {BULK.metric: [], ONLINE.metric: []}
+    for group in groups.values():
+        values = _values(group)
+        for metric, lists in logs.items():
+            base = values[metric].get(baseline, {})
+            lists += [list(stats.log_ratios(v, base).values()) for n, v in values[metric].items() if n != baseline]
+    return {metric: stats.pooled(lists) for metric, lists in logs.items()}
+
+
+def _label(row: dict[str, Any]) -> str:
+    return f"{row['backend']} [{row['variant']}]" if row.get("variant") else str(row["backend"])
+
+
+def _values(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """metric -> label -> {round: value} over ok speed rows (p99 only where 100+ requests support it), and
+    "precision" -> label -> its read-back precision."""
+    out: dict[str, Any] = {BULK.metric: {}, ONLINE.metric: {}, "precision": {}}
+    for row in rows:
+        if row.get("kind") != "speed" or row.get("status") != "ok" or not row.get("throughput"):
+            continue
+        label, round_ = _label(row), int(row.get("round") or 0)
+        out[BULK.metric].setdefault(label, {})[round_] = float(row["throughput"])
+        p99, n = row.get("latency_p99_ms"), len(row.get("latencies_ms") or [])
+        if p99 and n >= stats.MIN_P99_SAMPLES:
+            out[ONLINE.metric].setdefault(label, {})[round_] = float(p99)
+        out["precision"][label] = row.get("precision")
+    return out
+
+
+def _rows(folder: Path, prefix: str, round_: int) -> list[dict[str, Any]]:
+    """Rows of earlier rounds (speed and round rows) whose cell ids start with `prefix`."""
     rows = []
     for path in glob.glob(str(folder / f"{glob.escape(prefix)}*.json")):
         try:
             row = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if row.get("kind") == "speed" and (row.get("round") or 0) < round_:
+        if row.get("kind") in ("speed", "round") and (row.get("round") or 0) < round_:
             rows.append(row)
     return rows
-
-
-def unsettled(rows: list[dict[str, Any]], tolerance: float, baseline: str) -> str | None:
-    """Why the group's ranking is not settled by these rounds' rows, or None when it is."""
-    by_config: dict[str, dict[int, float]] = {}
-    for row in rows:
-        if row.get("status") == "ok" and row.get("throughput"):
-            label = f"{row['backend']} [{row['variant']}]" if row.get("variant") else row["backend"]
-            by_config.setdefault(label, {})[row.get("round") or 0] = float(row["throughput"])
-    if not by_config:
-        return "no ok rows yet"
-    rounds = sorted({r for per in by_config.values() for r in per})
-    short = sorted(label for label, per in by_config.items() if len(per) < len(rounds))
-    if short:
-        return f"{', '.join(short)} has fewer ok rounds than the others"
-    base = by_config.get(baseline)
-    if base:
-        moved = (max(base.values()) - min(base.values())) / (sum(base.values()) / len(base))
-        if moved > tolerance:
-            return f"{baseline} moved {moved:.1%} between rounds (> {tolerance:.0%})"
-        ratios = {label: [per[r] / base[r] for r in rounds] for label, per in by_config.items()}
-    else:
-        ratios = {label: [per[r] for r in rounds] for label, per in by_config.items()}
-    ranked = sorted(ratios, key=lambda label: -sum(ratios[label]) / len(rounds))
-    if len(ranked) >= 2:
-        first, second = ranked[0], ranked[1]
-        if min(ratios[first]) <= max(ratios[second]):
-            return f"the two fastest, {first} and {second}, overlap across rounds"
-    return None

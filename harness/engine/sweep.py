@@ -242,7 +242,8 @@ def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int,
     if not pending:
         return []
     record = Recorder(cfg, backend_cfg, hw, threads, progress)
-    decisions = {c.cell_id: round_decision(cfg, c, hw.fingerprint, threads) for c in pending if c.kind == "speed"}
+    decisions = {c.cell_id: round_decision(cfg, c, hw.fingerprint, threads, label_of(backend_cfg))
+                 for c in pending if c.kind == "speed"}  # fmt: skip
     for cell in [c for c in pending if decisions.get(c.cell_id) and decisions[c.cell_id].skip]:
         why = decisions[cell.cell_id].why
         record(cell, "ok", why, {"round_reason": why}, 0.0, kind=results.ROUND_KIND)
@@ -322,11 +323,12 @@ def _accuracy_cells(cfg: DictConfig, job: Job, backend_cfg: Any, cells: list[Cel
         record(cell, *outcomes[cell.cell_id], seconds)
 
 
-def round_decision(cfg: DictConfig, cell: Cell, machine: str, threads: int) -> rounds.Decision | None:
-    """With rounds=auto, whether this round of the cell's group is needed (None: it always is)."""
-    prefix = slug("speed", cfg.model.name, cfg.dataset.name, f"bs{cell.batch_size}") + "-"
-    match = {"machine": machine, "threads": threads, "model_source": cfg.model.source}
-    return rounds.decide(cfg, prefix, match, cfg.measure.settle_tolerance, results.BASELINE)
+def round_decision(cfg: DictConfig, cell: Cell, machine: str, threads: int, label: str) -> rounds.Decision | None:
+    """With rounds=auto, whether this round of the cell's configuration is needed (None: it always is)."""
+    group = slug("speed", cfg.model.name, cfg.dataset.name, f"bs{cell.batch_size}") + "-"
+    match = {"machine": machine, "threads": threads, "model_source": cfg.model.source, "model": cfg.model.name}
+    prefixes = (group, slug("speed", cfg.model.name) + "-")
+    return rounds.decide(cfg, prefixes, match, results.BASELINE, label, int(cell.batch_size or 0))
 
 
 @functools.cache

@@ -88,6 +88,10 @@ class Estimate:
     def within(self, band: float) -> bool:
         return self.low >= 1.0 - band and self.high <= 1.0 + band
 
+    def within_of_itself(self, band: float) -> bool:
+        """The interval reaches no further than +-band (relative) from the estimate."""
+        return self.low >= self.ratio * (1.0 - band) and self.high <= self.ratio * (1.0 + band)
+
     @property
     def tied(self) -> bool:
         return self.contains_one() or self.within(TIE_BAND)
