@@ -431,29 +431,57 @@ def test_swept_knob_variants_are_separate_candidates():
     assert rec.evidence.candidates[0].variant == bf16
 
 
+def _per_round(throughputs):
+    return {"round": list(range(len(throughputs))), "throughput": list(throughputs),
+            "per_request_throughput": list(throughputs), "latency_p99_ms": [1000.0 / t for t in throughputs],
+            "requests": [300] * len(throughputs)}  # fmt: skip
+
+
 @pytest.mark.parametrize("scenario", ["bulk", "online"])
-def test_a_variant_within_its_names_spread_does_not_displace_the_name(scenario):
+def test_a_variant_tied_with_its_name_does_not_displace_it(scenario):
     """Measured on the AVX512-BF16 EPYC: `openvino-qint8 [ov_precision=f32]` 2.81x vs `openvino-qint8`
-    2.80x, cvs 5-10 %. The recommendation is the name (what `backend="openvino"` gives), and says the
-    variant's edge is within their spread; a variant better beyond the spread still wins."""
+    2.80x. Their paired interval contains 1: the recommendation is the name (what `backend="openvino"`
+    gives), and says they are tied; a variant better beyond the interval wins."""
+    from harness.store.intervals import with_intervals
+
     f32 = "ov_precision=f32"
     timed = {"fidelity_source": "timed texts", "fidelity_min_cos": 0.995, "fidelity_mean_cos": 0.998}
 
-    def rows(variant_speed):
-        out = [speed("torch-fp32", 100.0, cv=0.05, latency_p99_ms=10.0)]
-        for variant, thr in (("", 280.0), (f32, variant_speed)):
-            out.append(speed("openvino-qint8", thr, variant=variant, cv=0.05, latency_p99_ms=1000 / thr, **timed))
+    def rows(variant_speeds):
+        base = [100.0, 96.0, 104.0]
+        out = [speed("torch-fp32", 100.0, latency_p99_ms=10.0, per_round=_per_round(base), n_batches=900)]
+        for variant, thr in (("", [280.0, 262.0, 295.0]), (f32, variant_speeds)):
+            out.append(speed("openvino-qint8", sum(thr) / 3, variant=variant, latency_p99_ms=3000 / sum(thr),
+                             per_round=_per_round(thr), n_batches=900, **timed))  # fmt: skip
         return [dict(r, batch_size=1) for r in out] if scenario == "online" else out
 
-    rec = recommend.recommend(frame(*rows(281.0)), Query(tolerance=0.01, scenario=scenario), INTEL, FP)
+    rec = recommend.recommend(with_intervals(frame(*rows([283.0, 266.0, 290.0]))),
+                              Query(tolerance=0.01, scenario=scenario), INTEL, FP)  # fmt: skip
     assert rec.backend == "openvino-qint8"
     tied = next(c for c in rec.evidence.candidates if c.variant == f32)
     assert tied.tied_with == "openvino-qint8" and tied.qualifies
-    assert any(r.startswith(f"openvino-qint8 [{f32}] measured") and "within the spread" in r for r in rec.reasons)
-    # 2*sqrt(0.05^2 + 0.05^2) = 14 %: a variant 25 % better has earned its knob
-    rec = recommend.recommend(frame(*rows(350.0)), Query(tolerance=0.01, scenario=scenario), INTEL, FP)
+    assert any("within the measurement's resolution" in r for r in rec.reasons)
+    assert "tied with:" in recommend.format_text(rec)
+    rec = recommend.recommend(with_intervals(frame(*rows([350.0, 330.0, 368.0]))),
+                              Query(tolerance=0.01, scenario=scenario), INTEL, FP)  # fmt: skip
     assert rec.backend == f"openvino-qint8 [{f32}]"
-    assert not any("within the spread" in r for r in rec.reasons)
+    assert not any("within the measurement's resolution" in r for r in rec.reasons)
+
+
+def test_same_kernels_tied_on_real_shapes_prefer_the_plain_name():
+    """onnx and onnx-O1 run the same MatMul:fp32 kernels on CPU: tied; the recommendation is plain onnx
+    (no O-level export), even when O1 measured a little faster."""
+    from harness.store.intervals import with_intervals
+
+    df = with_intervals(frame(
+        speed("torch-fp32", 100.0, per_round=_per_round([100.0, 95.0, 103.0]), n_batches=900),
+        speed("onnx", 150.0, per_round=_per_round([150.0, 140.0, 158.0]), n_batches=900),
+        speed("onnx-O1", 155.0, per_round=_per_round([158.0, 141.0, 157.0]), n_batches=900),
+        acc("torch-fp32", 0.8), acc("onnx", 0.8), acc("onnx-O1", 0.8),
+    ))  # fmt: skip
+    rec = recommend.recommend(df, Query(tolerance=0.0), AMD, machine=FP)
+    assert rec.backend == "onnx"
+    assert rec.chosen.tied_with == "onnx-O1"
 
 
 # ---------------------------------------------------------------------------- scenarios, constraints, fidelity

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from harness.cli.logs import LOG_NAME
 from harness.config import CONF_DIR
 from harness.store import results
+from harness.store.intervals import verdicts
 
 
 def swept_values(config: DictConfig) -> dict[str, list[str]]:
@@ -56,11 +57,13 @@ def summary(results_dir: str, runs: list[str], since: str | None = None) -> str:
     speed = df[df["kind"] == "speed"]
     if not speed.empty:
         order = _identity(speed, [*first, "model", "dataset", "batch_size", "backend"])
-        table = speed[[*order, "status", "precision", "throughput", "speedup", "latency_p50_ms", "cv", "rounds",
-                       "fidelity_min_cos", "contended"]]  # fmt: skip
+        speed = speed.assign(**{"speedup (95% rerun)": [interval_text(r) for r in speed.to_dict("records")]})
+        table = speed[[*order, "status", "precision", "throughput", "speedup (95% rerun)", "latency_p50_ms",
+                       "rounds", "fidelity_min_cos", "contended"]]  # fmt: skip
         lines.append(_fmt(table.sort_values(order, key=_backend_order)))
         contended = int(speed["contended"].fillna(False).astype(bool).sum())
         lines.append(f"\n{contended} of {len(speed)} speed cells were contended (another process used the CPU).")
+        lines += _verdict_lines(df)
     acc = df[df["kind"] == "accuracy"]
     if not acc.empty:
         order = _identity(acc, [*first, "model", "dataset", "backend"])
@@ -71,6 +74,30 @@ def summary(results_dir: str, runs: list[str], since: str | None = None) -> str:
     for _, row in failed.drop_duplicates(["backend", "reason"]).iterrows():
         lines.append(f"{row['backend']}: {row['status']}: {row['reason']}")
     return "\n".join(lines)
+
+
+def interval_text(row: dict[str, Any]) -> str:
+    """'2.35x (2.21-2.50)', '2.35x' without an interval, '' without a speedup."""
+    value, low, high = row.get("speedup"), row.get("speedup_low"), row.get("speedup_high")
+    if value is None or pd.isna(value):
+        return ""
+    if low is None or pd.isna(low):
+        return f"{value:.2f}x"
+    return f"{value:.2f}x ({low:.2f}-{high:.2f})"
+
+
+def _verdict_lines(df: pd.DataFrame) -> list[str]:
+    """Each group's leader against its runner-up (paired per round), and the groups left undecided."""
+    found = verdicts(df)
+    if not found:
+        return []
+    lines = ["\nleader vs runner-up (paired per round, 95 % rerun interval; tied: within the resolution):"]
+    lines += [f"  {v.line()}" for v in found]
+    undecided = [v for v in found if v.status == "undecided"]
+    if undecided:
+        names = "; ".join("/".join(str(g) for g in v.group[2:5]) + f" {v.scenario}" for v in undecided)
+        lines.append(f"undecided after the effort cap: {names} (rounds=N measures more)")
+    return lines
 
 
 def _identity(rows: pd.DataFrame, keys: list[str]) -> list[str]:

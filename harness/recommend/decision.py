@@ -88,10 +88,19 @@ def _fmt_ratio(x: float | None) -> str:
 
 
 def _score(c: Candidate, scenario: str) -> str:
-    """What a candidate is ranked by, as printed: '2.50x' (bulk) or 'p99 3.10 ms' (online)."""
+    """What a candidate is ranked by, as printed with its 95 % rerun interval: '2.35x (2.21-2.50)' (bulk) or
+    'p99 3.10 ms (2.90-3.40)' (online)."""
     if scenario == "online":
-        return "p99 unknown" if c.latency_p99_ms is None else f"p99 {c.latency_p99_ms:.2f} ms"
-    return f"{c.speedup:.2f}x"
+        if c.latency_p99_ms is None:
+            return "p99 unknown"
+        return f"p99 {c.latency_p99_ms:.2f} ms" + _interval(c.latency_p99_low_ms, c.latency_p99_high_ms)
+    return f"{c.speedup:.2f}x" + _interval(c.speedup_low, c.speedup_high)
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return ""
+    return f" ({low:.2f}-{high:.2f})"
 
 
 def _per_metric(ratios: dict[str, float]) -> str:
@@ -202,13 +211,15 @@ def _measured(
         )
     else:
         reasons.append(
-            f"{best.label} is the fastest qualifying backend: {best.speedup:.2f}x torch-fp32 bulk throughput, "
-            f"{best.why}"
+            f"{best.label} is the fastest qualifying backend: {_score(best, scenario)} torch-fp32 bulk throughput "
+            f"(95 % rerun interval), {best.why}"
         )
-    for tied in (c for c in ev.qualifying if c.tied_with == best.label):
+    tied = [c for c in ev.qualifying if c.tied_with == best.label]
+    if tied:
         reasons.append(
-            f"{tied.label} measured {_score(tied, scenario)}, within the spread of {best.label}'s "
-            f"{_score(best, scenario)} (cv {tied.cv:.1%} and {best.cv:.1%}): the name's own defaults are kept"
+            f"{best.label} is tied with {', '.join(c.label for c in tied)} within the measurement's resolution "
+            f"(paired per round: {best.tie}); of tied backends the one a user gets with the least is taken "
+            "(a plain name before an export step before a pinned knob, then the documented flowchart's)"
         )
     if best.accuracy_by_metric:
         reasons.append(f"accuracy per metric: {_per_metric(best.accuracy_by_metric)}")
@@ -273,6 +284,10 @@ def format_text(rec: Recommendation) -> str:
         if rec.source == "measured":
             what = " per-request throughput" if rec.query.scenario == "online" else " bulk throughput"
         speedup = f"{rec.speedup:.2f}x{what} vs torch-fp32" if rec.speedup is not None else f"unknown{unstated}"
+        if c is not None and rec.query.scenario != "online":
+            speedup = f"{_score(c, 'bulk')}{what} vs torch-fp32 (95 % rerun interval)"
+        elif c is not None:
+            speedup += _interval(c.speedup_per_request_low, c.speedup_per_request_high)
         if rec.accuracy_ratio is not None:
             accuracy = f"{rec.accuracy_ratio:.2%} of torch-fp32"
         elif ev and ev.basis == LABEL_FREE:
@@ -291,7 +306,9 @@ def format_text(rec: Recommendation) -> str:
             if c.fidelity:
                 lines.append(f"  worst-case fidelity to torch-fp32: {fmt_fidelity(c.fidelity)}  [{c.fidelity_source}]")
             if c.latency_p99_ms is not None:
-                lines.append(f"  p99 latency:       {c.latency_p99_ms:.2f} ms per request of batch size {sizes}")
+                lines.append(f"  p99 latency:       {_score(c, 'online')[4:]} per request of batch size {sizes}")
+            if c.tied_with:
+                lines.append(f"  tied with:         {c.tied_with} within the measurement's resolution ({c.tie})")
             if c.peak_memory_mb is not None:
                 lines.append(f"  peak memory:       {c.peak_memory_mb:.0f} MB")
         if ev and ev.basis and rec.source == "measured":

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from harness.config import MODEL_KINDS
-from harness.recommend.flowchart import TIE_DECIMALS
+from harness.recommend import ties
 from harness.store import results
 from harness.store.analysis import (
     FIDELITY_FLOOR,
@@ -21,7 +21,6 @@ from harness.store.analysis import (
     fidelity_by_configuration,
     worst_fidelity,
 )
-from harness.store.compare import moved_beyond_spread
 
 # bulk: a corpus encoded in one call, ranked by bulk throughput speedup; online: one request at a time
 # (batch size 1), ranked by p99 latency.
@@ -93,14 +92,26 @@ class Candidate:
     fidelity_source: str | None = None  # "evaluation set" | "timed texts" | "the reference"
     rejected: list[str] = field(default_factory=list)  # every rule it broke (empty when it qualifies)
     cv: float | None = None  # largest throughput cv over its cells (its own spread)
-    tied_with: str | None = None  # a variant within the spread of its named backend, ranked just after it
+    # 95 % rerun intervals (harness.store.intervals), means over its cells like the numbers they bound
+    speedup_low: float | None = None
+    speedup_high: float | None = None
+    speedup_per_request_low: float | None = None
+    speedup_per_request_high: float | None = None
+    latency_p99_low_ms: float | None = None
+    latency_p99_high_ms: float | None = None
+    # the candidates it is tied with within the measurement's resolution (harness.recommend.ties), and how
+    tied_with: str | None = None
+    tie: str | None = None
+    cells: list[dict[str, Any]] = field(default_factory=list, repr=False)  # per-round values, for ties.compare
 
     @property
     def label(self) -> str:
         return results.label(self.backend, self.variant)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "label": self.label}
+        out = {**dataclasses.asdict(self), "label": self.label}
+        out.pop("cells")
+        return out
 
 
 @dataclass
@@ -140,32 +151,19 @@ def _nearest(values: list[float], target: float) -> list[float]:
 
 
 def _score(c: Candidate, scenario: str) -> float:
-    """What the scenario ranks by, lower is better: p99 latency (online) or minus the bulk speedup."""
-    if scenario == "online":  # equal at the printed precision (0.01 ms) is a tie
-        return math.inf if c.latency_p99_ms is None else round(c.latency_p99_ms, TIE_DECIMALS)
-    return -round(c.speedup, TIE_DECIMALS)
+    """What the scenario ranks by, lower is better: p99 latency (online) or minus the bulk speedup. Which
+    differences count is the tie rule's to say (harness.recommend.ties), not a rounding."""
+    if scenario == "online":
+        return math.inf if c.latency_p99_ms is None else c.latency_p99_ms
+    return -c.speedup
 
 
-def _sort_key(c: Candidate, preferred: str, scenario: str = "bulk", anchor: Candidate | None = None) -> tuple:
-    """Best score first, then `preferred`, then name; a candidate with an `anchor` (its named backend)
-    takes the anchor's place and goes right after it."""
-    a = anchor or c
-    return (_score(a, scenario), a.label != preferred, a.label, anchor is not None, c.label)
+INTERVAL_COLUMNS = ("speedup_low", "speedup_high", "speedup_per_request_low", "speedup_per_request_high",
+                    "latency_p99_low_ms", "latency_p99_high_ms")  # fmt: skip
 
 
-def _named_anchor(c: Candidate, named: dict[str, Candidate], scenario: str) -> Candidate | None:
-    """The named backend a qualifying variant of it is tied with: both qualify and the variant's edge is
-    within their own spread (`compare.moved_beyond_spread`, the rule `harness compare` uses). A user is
-    then better served by the name's defaults (`backend=...` alone) than by a knob that measured no
-    better; a variant that beats its name beyond the spread keeps its place."""
-    p = named.get(c.backend)
-    if not c.variant or p is None or not (c.qualifies and p.qualifies) or c.cv is None or p.cv is None:
-        return None
-    a, b = _score(c, scenario), _score(p, scenario)
-    if a >= b or 0 in (a, b):  # no better (it already ranks after its name), or no ratio to take
-        return None
-    ratio = b / a if scenario == "online" else a / b  # > 1: how much better the variant measured
-    return p if moved_beyond_spread(ratio, c.cv, p.cv) is False else None
+def _mean(rows: pd.DataFrame, column: str) -> float | None:
+    return _worst(rows, column, "mean")
 
 
 def _worst(rows: pd.DataFrame, column: str, how: str) -> float | None:
@@ -205,9 +203,9 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
     * then the constraints: --min-cosine / --min-spearman (worst-case fidelity), --max-latency-ms (p99),
       --max-memory-mb (peak memory); a number a constraint needs that was not measured breaks it.
       Every rule a candidate breaks is listed in its `rejected`;
-    * order: bulk - speedup (rounded to TIE_DECIMALS); online - p99 latency (rounded to 0.01 ms);
-      then `preferred` (the flowchart's answer), then name; a qualifying variant that beats its
-      qualifying named backend by less than their spread ranks right after the name (`_named_anchor`).
+    * order: bulk - speedup; online - p99 latency; then `preferred` (the flowchart's answer), then name;
+      the qualifying candidates tied with the best one (their paired rerun interval contains 1 or lies
+      within +-2 %) are one set, led by the one a user gets with the least (harness.recommend.ties).
     """
     ev = Evidence(machine=machine, scenario=query.scenario)
     if df.empty:
@@ -267,13 +265,7 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
     _add_accuracy(ev, df, query, machine, accuracy_labels)
     for c in ev.candidates:
         _judge(c, query, ev.basis)
-    named = {c.backend: c for c in ev.candidates if not c.variant}
-    for c in ev.candidates:
-        anchor = _named_anchor(c, named, query.scenario)
-        c.tied_with = anchor.label if anchor else None
-    ev.candidates.sort(
-        key=lambda c: _sort_key(c, preferred or "", query.scenario, named[c.backend] if c.tied_with else None)
-    )
+    ev.candidates = ties.order(ev.candidates, query.scenario, preferred or "", lambda c: _score(c, query.scenario))
     if not ev.qualifying:
         ev.note = "no measured backend meets every rule"
     return ev
@@ -298,6 +290,8 @@ def _candidate(rows: pd.DataFrame) -> Candidate:
         latency_p99_ms=_worst(rows, "latency_p99_ms", "max"),
         peak_memory_mb=_worst(rows, "peak_memory_mb", "max"),
         cv=_worst(rows, "cv", "max"),
+        cells=ties.cells_of(rows),
+        **{k: _mean(rows, k) for k in INTERVAL_COLUMNS},
     )
     if _is_reference(c):
         c.fidelity_source = "the reference"

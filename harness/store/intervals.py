@@ -18,6 +18,7 @@ Rows without per-round values (written before rows kept them, or built by hand) 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -109,7 +110,10 @@ def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
             e = stats.rerun_interval(values, borrowed.get(i))
             if e is None:
                 continue
-            scale = 1.0 if estimate else float(df.at[i, "latency_p99_ms"]) / e.ratio
+            p99 = pd.to_numeric(df.at[i, "latency_p99_ms"], errors="coerce") if not estimate else None
+            if not estimate and (p99 is None or pd.isna(p99)):
+                continue  # no p99 reported for this row (too few requests)
+            scale = 1.0 if estimate else float(p99) / e.ratio
             if estimate:
                 df.at[i, estimate] = e.ratio
             if estimate and is_base[i]:  # torch-fp32 over itself: 1 in every sweep
@@ -151,3 +155,58 @@ def compare(a: Any, b: Any, metric: str = "throughput") -> Estimate | None:
     None when they share no round."""
     spread = spread_of(a, metric) or spread_of(b, metric)
     return stats.paired(by_round(a, metric), by_round(b, metric), spread)
+
+
+GROUP = ["run", "machine", "model", "dataset", "batch_size", "threads", "device"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A group's leader against its runner-up in one scenario, paired by round."""
+
+    group: tuple
+    scenario: str  # bulk | online
+    leader: str
+    runner_up: str
+    estimate: Estimate | None  # runner-up / leader (bulk: throughput; online: leader's p99 / runner-up's)
+
+    @property
+    def status(self) -> str:
+        """'decided' (the interval excludes 1), 'tied' (within +-5 %), or 'undecided'."""
+        e = self.estimate
+        if e is None or math.isnan(e.low):
+            return "undecided"
+        if e.within(stats.DECIDED_BAND):
+            return "tied"
+        return "undecided" if e.contains_one() else "decided"
+
+    def line(self) -> str:
+        what = "/".join(str(g) for g in self.group[2:5])
+        return (
+            f"{what} {self.scenario}: {self.leader} leads {self.runner_up} by {stats.fmt(self.estimate)}: {self.status}"
+        )
+
+
+def verdicts(df: pd.DataFrame) -> list[Verdict]:
+    """Every group's leader vs runner-up, in bulk and (batch size 1) online, from uncontended ok rows."""
+    speed = df[(df["kind"] == "speed") & (df["status"] == "ok") & df["speedup"].notna()]
+    if "contended" in speed:
+        speed = speed[~speed["contended"].isin([True])]
+    out = []
+    for group, rows in speed.groupby(GROUP, dropna=False, sort=True):
+        labels = rows["label"] if "label" in rows else rows["backend"]
+        bulk = rows.assign(_label=labels).sort_values("speedup", ascending=False)
+        out += _verdict(group, "bulk", bulk, "throughput")
+        if int(group[4]) == 1 and rows["latency_p99_ms"].notna().sum() >= 2:
+            online = bulk[bulk["latency_p99_ms"].notna()].sort_values("latency_p99_ms")
+            out += _verdict(group, "online", online, "latency_p99_ms")
+    return out
+
+
+def _verdict(group: tuple, scenario: str, ranked: pd.DataFrame, metric: str) -> list[Verdict]:
+    if len(ranked) < 2:
+        return []
+    first, second = ranked.iloc[0], ranked.iloc[1]
+    # as a ratio above 1 when the leader is ahead: throughput leader / runner-up, p99 runner-up / leader
+    e = compare(first, second, metric) if metric == "throughput" else compare(second, first, metric)
+    return [Verdict(group, scenario, str(first["_label"]), str(second["_label"]), e)]
