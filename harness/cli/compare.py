@@ -61,6 +61,12 @@ def _fmt(x: Any, spec: str) -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
 
+def _interval(x: Any, low: Any, high: Any) -> str:
+    if not isinstance(low, float) or not math.isfinite(low):
+        return _fmt(x, ".2f")
+    return f"{x:.2f} ({low:.2f}-{high:.2f})"
+
+
 def format_text(run_a: str, run_b: str, cells: pd.DataFrame, ranks: pd.DataFrame, summary: dict[str, Any]) -> str:
     machines = cells["machine"].nunique()
     table = pd.DataFrame({
@@ -73,7 +79,8 @@ def format_text(run_a: str, run_b: str, cells: pd.DataFrame, ranks: pd.DataFrame
         f"{run_b} /s": cells["throughput_b"].map(lambda x: _fmt(x, ".1f")),
         "B/A": cells["ratio"].map(lambda x: _fmt(x, ".3f")),
         "diff": cells["diff_pct"].map(lambda x: _fmt(x, "+.1f") + "%"),
-        "speedup A": cells["speedup_a"].map(lambda x: _fmt(x, ".2f")),
+        "speedup A (95% rerun)": list(map(_interval, cells["speedup_a"], cells["speedup_low_a"],
+                                          cells["speedup_high_a"])),
         "speedup B": cells["speedup_b"].map(lambda x: _fmt(x, ".2f")),
         "speedup diff": cells["speedup_diff_pct"].map(lambda x: _fmt(x, "+.1f") + ("%" if math.isfinite(x) else "")),
         "spread": cells["spread_pct"].map(lambda x: "?" if not math.isfinite(x) else f"±{x:.1f}%"),
@@ -110,6 +117,10 @@ def format_text(run_a: str, run_b: str, cells: pd.DataFrame, ranks: pd.DataFrame
         f"  moved beyond own spread:  {summary['moved']} of {summary['cells']} cells "
         f"({summary['moved_contended']} of them contended; rule |B/A-1| > 2*sqrt(cv_a^2+cv_b^2))",
     ]
+    if summary["with_interval"]:
+        share = summary["inside"] / summary["with_interval"]
+        lines.append(f"  rerun intervals:          {summary['inside']} of {summary['with_interval']} speedups of "
+                     f"{run_b} inside {run_a}'s 95 % rerun intervals ({share:.0%}; calibrated: 90-99 %)")  # fmt: skip
     if summary["spread_unknown"]:
         n = summary["spread_unknown"]
         lines.append(f"  spread unknown:           {n} cell(s) with fewer than 2 timed passes")

@@ -43,7 +43,7 @@ from harness.report.layout import (
     dataset_order,
     finish,
     footnote,
-    mean_se,
+    mean_interval,
     not_run,
     panels,
     short,
@@ -76,8 +76,9 @@ def _backends_by_panel(rows: pd.DataFrame) -> tuple[list[str], dict[str, list[st
 
 
 def speedup_chart(df: pd.DataFrame, model_kind: str = "bi-encoder") -> Figure | None:
-    """Speedup per backend vs torch-fp32 (mean +/- standard error over models, datasets and batch
-    sizes), one panel per device, accuracy retained per backend beside each bar."""
+    """Speedup per backend vs torch-fp32 (mean over models, datasets and batch sizes) with its 95 % rerun
+    interval (how far a second sweep on this machine would move it), one panel per device, accuracy retained
+    per backend beside each bar."""
     sp = speed_rows(df, model_kind)
     if sp.empty:
         return None
@@ -88,9 +89,9 @@ def speedup_chart(df: pd.DataFrame, model_kind: str = "bi-encoder") -> Figure | 
     names, per_panel = _backends_by_panel(clean)
     width = 8.0
     foot_lines = [
-        "Bars: mean speedup (throughput / torch-fp32 throughput in the same cell) \u00b1 standard error "
-        "over cells (models \u00d7 datasets \u00d7 batch sizes); n = cells. Accuracy retained: score / "
-        "torch-fp32 score, mean over metrics; n/a = not evaluated.",
+        "Bars: mean speedup over cells (models \u00d7 datasets \u00d7 batch sizes; paired with torch-fp32 per "
+        "round); whiskers: the 95 % rerun interval, where a second sweep on this machine would put it; "
+        "n = cells. Accuracy retained: score / torch-fp32 score, mean over metrics; n/a = not evaluated.",
         *baseline_note(sp),
     ]
     skipped = not_run(sp)
@@ -107,19 +108,20 @@ def speedup_chart(df: pd.DataFrame, model_kind: str = "bi-encoder") -> Figure | 
         rows = clean[clean["panel"] == panel]
         acc = accuracy_by_backend(df, rows["model"].unique(), rows["machine"].unique())
         present = per_panel[panel]
-        stats = {b: mean_se(rows.loc[rows["backend"] == b, "speedup"]) for b in present}
-        xmax = max(max(m + s for m, s, _ in stats.values()), 1.0)
+        stats = {b: mean_interval(rows[rows["backend"] == b]) for b in present}
+        xmax = max(max(h for _, _, h, _ in stats.values()), 1.0)
         for i, b in enumerate(present):
-            mean, se, n = stats[b]
+            mean, low, high, n = stats[b]
             ax.barh(
                 i,
                 mean,
-                xerr=se if n > 1 else None,
+                xerr=[[mean - low], [high - mean]] if high > low else None,
                 color=color_of(b),
                 height=0.72,
                 error_kw={"elinewidth": 1, "capsize": 2.5, "ecolor": "#333333"},
             )
-            ax.text(mean + se + xmax * 0.015, i, f"{mean:.2f}x  (n={n})", va="center", fontsize=FONT - 0.5)
+            span = f" ({low:.2f}-{high:.2f})" if high > low else ""
+            ax.text(high + xmax * 0.015, i, f"{mean:.2f}x{span}  (n={n})", va="center", fontsize=FONT - 0.5)
             label = acc_label(acc.get(b))
             ax.annotate(
                 label,

@@ -154,13 +154,18 @@ def finish(fig: Figure, foot: float) -> None:
         engine.set(rect=(0, foot, 1, 1 - foot))
 
 
-def mean_se(values: pd.Series) -> tuple[float, float, int]:
-    v = values.astype(float).dropna()
-    n = len(v)
-    if not n:
-        return math.nan, math.nan, 0
-    se = float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
-    return float(v.mean()), se, n
+def mean_interval(rows: pd.DataFrame, column: str = "speedup") -> tuple[float, float, float, int]:
+    """(mean, low, high, n) over cells: the mean of their speedups and of their 95 % rerun interval bounds
+    (harness.store.intervals); low = high = mean where no cell has an interval."""
+    v = pd.to_numeric(rows[column], errors="coerce").dropna() if column in rows else pd.Series(dtype=float)
+    if not len(v):
+        return math.nan, math.nan, math.nan, 0
+    mean = float(v.mean())
+    bounds = []
+    for suffix in ("_low", "_high"):
+        b = pd.to_numeric(rows.loc[v.index, column + suffix], errors="coerce") if column + suffix in rows else None
+        bounds.append(float(b.mean()) if b is not None and b.notna().all() else mean)
+    return mean, bounds[0], bounds[1], len(v)
 
 
 def acc_label(a: Any) -> str:

@@ -87,26 +87,32 @@ def summary_table(df: pd.DataFrame, model_kind: str) -> Table | None:
         acc = charts.accuracy_by_backend(df, prow["model"].unique(), prow["machine"].unique())
         for b in charts.backend_order(prow["backend"].unique()):
             cells = clean[clean["backend"] == b]["speedup"].astype(float)
+            mean, low, high, _ = charts.mean_interval(clean[clean["backend"] == b])
             mine = prow[prow["backend"] == b]
             statuses = mine["status"].where(~(mine["is_contended"] & (mine["status"] == "ok")), "ok, contended")
             status = ", ".join(f"{s} {n}" for s, n in statuses.value_counts().sort_index().items())
-            se = cells.std(ddof=1) / len(cells) ** 0.5 if len(cells) > 1 else None
             rows.append(
                 [
                     panel.replace("\n", " "),
                     b,
                     str(len(cells)),
                     fmt(cells.mean() if len(cells) else None, "x"),
-                    fmt(se, "4"),
+                    f"{low:.2f}-{high:.2f}" if len(cells) and high > low else "-",
                     fmt(acc.get(b), "pct"),
                     status,
                 ]
             )
     return Table(
-        ["device", "backend", "cells", "mean speedup", "std. error", "accuracy retained", "cells by status"],
+        ["device", "backend", "cells", "mean speedup", "95 % rerun interval", "accuracy retained", "cells by status"],
         rows,
         {2, 3, 4, 5},
     )
+
+
+def _span(low: Any, high: Any) -> str:
+    """' (2.21-2.50)': a 95 % rerun interval, '' where there is none."""
+    low, high = _num(low), _num(high)
+    return f" ({low:.2f}-{high:.2f})" if low is not None and high is not None and high > low else ""
 
 
 def cells_table(df: pd.DataFrame, model_kind: str) -> Table | None:
@@ -138,7 +144,7 @@ def cells_table(df: pd.DataFrame, model_kind: str) -> Table | None:
             fmt(r.get("text_chars_mean"), "int"),
             fmt(r.get("batch_size"), "int"),
             fmt(r.get("throughput"), "1"),
-            fmt(r.get("speedup"), "x"),
+            fmt(r.get("speedup"), "x") + _span(r.get("speedup_low"), r.get("speedup_high")),
             fmt(r.get("latency_p50_ms"), "1"),
             fmt(r.get("latency_p99_ms"), "1"),
             str(r.get("precision") or "-"),

@@ -14,6 +14,9 @@ per-pass cv, not the (smaller) cv of the mean, is used on purpose: passes within
 independent of the run's conditions (clock, cache, neighbours), so the narrower band would flag
 ordinary run-to-run drift. A cell whose cv is unknown (fewer than 2 passes) has `moved` = None.
 
+Calibration of the rerun intervals (harness.store.intervals): for each cell, whether B's speedup lies inside
+A's 95 % rerun interval (`inside_a`); a well-calibrated interval holds 90-99 % of them.
+
 The ratio a user acts on is a backend's speedup over torch-fp32 *within* a run; for each cell
 the change of that speedup between the runs is `speedup_diff_pct` (none for torch-fp32 itself).
 Its mean and largest absolute value across cells say how steady the ratios are, which is what
@@ -59,6 +62,8 @@ def speed_cells(df: pd.DataFrame, run: str) -> pd.DataFrame:
     out["throughput"] = pd.to_numeric(rows["throughput"], errors="coerce")
     out["cv"] = pd.to_numeric(rows["cv"], errors="coerce")
     out["speedup"] = pd.to_numeric(rows["speedup"], errors="coerce")
+    for column in ("speedup_low", "speedup_high"):
+        out[column] = pd.to_numeric(rows[column], errors="coerce") if column in rows else float("nan")
     out["contended"] = contended_mask(df).loc[rows.index].to_numpy()  # own, or its torch-fp32's
     return out.reset_index(drop=True)
 
@@ -84,6 +89,11 @@ def pair_cells(df: pd.DataFrame, run_a: str, run_b: str) -> pd.DataFrame:
     # the ratio users act on: how far a backend's speedup over torch-fp32 moved between the runs
     cells["speedup_diff_pct"] = (cells["speedup_b"] / cells["speedup_a"] - 1.0) * 100.0
     cells.loc[cells["backend"] == results.BASELINE, "speedup_diff_pct"] = float("nan")
+    # calibration of the rerun intervals: B's speedup inside A's 95 % interval (None: no interval, or torch-fp32)
+    inside = (cells["speedup_b"] >= cells["speedup_low_a"]) & (cells["speedup_b"] <= cells["speedup_high_a"])
+    known = cells["speedup_low_a"].notna() & cells["speedup_b"].notna() & (cells["backend"] != results.BASELINE)
+    cells["inside_a"] = pd.Series([bool(v) if k else None for v, k in zip(inside, known, strict=True)],
+                                  index=cells.index, dtype=object)  # fmt: skip
     cells["label"] = [results.label(b, v) for b, v in zip(cells["backend"], cells["variant"], strict=True)]
     return cells.sort_values(CELL_KEYS, kind="stable").reset_index(drop=True)
 
@@ -125,6 +135,8 @@ def summarize(cells: pd.DataFrame, ranks: pd.DataFrame) -> dict[str, Any]:
         "moved_contended": int((moved & cells["contended"]).sum()),
         "spread_unknown": int(cells["moved"].isna().sum()),
         "contended": int(cells["contended"].sum()),
+        "inside": int(cells["inside_a"].isin([True]).sum()) if "inside_a" in cells else 0,
+        "with_interval": int(cells["inside_a"].notna().sum()) if "inside_a" in cells else 0,
     }
     for column, name in (("diff_pct", "diff"), ("speedup_diff_pct", "speedup_diff")):
         diffs = cells[column].abs()
