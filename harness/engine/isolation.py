@@ -42,7 +42,7 @@ TIMED = ("speed", "bare")  # units whose numbers are timings
 # Units forked from the preloaded server instead of a new interpreter: an export pays no imports (3-9 s on
 # 2 cores). A bare loop stays spawned (the independent reference for `harness overhead`), and so does an
 # accuracy pass (it may read evaluation sets from the Hub; the server is offline).
-FORKED = ("export",)
+FORKED = ("export", "bare")  # forked from the preloaded server: imports done, no runtime created
 PRELOAD = ["harness.engine.preload"]
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
