@@ -46,10 +46,33 @@ def test_the_bare_loop_meters_the_cpu(monkeypatch):
     def encode(batch):
         encoded.extend(batch)
 
-    monkeypatch.setattr(work, "_load", lambda spec: (None, None, None))
+    monkeypatch.setattr(work, "load_plain", lambda job: None)
     workload = (texts, texts, [texts[:4]], encode, lambda: encode(texts))
     monkeypatch.setattr(work, "_workload", lambda spec, model: workload)
     job = SimpleNamespace(measure=SimpleNamespace(warmup_batches=1))
     out = work.bare(SimpleNamespace(job=job, passes=2))
     assert out["throughput"] > 0 and out["cpu_other"] >= 0
     assert len(encoded) == 4 + 2 * len(texts)  # one warm-up batch, then the timed passes
+
+
+def test_the_bare_loop_loads_as_plain_code_does(monkeypatch):
+    """#22: the reference loop is not the harness's loading code: the file, the docs' dtype and the thread
+    budget, nothing else (no spinning setting, no inter-op threads, no performance hint)."""
+    from harness.backends.onnx import OnnxBackend, spinning
+    from harness.backends.openvino import OpenVINOBackend
+    from harness.backends.torch import TorchBackend
+
+    onnx = OnnxBackend.__new__(OnnxBackend)
+    onnx.cfg = SimpleNamespace(optimization="O3", quantization=None)
+    kwargs = work.plain_model_kwargs(onnx, {"file_name": "onnx/model_O3.onnx", "session_options": {}}, 2)
+    assert set(kwargs) == {"file_name", "session_options"} and kwargs["file_name"] == "onnx/model_O3.onnx"
+    assert kwargs["session_options"].intra_op_num_threads == 2 and kwargs["session_options"].inter_op_num_threads == 0
+    assert spinning(kwargs["session_options"])["allow_spinning_source"] == "onnxruntime default"
+    ov = OpenVINOBackend.__new__(OpenVINOBackend)
+    ov.cfg = SimpleNamespace(quantization=None)
+    described = {"file_name": "openvino/openvino_model.xml", "ov_config": {"PERFORMANCE_HINT": "LATENCY"}}
+    assert work.plain_model_kwargs(ov, described, 2) == {"file_name": "openvino/openvino_model.xml",
+                                                          "ov_config": {"INFERENCE_NUM_THREADS": 2}}  # fmt: skip
+    torch = TorchBackend.__new__(TorchBackend)
+    torch.cfg = SimpleNamespace(dtype="float16")
+    assert work.plain_model_kwargs(torch, {"torch_dtype": "float16"}, 2) == {"torch_dtype": "float16"}
