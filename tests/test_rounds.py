@@ -1,4 +1,4 @@
-"""rounds=auto: a third round only where the ranking is not settled after two; the decision is a row."""
+"""rounds=auto: a round after the first only for configurations whose place is undecided; the decision is a row."""
 
 from __future__ import annotations
 

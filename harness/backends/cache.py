@@ -94,6 +94,11 @@ class ExportCache:
 
     def export_seconds(self, key: str) -> float | None:
         """The median time the cached exports of this key took (any model), None if none was timed."""
+        times = [seconds for seconds, _ in self.export_times(key)]
+        return statistics.median(times) if times else None
+
+    def export_times(self, key: str) -> list[tuple[float, Path]]:
+        """Each timed cached export of this key (any model): its seconds and the model folder it was made from."""
         times = []
         for marker in self.root.glob(f"*/*/.harness/{key}.json"):
             try:
@@ -101,8 +106,8 @@ class ExportCache:
             except (OSError, ValueError):
                 continue
             if seconds is not None:
-                times.append(float(seconds))
-        return statistics.median(times) if times else None
+                times.append((float(seconds), marker.parent.parent))
+        return times
 
     def lookup(self, folder: Path, key: str, settings: dict[str, Any]) -> list[str] | None:
         """Files of a complete export with these settings, or None."""

@@ -105,6 +105,15 @@ def _enough(seconds: list[float], min_time_s: float, min_repeats: int, max_repea
     return done >= max_repeats or total >= max_time_s or (done >= min_repeats and total >= min_time_s)
 
 
+def passes_needed(pass_s: float, min_time_s: float, min_repeats: int, max_repeats: int,
+                  max_time_s: float = float("inf")) -> int:  # fmt: skip
+    """How many passes of `pass_s` seconds each the timed loops run (for plans: the rule they stop by)."""
+    seconds: list[float] = []
+    while not _enough(seconds, min_time_s, min_repeats, max_repeats, max_time_s):
+        seconds.append(max(pass_s, 0.0))
+    return len(seconds)
+
+
 def bulk_passes(
     call_all: Callable[[], Any],
     timing: Passes,

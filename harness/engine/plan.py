@@ -3,9 +3,11 @@
 The grid is expanded the way Hydra's basic sweeper expands it (sweeper params, then the command
 line), with the models' and datasets' own config files read directly (no job is composed), so the
 docs' whole CPU grid is planned in about a second. The estimate comes from this machine's rows in the
-store: each cell's own past duration where it was measured before (in any run), else the median
-of this machine's cells of the same backend, else of all its cells; exports from the durations the
-export cache recorded. What has no timing at all is counted and said.
+store: each cell's own past duration where it was measured before (in any run); else a measured cell of
+the same backend (the same dataset and the nearest batch size where there is one), scaled to this cell's
+model and texts and run through the pass rules (harness.engine.cost); else the median of this machine's
+cells of the same backend, else of all its cells. Exports from the durations the export cache recorded,
+scaled by the model's parameters. What has no timing at all is counted and said.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import math
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness import backends
-from harness.config import ModelConfig
+from harness.config import DatasetConfig, ModelConfig
+from harness.engine.cost import Measured, Target, Work, cell_seconds, later_round_share, server_group_s, shape_of
 from harness.store import results
 
 FALLBACK_CELL_S = 15.0  # a speed cell when this machine has no timing at all (2 s timed + start-up, 2 cores)
@@ -88,12 +91,16 @@ def model_batch_sizes(conf_dir: str, model: str) -> list[int]:
 
 
 class Timings:
-    """This machine's durations in the store, by cell and by backend."""
+    """This machine's durations in the store, by cell and by backend, and its speed cells in parts (to scale)."""
 
     def __init__(self, rows: Iterable[dict[str, Any]], machine: str):
         self.cell: dict[tuple, list[float]] = {}
         self.backend: dict[tuple, list[float]] = {}
         self.all: dict[str, list[float]] = {"speed": [], "accuracy": []}
+        self.measured: list[Measured] = []
+        self.works: dict[tuple[str, str], Work] = {}  # the plan's (model, dataset) workloads, made once
+        self.start: float | None = None  # a worker process's start (start_s)
+        self.rows = rows = list(rows)
         for r in rows:
             if r.get("machine") != machine or r.get("status") != "ok" or r.get("kind") not in self.all:
                 continue
@@ -103,16 +110,64 @@ class Timings:
             self.cell.setdefault(key, []).append(seconds)
             self.backend.setdefault((r["kind"], r["backend"]), []).append(seconds)
             self.all[r["kind"]].append(seconds)
+            measured = Measured.from_row(r) if r["kind"] == "speed" else None
+            if measured is not None:
+                self.measured.append(measured)
+        # the breakdown is measured in round 0 only: the cell's other rounds share its forward share
+        shares = {m.cell(): m.forward_share for m in self.measured if m.forward_share is not None}
+        self.measured = [replace(m, forward_share=shares.get(m.cell())) if m.forward_share is None else m
+                         for m in self.measured]  # fmt: skip
 
-    def estimate(self, kind: str, model: str, dataset: str, backend: str, variant: str, bs: int | None) -> float | None:
-        for values in (
-            self.cell.get((kind, model, dataset if kind == "speed" else "", backend, variant, bs)),
-            self.backend.get((kind, backend)),
-            self.all[kind],
-        ):
+    def estimate(self, kind: str, model: str, dataset: str, backend: str, variant: str, bs: int | None,
+                 target: Target | None = None, measure: Any = None) -> float | None:  # fmt: skip
+        """The cell's own timing; else (a speed cell with its `target` and the `measure` rules) a measured
+        cell scaled to it; else the backend's median, else the machine's."""
+        own = self.cell.get((kind, model, dataset if kind == "speed" else "", backend, variant, bs))
+        if own:
+            return statistics.median(own)
+        if kind == "speed" and target is not None and measure is not None:
+            scaled = self.scaled(backend, variant, dataset, target, measure)
+            if scaled is not None:
+                return scaled
+        for values in (self.backend.get((kind, backend)), self.all[kind]):
             if values:
                 return statistics.median(values)
         return None
+
+    def scaled(self, backend: str, variant: str, dataset: str, target: Target, measure: Any) -> float | None:
+        """The nearest measured cells of the backend (its variant, the dataset, the batch size, the model's
+        size, in that order), each scaled to `target`; their median."""
+        pool = ([m for m in self.measured if (m.backend, m.variant) == (backend, variant)]
+                or [m for m in self.measured if m.backend == backend])  # fmt: skip
+        if not pool:
+            return None
+
+        def distance(m: Measured) -> tuple[bool, float, float]:
+            params = m.params or (m.work().params or 1)
+            return (m.dataset != dataset, abs(math.log(m.batch_size / target.batch_size)),
+                    abs(math.log(params / (target.work.params or params))))  # fmt: skip
+
+        nearest = min(distance(m) for m in pool)
+        return cell_seconds([m for m in pool if distance(m) == nearest], target, measure, self.start_s(measure))
+
+    def texts(self, dataset: str) -> tuple[int | None, float | None]:
+        """The dataset's texts per pass and mean tokens per text, as its measured rows say (None, None: never run)."""
+        rows = [m for m in self.measured if m.dataset == dataset and m.tokens]
+        if not rows:
+            return None, None
+        return int(statistics.median(m.n_texts for m in rows)), statistics.median(float(m.tokens or 0) for m in rows)
+
+    def start_s(self, measure: Any) -> float:
+        """A worker process's start (imports, runtime set-up; not the model's load): what the first cells of a
+        process take outside their passes, warm-up and load, over what later cells take (medians: the
+        machine's, every backend's cells together, as a busy machine disturbs a few)."""
+        if self.start is None:
+            fixed = {m: m.fixed_s(0.0, measure.warmup_batches, bool(measure.breakdown)) for m in self.measured}
+            firsts = [fixed[m] for m in self.measured if m.first]
+            later = [fixed[m] for m in self.measured if not m.first]
+            start = statistics.median(firsts) - statistics.median(later) if firsts and later else 0.0
+            self.start = max(0.0, start)
+        return self.start
 
 
 def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, threads: int, accuracy: bool,
@@ -136,12 +191,15 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
     exports: set[tuple[str, str]] = set()
     workers: set[tuple] = set()
     accuracy_done: set[tuple] = set()
-    adaptive = bool(base.adaptive_rounds) and len(rounds) > 2
-    measured_rounds = 2 if adaptive else len(rounds)
+    adaptive = bool(base.adaptive_rounds) and len(rounds) > 1
+    measured_rounds = 1 if adaptive else len(rounds)
+    share = later_round_share(timings.rows, machine) if adaptive else 1.0
     for job in jobs:
         model, backend, variant, knobs = _names(job, base)
         for r in rounds:
-            if base.speed and _count_speed(plan, job, base, conf_dir, r, measured_rounds, cell_ids, done_ids, timings):
+            first = (model, backend, variant, r) not in workers
+            if base.speed and _count_speed(plan, job, base, conf_dir, (r, measured_rounds, share), cell_ids,
+                                           done_ids, timings, first):  # fmt: skip
                 workers.add((model, backend, variant, r))
         if base.server.enabled and _count_server(plan, job, base, server_ids, done_ids):
             workers.add((model, backend, variant, "server"))
@@ -152,12 +210,13 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
         if key and not cache.has_export(model, key):
             exports.add((model, key))
     plan.exports = len(exports)
-    plan.estimate_s += sum(cache.export_seconds(key) or FALLBACK_EXPORT_S for _, key in exports)
+    sizes = {m: w.params for (m, _), w in timings.works.items()}
+    plan.estimate_s += sum(_export_seconds(cache, key, sizes.get(model)) or FALLBACK_EXPORT_S for model, key in exports)
     plan.processes = len(workers) + len(exports) + len(accuracy_done)
     if adaptive:
         plan.notes.append(
-            f"rounds=auto: {measured_rounds} rounds, a third only where the ranking is unsettled "
-            "(counted in the cells, half of it in the estimate)"
+            f"rounds=auto: one round, then up to {len(rounds) - 1} more only for configurations still undecided "
+            f"(counted in the cells; {share:.0%} of them in the estimate, as in this machine's earlier sweeps)"
         )
     if plan.untimed:
         plan.notes.append(
@@ -171,16 +230,6 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
         )
     plan.estimate_s = math.ceil(plan.estimate_s)
     return plan
-
-
-def server_group_s(server: Any) -> float:
-    """One (shape, batching) group of server cells: warm-up and bulk, the search's doubling from the lowest
-    rate (hi/16 by default) shared by the budgets, then each budget's bisection to rel_tol."""
-    doublings = 5 if server.rate_lo is None or server.rate_hi is None else math.ceil(
-        math.log2(max(server.rate_hi / server.rate_lo, 1.0))) + 1  # fmt: skip
-    bisections = math.ceil(math.log2(math.log(2) / math.log1p(server.rel_tol)))
-    points = doublings + len(server.budgets_ms) * bisections
-    return 8.0 + points * (1.5 * server.point_s + 0.8)
 
 
 def _count_server(plan: Plan, job: dict[str, str], base: Any, server_ids: Any, done_ids: set[str]) -> bool:
@@ -197,6 +246,16 @@ def _count_server(plan: Plan, job: dict[str, str], base: Any, server_ids: Any, d
     return bool(pending)
 
 
+def _export_seconds(cache: Any, key: str, params: int | None) -> float | None:
+    """The median time the cache's exports of this key took, each scaled from its model's parameters to
+    `params` (an export traces, converts and writes every weight)."""
+    from harness.inputs.models import parameter_count
+
+    times = [seconds * (params / (parameter_count(folder) or params) if params else 1.0)
+             for seconds, folder in cache.export_times(key)]  # fmt: skip
+    return statistics.median(times) if times else None
+
+
 def _names(job: dict[str, str], base: Any) -> tuple[str, str, str, dict[str, str]]:
     """A job's model, backend, the variant its rows will carry, and its backend knobs."""
     backend = job.get("backend", base.backend.name)
@@ -204,11 +263,17 @@ def _names(job: dict[str, str], base: Any) -> tuple[str, str, str, dict[str, str
     return job.get("model", base.model.name), backend, _variant(backend, knobs), knobs
 
 
-def _count_speed(plan: Plan, job: dict[str, str], base: Any, conf_dir: str, r: int, measured_rounds: int,
-                 cell_ids: Any, done_ids: set[str], timings: Timings) -> bool:  # fmt: skip
-    """Count one round of a job's speed cells into `plan`; True when some are still to run."""
+def _count_speed(plan: Plan, job: dict[str, str], base: Any, conf_dir: str, rounds: tuple[int, int, float],
+                 cell_ids: Any, done_ids: set[str], timings: Timings, first: bool) -> bool:  # fmt: skip
+    """Count one round of a job's speed cells into `plan`; True when some are still to run. `rounds`: this
+    round, the rounds always measured, the share of later rounds' cells expected to run. `first`: its first
+    cell to run starts the worker process of its backend configuration and round."""
+    r, measured_rounds, share = rounds
     model, backend, variant, _ = _names(job, base)
     dataset = job.get("dataset", base.dataset.name)
+    if (model, dataset) not in timings.works:
+        timings.works[(model, dataset)] = _work(base, conf_dir, model, dataset, timings)
+    work = timings.works[(model, dataset)]
     to_run = False
     for bs in _sizes(base, job, conf_dir, model):
         ids = cell_ids(job, bs, r) if cell_ids else [None]
@@ -218,9 +283,11 @@ def _count_speed(plan: Plan, job: dict[str, str], base: Any, conf_dir: str, r: i
         plan.done += len(ids) - len(pending)
         if not pending:
             continue
-        estimate = timings.estimate("speed", model, dataset, backend, variant, bs)
-        if r >= measured_rounds:  # adaptive: counted as possible, timed as likely for half the groups
-            seconds = 0.5 * (estimate or FALLBACK_CELL_S)
+        target = Target(work, bs, r, first, dataset)
+        estimate = timings.estimate("speed", model, dataset, backend, variant, bs, target, base.measure)
+        first = False
+        if r >= measured_rounds:  # adaptive: counted as possible, timed for the share expected to run
+            seconds = share * (estimate or FALLBACK_CELL_S)
         else:
             plan.untimed += estimate is None
             seconds = estimate if estimate is not None else FALLBACK_CELL_S
@@ -241,6 +308,41 @@ def _count_accuracy(plan: Plan, job: dict[str, str], base: Any, accuracy_ids: An
     estimate = timings.estimate("accuracy", model, "", backend, variant, None)
     plan.estimate_s += n_tasks * (estimate if estimate is not None else 4 * FALLBACK_CELL_S)
     plan.untimed += n_tasks if estimate is None else 0
+
+
+def _work(base: Any, conf_dir: str, model: str, dataset: str, timings: Timings) -> Work:
+    """What a job's passes encode, with what model: the model's shape (its config, offline) and the texts'
+    count and mean tokens (from this machine's rows of the dataset, else estimated from a built-in bucket)."""
+    node = base.model if model == base.model.name else _load(Path(conf_dir) / "model" / f"{model}.yaml", ModelConfig)
+    shape = shape_of(str(node.source), node.max_seq_length) if node is not None else None
+    n_texts, tokens = timings.texts(dataset)
+    if n_texts is None:
+        d = base.dataset if dataset == base.dataset.name else _load(Path(conf_dir) / "dataset" / f"{dataset}.yaml",
+                                                                    DatasetConfig)  # fmt: skip
+        n_texts, tokens = _builtin_texts(d) if d is not None else (None, None)
+    return Work(shape, shape.params if shape else None, n_texts, tokens)
+
+
+def _load(path: Path, schema: type) -> Any:
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(path)) if path.exists() else None
+    except OmegaConfBaseException:
+        return None
+
+
+CHARS_PER_TOKEN = 4.0  # English text in a WordPiece / BPE vocabulary, roughly (the texts' own count once measured)
+
+
+def _builtin_texts(d: Any) -> tuple[int | None, float | None]:
+    """A dataset's text count and estimated tokens per text before any row has them: a built-in bucket's
+    texts are made here (no file, no model) and counted in characters; other sources: unknown."""
+    if d.source != "builtin" or d.bucket is None:
+        return None, None
+    from harness.inputs.texts import builtin_texts
+
+    texts = builtin_texts(str(d.bucket), int(d.samples), int(d.seed))
+    chars = sum(len(t) for t in texts) * int(d.multiply) / max(1, len(texts))
+    return len(texts), chars / CHARS_PER_TOKEN + 2  # + [CLS] and [SEP]
 
 
 def _sizes(base: Any, job: dict[str, str], conf_dir: str, model: str) -> list[int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,70 @@ def parameter_count(folder: Path) -> int | None:
                     count *= dim
                 total += count
     return total
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a transformer encoder costs per token, from its config.json (no weights loaded)."""
+
+    layers: int
+    hidden: int
+    intermediate: int
+    embedding_params: int  # (vocabulary + positions + token types) x hidden: looked up, no FLOPs
+    max_seq_length: int | None = None  # sentence-transformers' limit (sentence_bert_config.json), else positions
+
+    @property
+    def non_embedding_params(self) -> int:
+        """Attention (Q, K, V, output) and feed-forward weights and biases, layer norms: what every token multiplies."""
+        h, i = self.hidden, self.intermediate
+        return self.layers * (4 * h * h + 4 * h + 2 * h * i + i + h + 4 * h)
+
+    @property
+    def params(self) -> int:
+        return self.non_embedding_params + self.embedding_params
+
+    def flops_per_token(self, tokens: float) -> float:
+        """Forward FLOPs for one token of a text of `tokens` tokens: 2 per weight, plus attention's scores and
+        weighted sum (2 x 2 x tokens x hidden a layer), the term that grows with the text's length."""
+        return 2.0 * self.non_embedding_params + 4.0 * self.layers * self.hidden * tokens
+
+
+def shape(source: str) -> Shape | None:
+    """A model's shape from its source, offline and without loading or building it: a stand-in's spec, a local
+    folder's or package's config.json, a Hub id's config.json when the Hub cache holds it; None otherwise."""
+    if source.startswith(standins.PREFIX):
+        spec = standins.SPECS.get(source.removeprefix(standins.PREFIX))
+        if spec is None:
+            return None
+        rows = spec.vocab_size + spec.max_positions + spec.type_vocab_size
+        return Shape(spec.layers, spec.hidden, spec.intermediate, rows * spec.hidden, spec.max_seq_length)
+    folder: Path | None = None
+    try:
+        if source.startswith("package:") or Path(source).expanduser().is_dir():
+            folder = resolve(source)
+        elif HUB_ID.match(source):
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(source, "config.json")
+            folder = Path(found).parent if isinstance(found, str) else None
+    except (ConfigError, OSError, ValueError):
+        return None
+    return _folder_shape(folder) if folder is not None else None
+
+
+def _folder_shape(folder: Path) -> Shape | None:
+    try:
+        cfg = _read_json(folder / "config.json")
+        h, layers = int(cfg["hidden_size"]), int(cfg["num_hidden_layers"])
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return None
+    positions = int(cfg.get("max_position_embeddings") or 512)
+    rows = int(cfg.get("vocab_size") or 0) + positions + int(cfg.get("type_vocab_size") or 0)
+    try:
+        limit = _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
+    except ConfigError:
+        limit = None
+    return Shape(layers, h, int(cfg.get("intermediate_size") or 4 * h), rows * h, int(limit or positions))
 
 
 def _get(cfg: Any, key: str, default: Any) -> Any:

@@ -263,11 +263,8 @@ def _per_round(rounds: Sequence[SpeedRow]) -> dict[str, list[Any]]:
     """Each round's own numbers, in round order (a round measured twice: its latest row)."""
     by_round = {(r.identity.round or 0): r.timing for r in rounds}
     order = sorted(by_round)
-    out: dict[str, list[Any]] = {"round": order}
-    for name in ROUND_VALUES:
-        out[name] = [getattr(by_round[r], name) for r in order]
-    out["requests"] = [len(by_round[r].latencies_ms or []) for r in order]
-    return out
+    out = {name: [getattr(by_round[r], name) for r in order] for name in ROUND_VALUES}
+    return {"round": order, **out, "requests": [len(by_round[r].latencies_ms or []) for r in order]}
 
 
 @dataclass

@@ -1,0 +1,207 @@
+"""What a speed cell of one model costs, from a measured cell of another (for `--plan`).
+
+A cell's duration is a few parts that scale differently (harness.engine.units.speed):
+- the timed passes: bulk passes until both `min_time_s` and `min_repeats` are met (or `max_time_s` /
+  `max_repeats`), then per-request passes until `request_min_time_s` (>= 1 pass). A pass's time is its
+  forward share, which scales with the model's compute (FLOPs per token x tokens), and the rest
+  (tokenization, sentence-transformers' loop), which scales with the tokens alone. The pass count then
+  follows from the rules: a cell held up by `min_time_s` runs fewer, longer passes for a slower model
+  and takes about as long; one that already runs `min_repeats` passes gets longer in proportion;
+- the warm-up and breakdown batches outside timing (a batch's time scales like a pass);
+- the first cell of a worker process: the process start (imports, the same for every model) and the
+  model load (~ its size: total parameters);
+- what is left (fidelity, the round trip to the worker): the same for every model.
+A try of the timed passes during which another process used the CPU is measured again: the estimate
+counts as many tries as the measured cell needed (this machine as busy as it was then).
+A pass's compute is `Shape.flops_per_token` (non-embedding weights: embedding tables are looked up, not
+multiplied; plus attention's term in the text's length) x tokens, or total parameters x tokens when the
+config is not at hand.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any
+
+from harness.engine.measure import passes_needed
+from harness.inputs import models
+from harness.inputs.models import Shape
+
+# a pass's share in the model's forward when no breakdown was measured (MiniLM on a 2-core EPYC: 0.87-0.99)
+DEFAULT_FORWARD_SHARE = 0.9
+BREAKDOWN_BATCHES = 2  # measure.breakdown times up to two batches after the timed loop (round 0)
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a pass encodes, and with what model."""
+
+    shape: Shape | None
+    params: int | None  # total parameters
+    n_texts: int | None = None
+    tokens: float | None = None  # mean tokens per text
+
+    def forward(self, other: Work) -> float | None:
+        """This pass's forward compute over `other`'s (None: not comparable)."""
+        n, t = self._texts(other)
+        n0, t0 = other._texts(self)
+        if self.shape is not None and other.shape is not None:
+            mine = n * t * self.shape.flops_per_token(_cap(t, self.shape))
+            theirs = n0 * t0 * other.shape.flops_per_token(_cap(t0, other.shape))
+            return mine / theirs
+        if self.params and other.params:
+            return (n * t * self.params) / (n0 * t0 * other.params)
+        return None
+
+    def tokens_ratio(self, other: Work) -> float:
+        n, t = self._texts(other)
+        n0, t0 = other._texts(self)
+        return (n * t) / (n0 * t0)
+
+    def _texts(self, other: Work) -> tuple[float, float]:
+        n = self.n_texts or other.n_texts or 1
+        return float(n), float(self.tokens or other.tokens or 1.0)
+
+
+def _cap(tokens: float, shape: Shape) -> float:
+    return min(tokens, float(shape.max_seq_length or tokens))
+
+
+@lru_cache(maxsize=64)
+def shape_of(source: str | None, max_seq_length: int | None = None) -> Shape | None:
+    """A model's shape from its source (offline), with the model config's `max_seq_length` applied."""
+    found = models.shape(source) if source else None
+    return replace(found, max_seq_length=max_seq_length) if found is not None and max_seq_length else found
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A speed row, in the parts its duration is made of."""
+
+    model: str
+    source: str | None
+    params: int | None
+    dataset: str
+    backend: str
+    variant: str
+    batch_size: int
+    round: int
+    seconds: float  # the cell's whole duration (duration_s)
+    timed_s: float  # inside the timed passes (measure_s)
+    bulk_pass_s: float
+    request_pass_s: float
+    first: bool  # the first cell of its worker process: paid the process start and the load
+    tries: int  # timed tries: a try while another process used the CPU is measured again
+    load_s: float
+    n_texts: int
+    tokens: float | None
+    forward_share: float | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Measured | None:
+        """None for a row without the raw timings (an older row, a round that was skipped)."""
+        pass_s, latencies = row.get("pass_s") or [], row.get("latencies_ms") or []
+        n, bs = row.get("n_texts"), row.get("batch_size")
+        if not pass_s or not latencies or not n or not bs:
+            return None
+        per_pass = math.ceil(n / bs)
+        settings = row.get("settings") or {}
+        return cls(
+            model=row["model"], source=row.get("model_source"), params=row.get("model_params"),
+            dataset=row["dataset"], backend=row["backend"], variant=row.get("variant") or "", batch_size=bs,
+            round=int(row.get("round") or 0), seconds=float(row.get("duration_s") or 0.0),
+            timed_s=float(row.get("measure_s") or (sum(pass_s) + sum(latencies) / 1000.0)),
+            bulk_pass_s=statistics.median(pass_s),
+            request_pass_s=sum(latencies) / 1000.0 / max(1.0, len(latencies) / per_pass),
+            first=settings.get("process_cell") == 1, tries=max(1, int(row.get("tries") or 1)),
+            load_s=float(settings.get("load_s") or 0.0),
+            n_texts=int(n), tokens=row.get("text_tokens_mean"), forward_share=row.get("forward_share"),
+        )  # fmt: skip
+
+    def cell(self) -> tuple[str, str, str, str, int]:
+        """The cell, whichever round."""
+        return (self.model, self.dataset, self.backend, self.variant, self.batch_size)
+
+    def work(self) -> Work:
+        shape = shape_of(self.source)
+        return Work(shape, self.params or (shape.params if shape else None), self.n_texts, self.tokens)
+
+    def batch_s(self) -> float:
+        return self.bulk_pass_s * min(self.batch_size, self.n_texts) / self.n_texts
+
+    def extra_batches(self, warmup_batches: int, breakdown: bool) -> float:
+        return _extra_batches(self.first, self.round, warmup_batches, breakdown)
+
+    def fixed_s(self, start_s: float, warmup_batches: int, breakdown: bool) -> float:
+        """What is left of the duration once the passes, warm-up, breakdown, process start and load are out."""
+        extra = self.extra_batches(warmup_batches, breakdown) * self.batch_s()
+        outside = self.seconds - self.tries * self.timed_s - extra
+        return max(0.0, outside - (start_s + self.load_s if self.first else 0.0))
+
+
+def _extra_batches(first: bool, round_: int, warmup_batches: int, breakdown: bool) -> float:
+    warm = warmup_batches if first else min(1, warmup_batches)
+    return warm + (BREAKDOWN_BATCHES if breakdown and round_ == 0 else 0)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The cell to estimate: its work, batch size, round and whether it starts its worker process."""
+
+    work: Work
+    batch_size: int
+    round: int
+    first: bool
+    dataset: str = ""
+
+
+def cell_seconds(refs: list[Measured], target: Target, measure: Any, start_s: float) -> float:
+    """`target`'s duration, scaled from the measured `refs` (the rounds of a cell of another model, dataset or
+    batch size) and run through the pass rules of `measure` (a MeasureConfig). A busy machine slows some
+    rounds down: the passes are the least disturbed round's (the compute), tries and what is left outside
+    the passes the rounds' median."""
+    m, ref = measure, min(refs, key=lambda r: r.bulk_pass_s)
+    ref_work, work = ref.work(), target.work
+    if target.dataset == ref.dataset:  # the same texts: the ones the reference measured
+        work = replace(work, n_texts=ref.n_texts, tokens=ref.tokens)
+    forward = work.forward(ref_work)
+    tokens = work.tokens_ratio(ref_work)
+    share = ref.forward_share if ref.forward_share is not None else DEFAULT_FORWARD_SHARE
+    scale = share * (forward if forward is not None else tokens) + (1.0 - share) * tokens
+    bulk, request = ref.bulk_pass_s * scale, ref.request_pass_s * scale
+    timed = bulk * passes_needed(bulk, m.min_time_s, m.min_repeats, m.max_repeats, m.max_time_s)
+    timed += request * passes_needed(request, m.request_min_time_s, 1, m.max_repeats, m.max_time_s)
+    n = float(work.n_texts or ref.n_texts)
+    batch = bulk * min(target.batch_size, n) / n
+    extra = _extra_batches(target.first, target.round, m.warmup_batches, bool(m.breakdown)) * batch
+    size = work.params / ref_work.params if work.params and ref_work.params else 1.0
+    process = start_s + statistics.median(r.load_s for r in refs) * size if target.first else 0.0
+    fixed = statistics.median(r.fixed_s(start_s, m.warmup_batches, bool(m.breakdown)) for r in refs)
+    # as many tries as the reference needed: the machine as busy as it was then
+    return fixed + process + extra + statistics.median(r.tries for r in refs) * timed
+
+
+def server_group_s(server: Any) -> float:
+    """One (shape, batching) group of server cells: warm-up and bulk, the search's doubling from the lowest
+    rate (hi/16 by default) shared by the budgets, then each budget's bisection to rel_tol."""
+    doublings = 5 if server.rate_lo is None or server.rate_hi is None else math.ceil(
+        math.log2(max(server.rate_hi / server.rate_lo, 1.0))) + 1  # fmt: skip
+    bisections = math.ceil(math.log2(math.log(2) / math.log1p(server.rel_tol)))
+    points = doublings + len(server.budgets_ms) * bisections
+    return 8.0 + points * (1.5 * server.point_s + 0.8)
+
+
+LATER_ROUND_SHARE = 0.3  # rounds=auto: the share of a later round's cells measured, before this machine has swept
+
+
+def later_round_share(rows: list[dict[str, Any]], machine: str) -> float:
+    """The share of later-round (round >= 1) speed cells that earlier adaptive sweeps on this machine measured
+    (the rest were decided: rows of kind "round"); LATER_ROUND_SHARE when there are none."""
+    later = [r for r in rows if r.get("machine") == machine and (r.get("round") or 0) >= 1
+             and r.get("kind") in ("speed", "round")]  # fmt: skip
+    if len(later) < 20:
+        return LATER_ROUND_SHARE
+    return sum(r["kind"] == "speed" for r in later) / len(later)
