@@ -20,7 +20,7 @@ from harness.backends.cache import ExportCache
 from harness.core.files import digest
 from harness.core.hardware import detect
 from harness.engine import measure
-from harness.engine.specs import AccuracySpec, BareSpec, JobSpec, SpeedSpec
+from harness.engine.specs import AccuracySpec, AgreementSpec, BareSpec, JobSpec, SpeedSpec
 from harness.inputs.texts import as_pairs, builtin_texts
 
 TASKS = ("speed", "export", "accuracy", "bare")  # what `isolation.run_unit` may call by name
@@ -105,6 +105,7 @@ class State:
     def __init__(self) -> None:
         self.loaded: dict[str, Loaded] = {}
         self.cells = 0
+        self.agreements: dict[str, dict[str, Any]] = {}  # the label-free task metric, once per model and texts
 
     def load(self, job: JobSpec) -> Loaded:
         key = digest(job.key())
@@ -189,6 +190,7 @@ def speed(spec: SpeedSpec, state: State | None = None) -> dict[str, Any]:
         "precision": runtime["precision"],
         "settings": {**loaded.settings, "load_s": round(loaded.load_s, 3), "process_cell": state.cells},
         **timed_fidelity(spec, kind, outputs),
+        **task_agreement(spec, loaded, state),  # untimed: after the timed window closed
     }
     if spec.breakdown:
         fields.update(measure.breakdown(model, batches, timing))
@@ -228,6 +230,51 @@ def timed_fidelity(spec: SpeedSpec, kind: str, outputs: Any) -> dict[str, Any]:
     if not ref.exists():
         return {"fidelity_source": "timed texts: no torch-fp32 outputs (its cell has not run or failed)"}
     return {**compare_outputs(np.load(ref), outputs), "fidelity_source": "timed texts"}
+
+
+def task_agreement(spec: SpeedSpec, loaded: Loaded, state: State) -> dict[str, Any]:
+    """Round 0's label-free task metric (harness.evaluation.agreement), outside the timed window: measured
+    once per worker and texts, so every batch size's row of the dataset carries the same numbers. A failure
+    leaves the speed cell standing and says why in `agreement_source`."""
+    if spec.agreement is None:
+        return {}
+    key = digest([spec.job.key(), spec.agreement.ref_path])
+    if key not in state.agreements:
+        try:
+            state.agreements[key] = _agreement(spec.agreement, loaded, spec.is_reference)
+        except Exception as exc:  # noqa: BLE001 - recorded in the row, the timing is still good
+            why = f"{spec.agreement.source}: failed: {type(exc).__name__}: {exc}"
+            state.agreements[key] = {"agreement_source": why}
+    return state.agreements[key]
+
+
+def _agreement(a: AgreementSpec, loaded: Loaded, is_reference: bool) -> dict[str, Any]:
+    """Encode the texts; torch-fp32 keeps its outputs (and agrees with itself: 1.0 exactly), others are ranked
+    against them."""
+    from harness.evaluation.agreement import POOL, task_agreement
+
+    texts = list(a.texts)
+    inputs: list[Any] = texts if loaded.kind == "bi-encoder" else as_pairs(texts)
+    method = loaded.model.encode if loaded.kind == "bi-encoder" else loaded.model.predict
+    outputs = method(inputs, batch_size=a.batch_size, show_progress_bar=False, convert_to_numpy=True)
+    check_finite(outputs)
+    outputs = np.asarray(outputs, dtype=np.float32)
+    ref = Path(a.ref_path)
+    if is_reference:
+        if not ref.exists():
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ref.with_name(f"{ref.stem}.{os.getpid()}.tmp.npy")
+            np.save(tmp, outputs)
+            tmp.replace(ref)
+        base = outputs
+    elif ref.exists():
+        base = np.load(ref)
+    else:
+        return {"agreement_source": f"{a.source}: no torch-fp32 outputs (its cell has not run or failed)"}
+    queries = None if loaded.kind == "bi-encoder" else [q for q, _ in inputs]
+    result = task_agreement(base, outputs, queries, pool=POOL)
+    return {"agreement": result.value, "agreement_loss": result.loss, "agreement_n": result.n,
+            "agreement_metric": result.metric, "agreement_source": f"{a.source}; {result.note}"}  # fmt: skip
 
 
 def accuracy(spec: AccuracySpec) -> dict[str, Any]:

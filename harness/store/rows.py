@@ -113,6 +113,17 @@ class Fidelity:
     fidelity_spearman: float | None = None
     fidelity_max_abs_diff: float | None = None
     fidelity_source: str | None = None
+    # The label-free task metric (harness.evaluation.agreement): speed rows of round 0 only, measured
+    # untimed on >= 500 texts (`agreement_source` says which), fp32's own rankings as the relevant set.
+    # `agreement_loss` = 1 - agreement is a relative task-metric drop: the unit of --tolerance.
+    agreement: float | None = None
+    agreement_loss: float | None = None
+    agreement_n: int | None = None
+    agreement_metric: str | None = None
+    agreement_source: str | None = None
+
+
+AGREEMENT = ("agreement", "agreement_loss", "agreement_n", "agreement_metric", "agreement_source")
 
 
 @dataclass(kw_only=True)
@@ -222,7 +233,8 @@ class SpeedRow(Row):
         Throughput = all texts / all timed seconds; latency percentiles and CV from the pooled raw
         per-batch latencies and per-pass times; CPU use weighted by time; contended if any round was;
         the time breakdown (shares, forward-only throughput) is the mean of the rounds that measured it.
-        The identity, texts, fidelity and context are the first round's.
+        The identity, texts, fidelity and context are the first round's; the label-free task agreement
+        is round 0's (the only round that measures it, and not always the first one read).
         """
         first = rounds[0]
         timings = [r.timing for r in rounds]
@@ -249,7 +261,9 @@ class SpeedRow(Row):
             for name in BREAKDOWN:
                 values = [getattr(t, name) for t in timings if getattr(t, name) is not None]
                 setattr(pooled, name, float(np.mean(values)) if values else None)
-        return dataclasses.replace(first, timing=pooled)
+        measured = next((r.fidelity for r in rounds if r.fidelity.agreement_source is not None), first.fidelity)
+        fidelity = dataclasses.replace(first.fidelity, **{k: getattr(measured, k) for k in AGREEMENT})
+        return dataclasses.replace(first, timing=pooled, fidelity=fidelity)
 
 
 @dataclass
