@@ -21,7 +21,7 @@ from harness.core.files import digest
 from harness.core.hardware import detect
 from harness.engine import measure
 from harness.engine.specs import AccuracySpec, AgreementSpec, BareSpec, JobSpec, SpeedSpec
-from harness.inputs.texts import as_pairs, builtin_texts
+from harness.inputs.texts import PAIR_SEP, as_pairs, builtin_texts
 
 TASKS = ("speed", "export", "accuracy", "bare")  # what `isolation.run_unit` may call by name
 
@@ -271,7 +271,10 @@ def _agreement(a: AgreementSpec, loaded: Loaded, is_reference: bool) -> dict[str
         base = np.load(ref)
     else:
         return {"agreement_source": f"{a.source}: no torch-fp32 outputs (its cell has not run or failed)"}
-    queries = None if loaded.kind == "bi-encoder" else [q for q, _ in inputs]
+    # a file's own pairs rank per query; texts paired with their neighbours have no queries (a repeated text
+    # would group a few pairs and drop the rest), so they rank in pseudo-queries of consecutive pairs
+    real_pairs = loaded.kind == "cross-encoder" and all(PAIR_SEP in t for t in texts)
+    queries = [q for q, _ in inputs] if real_pairs else None
     result = task_agreement(base, outputs, queries, pool=POOL)
     return {"agreement": result.value, "agreement_loss": result.loss, "agreement_n": result.n,
             "agreement_metric": result.metric, "agreement_source": f"{a.source}; {result.note}"}  # fmt: skip
