@@ -37,8 +37,8 @@ def label_free_rows():
     """No labelled data. onnx-qint8 is the fastest and loses 0.6 % of fp32's rankings, its worst text has
     cosine 0.93 (the old rule, min cosine >= 1 - tolerance, rejected it at any tolerance up to 7 %);
     openvino-qint8 loses 0.3 %; openvino has no task loss (its reference was missing)."""
-    return [
-        speed("torch-fp32", 100.0, agreement=1.0, agreement_loss=0.0, **NDCG),
+    rows = [
+        speed("torch-fp32", 100.0, agreement_loss=0.0, **NDCG),
         speed("onnx", 150.0, fidelity_min_cos=0.99999, fidelity_mean_cos=1.0, agreement_loss=0.0001, **NDCG, **TIMED),
         speed("openvino-qint8", 250.0, fidelity_min_cos=0.992, fidelity_mean_cos=0.997, agreement_loss=0.003,
               **NDCG, **TIMED),
@@ -46,6 +46,7 @@ def label_free_rows():
               **TIMED),
         speed("openvino", 400.0, fidelity_min_cos=0.9999, fidelity_mean_cos=1.0, **TIMED),
     ]  # fmt: skip
+    return [dict(r, agreement=1 - r["agreement_loss"]) if r["agreement_loss"] is not None else r for r in rows]
 
 
 def test_without_labels_the_tolerance_is_the_largest_task_loss_accepted():
@@ -212,3 +213,15 @@ def test_real_minilm_rows_carry_the_task_agreement(tmp_path):
     assert rec.returncode == 0, rec.stderr[-2000:]
     out = json.loads(rec.stdout)
     assert out["basis"].startswith("label-free task agreement") and out["backend"] == "onnx-qint8"
+
+
+def test_the_reports_accuracy_table_has_the_label_free_rows_beside_the_labelled_ones():
+    from harness.report.tables import accuracy_table
+
+    rows = label_free_rows() + [acc_row for acc_row in base_rows() if acc_row["kind"] == "accuracy"]
+    table = accuracy_table(frame(*rows), "bi-encoder")
+    free = {r[1]: r for r in table.rows if "label-free" in r[2]}
+    assert set(free) == {"torch-fp32", "onnx", "openvino-qint8", "onnx-qint8"}  # openvino has none
+    assert free["onnx-qint8"][2:6] == ["stsb texts, label-free (n=1000)", "neighbour_ndcg@10", "0.9940", "99.40%"]
+    assert any(r[3] == "sts_spearman" and r[1] == "onnx-qint8" for r in table.rows)
+    assert accuracy_table(frame(*label_free_rows()), "bi-encoder") is not None  # no labels: still a table
