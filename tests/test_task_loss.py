@@ -87,7 +87,7 @@ def test_the_worst_dataset_decides_and_too_few_texts_do_not_count():
     ev = recommend.evidence(frame(*rows, *medium), Query(tolerance=0.01), FP)
     qint8 = next(c for c in ev.candidates if c.backend == "onnx-qint8")
     assert qint8.task_loss == {"loss": 0.012, "metric": "neighbour_ndcg@10", "dataset": "medium", "datasets": 2,
-                               "n": 1000}  # fmt: skip
+                               "n": 1000, "texts": ""}  # fmt: skip
     assert not qint8.qualifies and "worst of 2 datasets: medium" in qint8.rejected[0]
     few = [dict(r, agreement_n=300) if r["backend"] == "openvino-qint8" else r for r in rows]
     ev = recommend.evidence(frame(*few), Query(tolerance=0.01), FP)
@@ -187,6 +187,9 @@ def test_a_sweep_writes_the_task_agreement_in_round_0_only(tiny_models, tmp_path
     assert (pooled["agreement_n"] >= 500).all() and (pooled["agreement_metric"] == "neighbour_ndcg@10").all()
     assert pooled.loc["onnx", "agreement_loss"] < 0.05  # the same fp32 weights through ONNX Runtime
     assert pooled.loc["onnx", "agreement_source"].startswith("1000 built-in short texts (seed 2)")
+    rec = recommend.evidence(results.load(tmp_path / "results"), Query(tolerance=0.5), pooled["machine"].iloc[0])
+    onnx = next(c for c in rec.candidates if c.backend == "onnx")
+    assert "built-in texts: pessimistic, give dataset=file" in onnx.why
     assert list((tmp_path / "results" / "a" / ".reference").glob("agreement-tiny-short-*.npy"))
 
 

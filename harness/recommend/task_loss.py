@@ -20,7 +20,10 @@ def describe(task_loss: dict[str, Any]) -> str:
     datasets = task_loss.get("datasets") or 1
     where = task_loss["dataset"] if datasets == 1 else f"worst of {datasets} datasets: {task_loss['dataset']}"
     n = task_loss.get("n")
-    return f"label-free task loss {task_loss['loss']:.2%} ({task_loss['metric']} vs torch-fp32, {n} texts, {where})"
+    # built-in texts come from a small vocabulary: their neighbours crowd closer than real texts' (README)
+    builtin = ", built-in texts: pessimistic, give dataset=file" if "built-in" in task_loss.get("texts", "") else ""
+    what = f"{task_loss['metric']} vs torch-fp32, {n} texts, {where}{builtin}"
+    return f"label-free task loss {task_loss['loss']:.2%} ({what})"
 
 
 def verdict(task_loss: dict[str, Any], tolerance: float, floor_option: str, floor_only: bool) -> tuple[str, list[str]]:

@@ -295,6 +295,7 @@ def worst_agreement(rows: pd.DataFrame) -> dict[str, Any]:
         "dataset": str(worst["dataset"]),
         "datasets": int(rows.loc[loss.index, "dataset"].nunique()),
         "n": int(n.min()) if n.notna().all() else None,
+        "texts": str(worst.get("agreement_source") or "").split(";")[0],  # the dataset's own, or built-in ones
     }
 
 
