@@ -189,7 +189,7 @@ def test_a_sweep_writes_the_task_agreement_in_round_0_only(tiny_models, tmp_path
     assert pooled.loc["onnx", "agreement_source"].startswith("1000 built-in short texts (seed 2)")
     rec = recommend.evidence(results.load(tmp_path / "results"), Query(tolerance=0.5), pooled["machine"].iloc[0])
     onnx = next(c for c in rec.candidates if c.backend == "onnx")
-    assert "built-in texts: pessimistic, give dataset=file" in onnx.why
+    assert "built-in texts, not yours" in onnx.why
     assert list((tmp_path / "results" / "a" / ".reference").glob("agreement-tiny-short-*.npy"))
 
 

@@ -20,8 +20,7 @@ def describe(task_loss: dict[str, Any]) -> str:
     datasets = task_loss.get("datasets") or 1
     where = task_loss["dataset"] if datasets == 1 else f"worst of {datasets} datasets: {task_loss['dataset']}"
     n = task_loss.get("n")
-    # built-in texts come from a small vocabulary: their neighbours crowd closer than real texts' (README)
-    builtin = ", built-in texts: pessimistic, give dataset=file" if "built-in" in task_loss.get("texts", "") else ""
+    builtin = ", built-in texts, not yours" if "built-in" in task_loss.get("texts", "") else ""  # dataset=file: yours
     what = f"{task_loss['metric']} vs torch-fp32, {n} texts, {where}{builtin}"
     return f"label-free task loss {task_loss['loss']:.2%} ({what})"
 
