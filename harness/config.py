@@ -100,6 +100,10 @@ class MeasureConfig:
     # a unit's process (speed worker, export, accuracy) over this resident memory is stopped and its row says
     # so, before the machine runs out and the kernel kills something; None: 90 % of the machine's memory
     memory_limit_mb: Optional[int] = None
+    # the label-free task metric (harness.evaluation.agreement): texts per configuration and dataset, encoded
+    # once in round 0 after the timed passes; the dataset's own when it has >= 500, else built-in ones of
+    # its length; 0: not measured (then `harness recommend` without labels needs --min-cosine/--min-spearman)
+    agreement_texts: int = 1000
 
 
 @dataclass
@@ -262,6 +266,7 @@ def validate(cfg: Any) -> None:
     check_positive_int("measure.cell_timeout_s", m.cell_timeout_s)
     check_positive_int("measure.export_timeout_s", m.export_timeout_s)
     check_non_negative("measure.contention_threshold", m.contention_threshold)
+    check_non_negative("measure.agreement_texts", m.agreement_texts)
     if cfg.price_per_hour is not None:
         check_positive("price_per_hour", cfg.price_per_hour)
     if cfg.server.enabled:

@@ -445,7 +445,8 @@ def test_a_variant_tied_with_its_name_does_not_displace_it(scenario):
     from harness.store.intervals import with_intervals
 
     f32 = "ov_precision=f32"
-    timed = {"fidelity_source": "timed texts", "fidelity_min_cos": 0.995, "fidelity_mean_cos": 0.998}
+    timed = {"fidelity_source": "timed texts", "fidelity_min_cos": 0.995, "fidelity_mean_cos": 0.998,
+             "agreement_loss": 0.003, "agreement_n": 1000, "agreement_metric": "neighbour_ndcg@10"}  # fmt: skip
 
     def rows(variant_speeds):
         base = [100.0, 96.0, 104.0]
@@ -642,29 +643,30 @@ def speed_only_rows():
     ]
 
 
-def test_a_speed_only_store_decides_on_timed_text_fidelity():
+def test_a_store_with_timed_text_fidelity_but_no_task_loss_decides_on_an_explicit_floor_only():
+    """Rows from before the label-free task loss: the tolerance (a task-metric drop) cannot be read off a
+    cosine, so every candidate says so, and --min-cosine decides when given (tests/test_task_loss.py: with it)."""
     df = frame(*speed_only_rows())
     rec = recommend.recommend(df, Query(tolerance=0.01), INTEL)
-    assert (rec.backend, rec.source) == ("openvino-qint8", "measured")  # min cosine 0.992 >= 1 - 0.01
     assert rec.evidence.basis == "label-free fidelity on the timed texts, no labelled data"
+    assert rec.backend == "torch-fp32"  # the only one known to lose nothing
+    assert all("--tolerance cannot be checked" in rejected_reasons(rec, b)[0] for b in ("onnx", "onnx-qint8"))
+    rec = recommend.recommend(df, Query(tolerance=0.01, min_cosine=0.99), INTEL)
+    assert (rec.backend, rec.source) == ("openvino-qint8", "measured")  # min cosine 0.992 >= 0.99
     assert rec.accuracy_ratio is None and rec.chosen.fidelity_source == "timed texts"
-    assert rejected_reasons(rec, "onnx-qint8") == [
-        "worst-case min cosine 0.9300 < 0.9900 on the timed texts (floor: 1 - tolerance (0.01))"
-    ]
-    assert rejected_reasons(rec, "openvino") == ["no fidelity measured on the timed texts, so its loss is unknown"]
+    assert rejected_reasons(rec, "onnx-qint8") == ["--min-cosine 0.99: worst-case min cosine 0.9300 (timed texts)"]
+    assert rejected_reasons(rec, "openvino") == ["--min-cosine 0.99: no min cosine to torch-fp32 measured"]
     text = recommend.format_text(rec)
     assert "decided on:        measured speed and label-free fidelity on the timed texts, no labelled data" in text
     assert "accuracy retained: not measured (no labelled data)" in text
     assert "[timed texts]" in text and "this agrees with the documented flowchart" in text
-    # an explicit floor replaces the tolerance's
     assert recommend.recommend(df, Query(tolerance=0.01, min_cosine=0.9), INTEL).backend == "onnx-qint8"
-    # no loss accepted: a floor of 1 that only bit-exact outputs meet; 1e-4 admits the fp32 export
-    assert recommend.recommend(df, Query(tolerance=0.0), INTEL).backend == "torch-fp32"
-    assert recommend.recommend(df, Query(tolerance=1e-4), INTEL).backend == "onnx"
+    assert recommend.recommend(df, Query(tolerance=0.0, min_cosine=1.0), INTEL).backend == "torch-fp32"
 
 
 def test_cross_encoder_floor_is_on_spearman_and_prints_max_abs_diff():
-    ce = dict(model_kind="cross-encoder", model="ce")
+    ce = dict(model_kind="cross-encoder", model="ce", agreement_loss=0.02, agreement_n=1000,
+              agreement_metric="rerank_ndcg@10")  # fmt: skip
     rows = [
         speed("torch-fp32", 100.0, **ce),
         speed("onnx-qint8", 300.0, fidelity_spearman=0.97, fidelity_max_abs_diff=0.4, fidelity_source="timed texts",
@@ -678,8 +680,7 @@ def test_cross_encoder_floor_is_on_spearman_and_prints_max_abs_diff():
     assert "Spearman 0.9700, max |Δ| 0.4000  [timed texts]" in recommend.format_text(rec)
     rec = recommend.recommend(frame(*rows), Query(**q, min_spearman=0.99), INTEL)
     assert rec.backend == "onnx"
-    assert rejected_reasons(rec, "onnx-qint8") == ["worst-case Spearman 0.9700 < 0.9900 on the timed texts "
-                                                   "(floor: --min-spearman)"]  # fmt: skip
+    assert rejected_reasons(rec, "onnx-qint8") == ["--min-spearman 0.99: worst-case Spearman 0.9700 (timed texts)"]
 
 
 def test_evaluation_set_fidelity_wins_over_timed_texts():

@@ -214,3 +214,16 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def check_finite(outputs: Any) -> None:
+    """A backend whose outputs hold NaN or inf computed nothing usable (an fp16 overflow, a broken export): its
+    cell fails with that reason, never a throughput."""
+    if outputs is None:
+        return
+    values = np.asarray(outputs, dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = int(bad.reshape(len(values), -1).any(axis=1).sum()) if values.ndim else 1
+        raise ValueError(f"outputs: {rows} of {len(values) if values.ndim else 1} texts gave NaN or inf; "
+                         "the backend computed no usable result")  # fmt: skip

@@ -52,6 +52,17 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
+class AgreementSpec:
+    """The label-free task metric of a configuration on one dataset: >= 500 texts encoded once per worker
+    after the timed passes (untimed), torch-fp32's outputs kept at `ref_path`, the others compared with them."""
+
+    texts: tuple[str, ...]
+    source: str  # what the texts are, for the row ("the dataset's 1000 texts", "1000 built-in short texts")
+    ref_path: str
+    batch_size: int  # the accuracy passes' batch size: the same batches for every backend
+
+
+@dataclass(frozen=True)
 class SpeedSpec:
     """One speed cell: the job's texts at one batch size (texts are read once by the sweep)."""
 
@@ -61,6 +72,7 @@ class SpeedSpec:
     fidelity_ref: str | None = None  # where torch-fp32's outputs on these texts are (or go)
     is_reference: bool = False  # this is torch-fp32 as registered: it writes fidelity_ref
     breakdown: bool = True  # measure the tokenize / forward / rest shares (the first round does)
+    agreement: AgreementSpec | None = None  # round 0 only: the label-free task metric (harness.evaluation.agreement)
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,11 @@ from harness.engine.cells import (
 )
 from harness.engine.isolation import run_isolated
 from harness.engine.preflight import preflight
-from harness.engine.specs import JobSpec, ModelSpec, SpeedSpec
+from harness.engine.specs import AgreementSpec, JobSpec, ModelSpec, SpeedSpec
 from harness.engine.workers import POOL
+from harness.evaluation.agreement import MIN_RELIABLE
 from harness.inputs import models
-from harness.inputs.texts import load_texts
+from harness.inputs.texts import agreement_texts, load_texts
 from harness.store import results
 
 log = logging.getLogger(__name__)
@@ -296,9 +297,11 @@ def _speed_cells(cfg: DictConfig, job: Job, backend_cfg: Any, cells: list[Cell],
     # same in every round, so the first round measures it and the pooled row keeps that one.
     breakdown = cfg.measure.breakdown and cfg.round == 0
     is_reference = is_baseline(backend_cfg)
+    # every round-0 cell carries it (the worker measures it once), so each batch size's row has it after a resume
+    agreement = _agreement(cfg, job.machine, texts) if cfg.round == 0 and cfg.measure.agreement_texts else None
     for cell in cells:
         spec = SpeedSpec(job=job.spec, batch_size=cell.batch_size, texts=tuple(texts), fidelity_ref=str(reference),
-                         is_reference=is_reference, breakdown=breakdown)  # fmt: skip
+                         is_reference=is_reference, breakdown=breakdown, agreement=agreement)  # fmt: skip
         start = time.monotonic()
         status, out, reason = POOL.run(key, cfg.round, job.threads, "speed", spec, cfg.measure.cell_timeout_s,
                                        what=f"{cfg.model.name} {label_of(backend_cfg)}")  # fmt: skip
@@ -361,3 +364,12 @@ def _fidelity_reference(cfg: DictConfig, machine: str, threads: int) -> Path:
     return (
         Path(cfg.results_dir) / cfg.run / ".reference" / f"timed-{cfg.model.name}-{cfg.dataset.name}-{digest(key)}.npy"
     )
+
+
+def _agreement(cfg: DictConfig, machine: str, texts: list[str]) -> AgreementSpec:
+    """Round 0's label-free task metric: its texts, and where torch-fp32's outputs on them are kept."""
+    chosen, source = agreement_texts(cfg.dataset, texts, cfg.measure.agreement_texts, MIN_RELIABLE)
+    size = cfg.accuracy.batch_size
+    key = {"machine": machine, "model": model_identity(cfg), "texts": digest(chosen), "batch_size": size}
+    name = f"agreement-{cfg.model.name}-{cfg.dataset.name}-{digest(key)}.npy"
+    return AgreementSpec(tuple(chosen), source, str(Path(cfg.results_dir) / cfg.run / ".reference" / name), size)

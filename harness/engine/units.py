@@ -20,6 +20,8 @@ from harness.backends.cache import ExportCache
 from harness.core.files import digest
 from harness.core.hardware import detect
 from harness.engine import instances, measure
+from harness.engine.agreement_unit import task_agreement
+from harness.engine.measure import check_finite  # noqa: F401 - units.check_finite, as before
 from harness.engine.serving import _wait_until, poisson_schedule
 from harness.engine.specs import AccuracySpec, BareSpec, JobSpec, ServerSpec, SpeedSpec
 from harness.inputs.texts import as_pairs, builtin_texts
@@ -106,6 +108,7 @@ class State:
     def __init__(self) -> None:
         self.loaded: dict[str, Loaded] = {}
         self.cells = 0
+        self.agreements: dict[str, dict[str, Any]] = {}  # the label-free task metric, once per model and texts
 
     def load(self, job: JobSpec) -> Loaded:
         key = digest(job.key())
@@ -217,6 +220,7 @@ def speed(spec: SpeedSpec, state: State | None = None) -> dict[str, Any]:
         "settings": {**loaded.settings, "load_s": round(loaded.load_s, 3), "process_cell": state.cells},
         "peak_memory_mb": peak_mb,
         **timed_fidelity(spec, kind, timing.outputs),
+        **task_agreement(spec, loaded, state),  # untimed: after the timed window closed
     }
     if spec.breakdown:
         fields.update(measure.breakdown(model, batches, timing))
@@ -288,19 +292,6 @@ def server(spec: ServerSpec, state: State | None = None) -> dict[str, Any]:
 
     queue = instances.SharedQueue(spec.queue_path)
     return instances.instance_result(instances.serve_instance(due, service, queue, spec.max_batch, spec.max_wait_s))
-
-
-def check_finite(outputs: Any) -> None:
-    """A backend whose outputs hold NaN or inf computed nothing usable (an fp16 overflow, a broken export): its
-    cell fails with that reason, never a throughput."""
-    if outputs is None:
-        return
-    values = np.asarray(outputs, dtype=np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        rows = int(bad.reshape(len(values), -1).any(axis=1).sum()) if values.ndim else 1
-        raise ValueError(f"outputs: {rows} of {len(values) if values.ndim else 1} texts gave NaN or inf; "
-                         "the backend computed no usable result")  # fmt: skip
 
 
 def timed_fidelity(spec: SpeedSpec, kind: str, outputs: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ K = 10
 # The issue's floor. A mean of per-text NDCGs has standard error sd/sqrt(n): at 500 noisy Gaussian
 # texts with a 1 % loss that is ~8 % of the loss itself; fewer texts are reported but flagged.
 MIN_RELIABLE = 500
+POOL = 1000  # texts per ranking pool in a sweep's rows: their loss does not drift with how many texts there are
 PSEUDO_QUERY_SIZE = 100  # pairs per pseudo-query when no query repeats: the BM25 top-100 rerank size
 BLOCK_ROWS = 1024  # query rows per similarity block: 1024 x n float64 (80 MB at n = 10,000)
 
@@ -202,8 +203,10 @@ def score_agreement(
     )
 
 
-def task_agreement(ref: np.ndarray, cand: np.ndarray, queries: list[str] | None = None) -> Agreement:
-    """Pick by output kind, like `compare_outputs`: embeddings (2-d) or scores (1-d)."""
+def task_agreement(
+    ref: np.ndarray, cand: np.ndarray, queries: list[str] | None = None, pool: int | None = None
+) -> Agreement:
+    """Pick by output kind, like `compare_outputs`: embeddings (2-d, ranked within `pool`) or scores (1-d)."""
     if np.ndim(ref) == 2:
-        return embedding_agreement(ref, cand)
+        return embedding_agreement(ref, cand, pool=pool)
     return score_agreement(ref, cand, queries)

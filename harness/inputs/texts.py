@@ -310,6 +310,23 @@ def load_texts(cfg: Any, data_dir: str | None = None) -> list[str]:
     return texts
 
 
+AGREEMENT_SEED = 2  # not the timed texts' seed (0 by default), nor the int8 exports' calibration texts' (1)
+BUCKET_CHARS = (("short", 150), ("medium", 2000))  # a dataset's bucket by mean characters; longer: long
+
+
+def agreement_texts(dataset: Any, texts: list[str], n: int, minimum: int) -> tuple[list[str], str]:
+    """The texts of the label-free task metric, and what they are: the dataset's own when it has at least
+    `minimum` distinct ones (a user's file is their own task), else `n` built-in texts of its bucket (its
+    mean length), drawn with their own seed. The timed sets (64-256 texts) are too few to rank."""
+    if len(set(texts)) >= minimum:
+        return texts, f"the dataset's {len(texts)} texts"
+    bucket = dataset.get("bucket") if dataset.get("source") == "builtin" else None
+    if bucket is None:
+        chars = sum(map(len, texts)) / max(len(texts), 1)
+        bucket = next((name for name, limit in BUCKET_CHARS if chars < limit), "long")
+    return builtin_texts(bucket, n, AGREEMENT_SEED), f"{n} built-in {bucket} texts (seed {AGREEMENT_SEED})"
+
+
 def as_pairs(texts: list[str]) -> list[tuple[str, str]]:
     """Cross-encoder inputs (the same for every backend): the file's own pairs when every text is a
     "a<TAB>b" line, else each text paired with the next one."""

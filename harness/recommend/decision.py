@@ -12,6 +12,7 @@ import pandas as pd
 from harness.core.hardware import Hardware
 from harness.recommend.evidence import (
     FIDELITY_NAMES,
+    FIDELITY_ONLY,
     LABEL_FREE,
     ONLINE_BATCH_SIZE,
     Candidate,
@@ -22,6 +23,7 @@ from harness.recommend.evidence import (
 )
 from harness.recommend.flowchart import DOCS_URL, Documented, documented, flowchart
 from harness.recommend.snippet import documented_model_kwargs, export_hint, python_snippet
+from harness.recommend.task_loss import describe
 from harness.store import results
 from harness.store.analysis import FIDELITY_FLOOR
 
@@ -55,6 +57,7 @@ class Recommendation:
             "accuracy_source": self.source,
             "accuracy_by_metric": c.accuracy_by_metric if c else {},
             "fidelity": {"worst_case": c.fidelity, "source": c.fidelity_source} if c else None,
+            "task_loss": c.task_loss if c else None,  # label-free: the worst over datasets (`analysis.worst_agreement`)
             "latency_p99_ms": c.latency_p99_ms if c else None,
             "peak_memory_mb": c.peak_memory_mb if c else None,
             "scenario": self.query.scenario,
@@ -182,11 +185,19 @@ def _measured(
         )
     else:
         reasons.append(f"scenario bulk: ranked by bulk throughput (one encode call over all texts), batch size {sizes}")
+    floor = FIDELITY_NAMES[FIDELITY_FLOOR[query.model_kind]]
+    option = "--min-cosine" if query.model_kind == "bi-encoder" else "--min-spearman"
     if ev.basis == LABEL_FREE:
         reasons.append(
-            f"decided on measured speed and {LABEL_FREE} (sweep with HARNESS_DATA_DIR set to measure accuracy); "
-            f"the tolerance is read as a floor of 1 - {query.tolerance:g} on the worst-case "
-            f"{FIDELITY_NAMES[FIDELITY_FLOOR[query.model_kind]]} to torch-fp32, unless a fidelity floor is given"
+            f"decided on measured speed and {LABEL_FREE} (sweep with HARNESS_DATA_DIR set to measure accuracy): "
+            f"--tolerance {query.tolerance:g} is the largest label-free task loss accepted, 1 - NDCG@10 of a "
+            f"backend's rankings against torch-fp32's, worst over the datasets; the worst-case {floor} to "
+            f"torch-fp32 is reported, and a rule only with {option}"
+        )
+    elif ev.basis == FIDELITY_ONLY:
+        reasons.append(
+            f"decided on measured speed and {FIDELITY_ONLY}: these rows carry no label-free task loss, so "
+            f"--tolerance cannot be checked; {option} decides on the worst-case {floor} instead"
         )
     by_name = {c.label: c for c in ev.candidates}
     chart = by_name.get(chart_backend)
@@ -290,7 +301,7 @@ def format_text(rec: Recommendation) -> str:
             speedup += _interval(c.speedup_per_request_low, c.speedup_per_request_high)
         if rec.accuracy_ratio is not None:
             accuracy = f"{rec.accuracy_ratio:.2%} of torch-fp32"
-        elif ev and ev.basis == LABEL_FREE:
+        elif ev and ev.basis in (LABEL_FREE, FIDELITY_ONLY):
             accuracy = "not measured (no labelled data)"
         else:
             accuracy = f"unknown{unstated}"
@@ -303,6 +314,8 @@ def format_text(rec: Recommendation) -> str:
         if c is not None:
             if c.accuracy_by_metric:
                 lines.append(f"    per metric:      {_per_metric(c.accuracy_by_metric)}")
+            if c.task_loss:
+                lines.append(f"  {describe(c.task_loss)}")
             if c.fidelity:
                 lines.append(f"  worst-case fidelity to torch-fp32: {fmt_fidelity(c.fidelity)}  [{c.fidelity_source}]")
             if c.latency_p99_ms is not None:

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from harness.config import MODEL_KINDS
-from harness.recommend import ties
+from harness.recommend import task_loss, ties
 from harness.store import results
 from harness.store.analysis import (
     FIDELITY_FLOOR,
@@ -19,6 +19,7 @@ from harness.store.analysis import (
     accuracy_per_metric,
     contended_mask,
     fidelity_by_configuration,
+    worst_agreement,
     worst_fidelity,
 )
 
@@ -28,7 +29,8 @@ SCENARIOS = ("bulk", "online", "server")  # server: harness.recommend.server ans
 ONLINE_BATCH_SIZE = 1
 # What the decision rests on (`Evidence.basis`).
 LABELLED = "labelled accuracy (evaluation sets)"
-LABEL_FREE = "label-free fidelity on the timed texts, no labelled data"
+LABEL_FREE = "label-free task agreement with torch-fp32 (>= 500 texts), no labelled data"
+FIDELITY_ONLY = "label-free fidelity on the timed texts, no labelled data"  # rows without a task loss
 FIDELITY_NAMES = {"min_cos": "min cosine", "mean_cos": "mean cosine", "spearman": "Spearman",
                   "max_abs_diff": "max |Δ|"}  # fmt: skip
 
@@ -90,6 +92,7 @@ class Candidate:
     accuracy_by_metric: dict[str, float] = field(default_factory=dict)  # metric -> accuracy ratio
     fidelity: dict[str, float] = field(default_factory=dict)  # worst case vs torch-fp32 (`analysis.FIDELITY`)
     fidelity_source: str | None = None  # "evaluation set" | "timed texts" | "the reference"
+    task_loss: dict[str, Any] = field(default_factory=dict)  # worst label-free task loss (`analysis.worst_agreement`)
     rejected: list[str] = field(default_factory=list)  # every rule it broke (empty when it qualifies)
     cv: float | None = None  # largest throughput cv over its cells (its own spread)
     # 95 % rerun intervals (harness.store.intervals), means over its cells like the numbers they bound
@@ -197,9 +200,10 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
       its accuracy_ratio (accuracy rows of its `accuracy_label`, status ok, same machine and models; mean
       per metric, then mean over metrics) is >= 1 - tolerance; one with no accuracy rows does not - an
       unmeasured loss is not an acceptable one - except torch-fp32, the reference (ratio 1 by definition);
-    * without labelled accuracy but with timed-text fidelity (a speed-only store), the tolerance is read
-      as a floor on the worst-case fidelity: min cosine (embeddings) / Spearman (cross-encoders)
-      >= 1 - tolerance, unless --min-cosine / --min-spearman set the floor;
+    * without labelled accuracy, a candidate qualifies if its label-free task loss (1 - NDCG@10 against
+      torch-fp32's rankings on >= 500 texts, the worst over the datasets; `task_loss`) is <= tolerance; a
+      store with timed-text fidelity but no task loss (older rows) cannot check the tolerance, and decides
+      on --min-cosine / --min-spearman alone when given;
     * then the constraints: --min-cosine / --min-spearman (worst-case fidelity), --max-latency-ms (p99),
       --max-memory-mb (peak memory); a number a constraint needs that was not measured breaks it.
       Every rule a candidate breaks is listed in its `rejected`;
@@ -300,6 +304,7 @@ def _candidate(rows: pd.DataFrame) -> Candidate:
         kind = str(rows["model_kind"].iloc[0])
         c.fidelity = worst_fidelity(on_timed, kind)
         c.fidelity_source = "timed texts" if c.fidelity else None
+        c.task_loss = worst_agreement(rows)
     return c
 
 
@@ -327,8 +332,10 @@ def _add_accuracy(ev: Evidence, df: pd.DataFrame, query: Query, machine: str, ac
     others = [c for c in ev.candidates if not _is_reference(c)]
     if any(c.accuracy_ratio is not None for c in others):
         ev.basis = LABELLED
-    elif any(c.fidelity for c in others):
+    elif any(c.task_loss for c in others):
         ev.basis = LABEL_FREE
+    elif any(c.fidelity for c in others):
+        ev.basis = FIDELITY_ONLY
 
 
 def _judge(c: Candidate, query: Query, basis: str) -> None:
@@ -340,23 +347,15 @@ def _judge(c: Candidate, query: Query, basis: str) -> None:
     option = "--min-cosine" if query.model_kind == "bi-encoder" else "--min-spearman"
     if _is_reference(c):
         c.why = "the reference (accuracy ratio 1 by definition)"
-    elif basis == LABEL_FREE:
-        if given is None:  # the tolerance, read as a floor on the worst-case fidelity
-            given, option = 1 - query.tolerance, f"1 - tolerance ({query.tolerance:g})"
-        value = c.fidelity.get(kind_floor)
-        if value is None:
-            c.why = "no fidelity measured on the timed texts, so its loss is unknown"
-            reasons.append(c.why)
-        else:
-            ok = value >= given - 1e-9
-            c.why = f"worst-case {name} {value:.4f} {'>=' if ok else '<'} {given:.4f} on the timed texts"
-            if not ok:
-                reasons.append(f"{c.why} (floor: {option})")
-        given = None  # the fidelity floor has been applied
+    elif basis in (LABEL_FREE, FIDELITY_ONLY):  # the tolerance is on the task loss; a fidelity floor is its own rule
+        floor_only = basis == FIDELITY_ONLY and given is not None
+        c.why, broke = task_loss.verdict(c.task_loss, query.tolerance, option, floor_only)
+        reasons += broke
     elif c.accuracy_ratio is not None:
         floor = 1 - query.tolerance
         ok = c.accuracy_ratio >= floor - 1e-9
         c.why = f"accuracy {c.accuracy_ratio:.2%} {'>=' if ok else '<'} {floor:.2%} of torch-fp32"
+        c.why += f" ({task_loss.describe(c.task_loss)})" if c.task_loss else ""
         if not ok:
             reasons.append(c.why + f" (--tolerance {query.tolerance:g})")
     else:

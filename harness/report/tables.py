@@ -173,15 +173,30 @@ def cells_table(df: pd.DataFrame, model_kind: str) -> Table | None:
     return Table(columns, rows, {4, 5, 6, 7, 8, 9, 11})
 
 
+def label_free_rows(df: pd.DataFrame, model_kind: str) -> list[dict[str, Any]]:
+    """The label-free task agreement of each configuration and dataset (speed rows of round 0, the same on
+    every batch size) as accuracy-like records: fp32's own rankings are the labels, so the ratio is the score."""
+    sp = df[(df["kind"] == "speed") & (df["model_kind"] == model_kind) & (df["status"] == "ok")]
+    if "agreement" not in sp or sp.empty:
+        return []
+    sp = sp[sp["agreement"].notna()].drop_duplicates(["machine", "model", "backend", "variant", "dataset"])
+    return [
+        {**r, "dataset": f"{r['dataset']} texts, label-free (n={int(r['agreement_n'])})",
+         "metric": r["agreement_metric"], "accuracy": r["agreement"], "accuracy_ratio": r["agreement"]}
+        for r in sp.to_dict("records")
+    ]  # fmt: skip
+
+
 def accuracy_table(df: pd.DataFrame, model_kind: str) -> Table | None:
     acc = df[df["kind"] == "accuracy"]
     models = set(df.loc[(df["kind"] == "speed") & (df["model_kind"] == model_kind), "model"])
     acc = acc[(acc["model_kind"] == model_kind) | acc["model"].isin(models)]
-    if acc.empty:
+    free = label_free_rows(df, model_kind)
+    if acc.empty and not free:
         return None
-    order = {b: i for i, b in enumerate(charts.backend_order(acc["backend"].unique()))}
+    order = {b: i for i, b in enumerate(charts.backend_order({*acc["backend"], *(r["backend"] for r in free)}))}
     records = sorted(
-        acc.to_dict("records"),
+        acc.to_dict("records") + free,
         key=lambda r: (str(r.get("model")), str(r.get("dataset")), str(r.get("metric")), order[r["backend"]]),
     )
     rows = [

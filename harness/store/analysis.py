@@ -13,6 +13,8 @@
   (`accuracy_per_metric`), then over metrics;
 * how far a configuration's outputs are from torch-fp32's (`worst_fidelity`, `fidelity_by_configuration`):
   the worst case over the rows, evaluation sets first, else the timed texts;
+* how much task a configuration loses without labels (`worst_agreement`): the largest label-free task
+  loss over its rows (datasets), with the metric and the fewest texts behind it;
 * which machine a name on the command line means (`find_machine`): the fingerprint or a unique prefix.
 """
 
@@ -277,6 +279,24 @@ def fidelity_by_configuration(
         if worst:
             out[str(lab)] = worst
     return out
+
+
+def worst_agreement(rows: pd.DataFrame) -> dict[str, Any]:
+    """The largest label-free task loss over `rows` (harness.evaluation.agreement; one per dataset, the same
+    on every batch size) with its metric, dataset and the fewest texts any of them used; {} when none has one."""
+    loss = pd.to_numeric(rows["agreement_loss"], errors="coerce").dropna() if "agreement_loss" in rows else []
+    if not len(loss):
+        return {}
+    worst = rows.loc[loss.idxmax()]
+    n = pd.to_numeric(rows.loc[loss.index, "agreement_n"], errors="coerce")
+    return {
+        "loss": float(loss.max()),
+        "metric": str(worst["agreement_metric"]),
+        "dataset": str(worst["dataset"]),
+        "datasets": int(rows.loc[loss.index, "dataset"].nunique()),
+        "n": int(n.min()) if n.notna().all() else None,
+        "texts": str(worst.get("agreement_source") or "").split(";")[0],  # the dataset's own, or built-in ones
+    }
 
 
 def find_machine(df: pd.DataFrame, machine: str, option: str = "--machine") -> str:

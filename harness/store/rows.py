@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.store.speedstats import latency_stats, per_request_throughput, speed_stats  # noqa: F401 - found here
+
 STATUSES = ("ok", "failed", "unsupported", "timeout")
 BREAKDOWN = ("tokenize_share", "forward_share", "other_share", "forward_throughput")  # where the time goes
 
@@ -116,6 +118,17 @@ class Fidelity:
     fidelity_spearman: float | None = None
     fidelity_max_abs_diff: float | None = None
     fidelity_source: str | None = None
+    # The label-free task metric (harness.evaluation.agreement): speed rows of round 0 only, measured
+    # untimed on >= 500 texts (`agreement_source` says which), fp32's own rankings as the relevant set.
+    # `agreement_loss` = 1 - agreement is a relative task-metric drop: the unit of --tolerance.
+    agreement: float | None = None
+    agreement_loss: float | None = None
+    agreement_n: int | None = None
+    agreement_metric: str | None = None
+    agreement_source: str | None = None
+
+
+AGREEMENT = ("agreement", "agreement_loss", "agreement_n", "agreement_metric", "agreement_source")
 
 
 @dataclass(kw_only=True)
@@ -226,7 +239,8 @@ class SpeedRow(Row):
         Throughput = all texts / all timed seconds; latency percentiles and CV from the pooled raw
         per-batch latencies and per-pass times; CPU use weighted by time; contended if any round was;
         the time breakdown (shares, forward-only throughput) is the mean of the rounds that measured it.
-        The identity, texts, fidelity and context are the first round's.
+        The identity, texts, fidelity and context are the first round's; the label-free task agreement
+        is round 0's (the only round that measures it, and not always the first one read).
         """
         first = rounds[0]
         timings = [r.timing for r in rounds]
@@ -253,7 +267,9 @@ class SpeedRow(Row):
             for name in BREAKDOWN:
                 values = [getattr(t, name) for t in timings if getattr(t, name) is not None]
                 setattr(pooled, name, float(np.mean(values)) if values else None)
-        return dataclasses.replace(first, timing=pooled)
+        measured = next((r.fidelity for r in rounds if r.fidelity.agreement_source is not None), first.fidelity)
+        fidelity = dataclasses.replace(first.fidelity, **{k: getattr(measured, k) for k in AGREEMENT})
+        return dataclasses.replace(first, timing=pooled, fidelity=fidelity)
 
 
 ROUND_VALUES = ("throughput", "per_request_throughput", "latency_p99_ms")
@@ -361,38 +377,3 @@ def parse(flat: Mapping[str, Any], *, stored: bool = False) -> Row:
             raise KeyError(f"unknown result columns: {unknown}")
         raise InvalidRow(f"kind {kind!r} is not one of {', '.join(ROW_TYPES)}")
     return ROW_TYPES[kind].from_flat(flat, stored=stored)
-
-
-def latency_stats(latencies_ms: Sequence[float]) -> dict[str, float]:
-    """Mean and percentiles of per-request latencies (ms)."""
-    ms = np.asarray(latencies_ms, dtype=float)
-    return {
-        "latency_mean_ms": float(ms.mean()),
-        "latency_p50_ms": float(np.percentile(ms, 50)),
-        "latency_p90_ms": float(np.percentile(ms, 90)),
-        "latency_p99_ms": float(np.percentile(ms, 99)),
-    }
-
-
-def per_request_throughput(latencies_s: Sequence[float], texts_per_pass: int, batches_per_pass: int) -> float:
-    """Texts per second over the per-request loop's passes (every pass calls every batch once)."""
-    if len(latencies_s) == 0 or not batches_per_pass:
-        return float("nan")
-    return texts_per_pass * (len(latencies_s) / batches_per_pass) / float(np.sum(latencies_s))
-
-
-def speed_stats(latencies_ms: Sequence[float], pass_s: Sequence[float], n_texts: int,
-                batches_per_pass: int) -> dict[str, float]:  # fmt: skip
-    """Throughput, per-request throughput, latency percentiles and CV from raw per-batch latencies (ms)
-    and per-pass times (s): the one place a speed row's statistics come from, for one try and for
-    pooled rounds alike."""
-    ms, passes = np.asarray(latencies_ms, dtype=float), np.asarray(pass_s, dtype=float)
-    rates = n_texts / passes
-    return {
-        "throughput": n_texts * len(passes) / passes.sum(),
-        "per_request_throughput": per_request_throughput(ms / 1000.0, n_texts, batches_per_pass),
-        **latency_stats(ms),
-        "cv": float(rates.std(ddof=1) / rates.mean()) if len(rates) > 1 else float("nan"),
-        "repeats": len(passes),
-        "n_batches": len(ms),
-    }
