@@ -203,14 +203,25 @@ def test_reliable_from_500() -> None:
 
 def test_task_agreement_dispatches_by_output_kind() -> None:
     ref = gaussian(50)
-    assert task_agreement(ref, ref).metric == "neighbour_ndcg@10"
-    scores = np.array([3.0, 2.0, 1.0, 0.0])
-    result = task_agreement(scores, scores[::-1].copy(), ["a", "a", "b", "b"])
-    assert (result.metric, result.queries, result.value) == (
-        "rerank_ndcg@10",
-        2,
-        pytest.approx(2 * D[1] / (1 + D[1] ** 2)),
-    )
+    assert task_agreement(ref, ref).metric == "pair_similarity_spearman"
+    scores = np.array([3.0, 2.0, 1.0, 0.0, 1.0, 2.0])
+    result = task_agreement(scores, scores[::-1].copy(), ["a", "a", "a", "b", "b", "b"])
+    # per query: a's 3, 2, 1 against 2, 1, 0 (same order: 1.0); b's 0, 1, 2 against 1, 2, 3 (same order: 1.0)
+    assert (result.metric, result.queries, result.value) == ("rerank_spearman", 2, pytest.approx(1.0))
+    reversed_ = task_agreement(scores[:3], scores[:3][::-1].copy(), ["a", "a", "a"])
+    assert reversed_.value == pytest.approx(-1.0) and reversed_.loss == pytest.approx(2.0)
+
+
+def test_label_free_sts_is_gentler_than_exact_top_10_and_exact_for_fp32() -> None:
+    """#22: near-tie swaps in fp32's top-10 cost neighbour NDCG dearly; the pairs' similarity ranking (the STS
+    task without labels) moves by what the similarities move."""
+    from harness.evaluation.agreement import embedding_agreement, similarity_agreement
+
+    ref = gaussian(600)
+    noisy = ref + np.random.default_rng(7).normal(0, 0.02, ref.shape)
+    assert similarity_agreement(ref, ref).loss == 0.0
+    sts, top10 = similarity_agreement(ref, noisy), embedding_agreement(ref, noisy)
+    assert 0.0 < sts.loss < top10.loss
 
 
 @pytest.mark.parametrize(

@@ -150,7 +150,7 @@ def _torch_spec(folder, kind, tmp_path, is_reference):
 @pytest.mark.parametrize("kind", ["bi-encoder", "cross-encoder"])
 def test_a_speed_cell_measures_the_task_agreement_once_per_worker(kind, tiny_models, tmp_path):
     folder = tiny_models[0] if kind == "bi-encoder" else tiny_models[1]
-    metric = "neighbour_ndcg@10" if kind == "bi-encoder" else "rerank_ndcg@10"
+    metric = "pair_similarity_spearman" if kind == "bi-encoder" else "rerank_spearman"
     ref = units.speed(_torch_spec(folder, kind, tmp_path, True))
     assert (ref["agreement"], ref["agreement_loss"], ref["agreement_metric"]) == (1.0, 0.0, metric)
     assert ref["agreement_n"] >= 500 and (tmp_path / "ref.npy").exists()
@@ -184,7 +184,7 @@ def test_a_sweep_writes_the_task_agreement_in_round_0_only(tiny_models, tmp_path
                                                                              (1, False)]  # fmt: skip
     pooled = results.load(tmp_path / "results").query("kind == 'speed'").set_index("backend")
     assert pooled.loc["torch-fp32", "agreement"] == 1.0 and pooled.loc["torch-fp32", "agreement_loss"] == 0.0
-    assert (pooled["agreement_n"] >= 500).all() and (pooled["agreement_metric"] == "neighbour_ndcg@10").all()
+    assert (pooled["agreement_n"] >= 500).all() and (pooled["agreement_metric"] == "pair_similarity_spearman").all()
     assert pooled.loc["onnx", "agreement_loss"] < 0.05  # the same fp32 weights through ONNX Runtime
     assert pooled.loc["onnx", "agreement_source"].startswith("1000 built-in short texts (seed 2)")
     rec = recommend.evidence(results.load(tmp_path / "results"), Query(tolerance=0.5), pooled["machine"].iloc[0])
