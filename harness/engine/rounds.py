@@ -136,12 +136,14 @@ def _leaders(per: dict[str, dict[int, float]], precision: dict[str, str], scenar
 
 
 def _place(values: dict[str, Any], label: str, baseline: str, spread: Spread) -> str:
-    """'0.26x (0.22-0.31) of torch-fp32' for a stopped configuration's row."""
+    """'0.26x (0.22-0.31) of torch-fp32 in bulk' for a stopped configuration's row; without a measured spread
+    (the PRIOR) the estimate alone: the prior decides what to measure, it is never a printed interval."""
     per = values.get(BULK.metric, {})
     if label == baseline or baseline not in per:
         return "nothing left open in its group"
-    e = stats.paired(per[label], per[baseline], spread)
-    return f"{stats.fmt(e)} of {baseline} in bulk; nothing left open against the leaders"
+    e = stats.paired(per[label], per[baseline], None if spread is PRIOR else spread)
+    where = stats.fmt(e).replace(" (interval unknown)", "")
+    return f"{where} of {baseline} in bulk; nothing left open against the leaders"
 
 
 def run_spreads(rows: list[dict[str, Any]], match: dict[str, Any], baseline: str) -> dict[str, Spread | None]:
