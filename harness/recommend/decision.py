@@ -190,8 +190,9 @@ def _measured(
     if ev.basis == LABEL_FREE:
         reasons.append(
             f"decided on measured speed and {LABEL_FREE} (sweep with HARNESS_DATA_DIR set to measure accuracy): "
-            f"--tolerance {query.tolerance:g} is the largest label-free task loss accepted, 1 - NDCG@10 of a "
-            f"backend's rankings against torch-fp32's, worst over the datasets; the worst-case {floor} to "
+            f"--tolerance {query.tolerance:g} is the largest label-free task loss accepted (1 - the Spearman "
+            f"correlation of the backend's text-pair similarities, or a cross-encoder's per-query scores, with "
+            f"torch-fp32's), worst over the datasets; the worst-case {floor} to "
             f"torch-fp32 is reported, and a rule only with {option}"
         )
     elif ev.basis == FIDELITY_ONLY:

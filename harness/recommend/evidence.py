@@ -200,8 +200,9 @@ def evidence(df: pd.DataFrame, query: Query, machine: str, preferred: str | None
       its accuracy_ratio (accuracy rows of its `accuracy_label`, status ok, same machine and models; mean
       per metric, then mean over metrics) is >= 1 - tolerance; one with no accuracy rows does not - an
       unmeasured loss is not an acceptable one - except torch-fp32, the reference (ratio 1 by definition);
-    * without labelled accuracy, a candidate qualifies if its label-free task loss (1 - NDCG@10 against
-      torch-fp32's rankings on >= 500 texts, the worst over the datasets; `task_loss`) is <= tolerance; a
+    * without labelled accuracy, a candidate qualifies if its label-free task loss (1 - the Spearman correlation of
+      its pair similarities / per-query scores with torch-fp32's on >= 500 texts, the worst over the datasets;
+      `task_loss`) is <= tolerance; a
       store with timed-text fidelity but no task loss (older rows) cannot check the tolerance, and decides
       on --min-cosine / --min-spearman alone when given;
     * then the constraints: --min-cosine / --min-spearman (worst-case fidelity), --max-latency-ms (p99),

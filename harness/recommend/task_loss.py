@@ -1,9 +1,10 @@
 """What --tolerance is checked against without labelled data: the label-free task loss.
 
 The docs quote a backend's cost as a relative drop of a task metric ("onnx-qint8 loses 0.4 %"). Without
-labels, torch-fp32's own rankings stand in for the relevance judgements (harness.evaluation.agreement): the
-loss is 1 - NDCG@10 of a backend's rankings against fp32's, a mean over >= 500 texts, so `--tolerance 0.004`
-means what the docs mean. The worst single text's cosine (or the scores' Spearman) is another unit, one
+labels, torch-fp32's own outputs stand in for the annotators (harness.evaluation.agreement): embeddings rank
+random pairs of >= 500 texts by similarity (the STS task), cross-encoders rank each query's documents, and the
+loss is 1 - the Spearman correlation with fp32's order, so `--tolerance 0.004` means a 0.4 % drop of a task
+metric, as the docs mean. The worst single text's cosine (or the scores' Spearman) is another unit, one
 text's distance rather than a task's loss: it stays reported, and is a rule only where --min-cosine /
 --min-spearman ask for it.
 """
