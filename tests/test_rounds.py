@@ -40,7 +40,7 @@ def test_after_one_round_the_dominated_stop_and_the_close_go_on():
     assert not leader.skip and "too wide to place" in leader.why
     assert not _judge(ROUND0, BASE).skip  # the round's ratios rest on it
     why = _judge(ROUND0, "torch-fp16").why
-    assert why.startswith("decided after 1 round(s): 0.25x of torch-fp32") and "(" not in why  # no prior interval
+    assert why.startswith("decided after 1 round(s): 0.25x of torch-fp32") and "x (" not in why  # no prior interval
 
 
 def test_a_tie_within_five_percent_is_decided_and_stops():
