@@ -56,7 +56,9 @@ def test_every_latency_matches_the_shared_queue_replay(tmp_path, k, max_batch, m
     off = np.abs(replay - measured) >= 5e-4
     # k > 1: an instance descheduled between finishing and claiming (a busy machine) claims after one that
     # became free later, which the earliest-free replay does not; it shifts a few requests, never most
-    assert off.mean() <= (0.0 if k == 1 else 0.02), np.max(np.abs(replay - measured))
+    # (k = 1 too, rarely: a CI run beside another test process once put one request of 1,100 off by > 0.5 ms;
+    # the one-server batcher's exact check is tests/test_serving.py's)
+    assert off.mean() <= (0.005 if k == 1 else 0.02), np.max(np.abs(replay - measured))
 
 
 def test_a_shared_queue_is_not_round_robin():
