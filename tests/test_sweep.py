@@ -115,5 +115,5 @@ def test_interleaved_rounds_run_every_backend_before_repeating_and_pool(tiny_mod
         rows = [r for r in speed if r["backend"] == backend]
         assert pooled.loc[backend, "repeats"] == sum(r["repeats"] for r in rows)
     assert pooled.loc["torch-fp32", "speedup"] == pytest.approx(1.0)
-    summary = [line for line in proc.stdout.splitlines() if line.strip().startswith("tiny")]
+    summary = [line for line in proc.stdout.splitlines() if line.strip().startswith("tiny ")]  # not the verdicts
     assert len(summary) == 2, proc.stdout  # the end-of-sweep table: one line per pooled cell
