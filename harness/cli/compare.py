@@ -20,6 +20,7 @@ from harness.store.compare import (
     select_machine,
     summarize,
 )
+from harness.store.stats import span
 
 
 def store_runs(results_dir: Path) -> list[str]:
@@ -62,9 +63,7 @@ def _fmt(x: Any, spec: str) -> str:
 
 
 def _interval(x: Any, low: Any, high: Any) -> str:
-    if not isinstance(low, float) or not math.isfinite(low):
-        return _fmt(x, ".2f")
-    return f"{x:.2f} ({low:.2f}-{high:.2f})"
+    return _fmt(x, ".2f") + span(low, high)
 
 
 def format_text(run_a: str, run_b: str, cells: pd.DataFrame, ranks: pd.DataFrame, summary: dict[str, Any]) -> str:

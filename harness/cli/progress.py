@@ -21,6 +21,7 @@ from harness.cli.logs import LOG_NAME
 from harness.config import CONF_DIR
 from harness.store import results
 from harness.store.intervals import verdicts
+from harness.store.stats import span
 
 
 def swept_values(config: DictConfig) -> dict[str, list[str]]:
@@ -81,9 +82,7 @@ def interval_text(row: dict[str, Any]) -> str:
     value, low, high = row.get("speedup"), row.get("speedup_low"), row.get("speedup_high")
     if value is None or pd.isna(value):
         return ""
-    if low is None or pd.isna(low):
-        return f"{value:.2f}x"
-    return f"{value:.2f}x ({low:.2f}-{high:.2f})"
+    return f"{value:.2f}x" + span(low, high)
 
 
 def _verdict_lines(df: pd.DataFrame) -> list[str]:

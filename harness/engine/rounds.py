@@ -34,6 +34,7 @@ from typing import Any
 
 from harness.store import stats
 from harness.store.labels import BASELINE
+from harness.store.labels import label as label_of_row
 from harness.store.stats import Spread
 
 PRIOR = Spread(0.08, 4)  # the spread assumed before any configuration of the run has two rounds
@@ -163,7 +164,7 @@ def run_spreads(rows: list[dict[str, Any]], match: dict[str, Any], baseline: str
 
 
 def _label(row: dict[str, Any]) -> str:
-    return f"{row['backend']} [{row['variant']}]" if row.get("variant") else str(row["backend"])
+    return label_of_row(str(row["backend"]), row.get("variant") or "")
 
 
 def _values(rows: list[dict[str, Any]]) -> dict[str, Any]:

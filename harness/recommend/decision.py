@@ -26,6 +26,7 @@ from harness.recommend.snippet import documented_model_kwargs, export_hint, pyth
 from harness.recommend.task_loss import describe
 from harness.store import results
 from harness.store.analysis import FIDELITY_FLOOR
+from harness.store.stats import span
 
 
 @dataclass
@@ -96,14 +97,8 @@ def _score(c: Candidate, scenario: str) -> str:
     if scenario == "online":
         if c.latency_p99_ms is None:
             return "p99 unknown"
-        return f"p99 {c.latency_p99_ms:.2f} ms" + _interval(c.latency_p99_low_ms, c.latency_p99_high_ms)
-    return f"{c.speedup:.2f}x" + _interval(c.speedup_low, c.speedup_high)
-
-
-def _interval(low: float | None, high: float | None) -> str:
-    if low is None or high is None or pd.isna(low) or pd.isna(high):
-        return ""
-    return f" ({low:.2f}-{high:.2f})"
+        return f"p99 {c.latency_p99_ms:.2f} ms" + span(c.latency_p99_low_ms, c.latency_p99_high_ms)
+    return f"{c.speedup:.2f}x" + span(c.speedup_low, c.speedup_high)
 
 
 def _per_metric(ratios: dict[str, float]) -> str:
@@ -299,7 +294,7 @@ def format_text(rec: Recommendation) -> str:
         if c is not None and rec.query.scenario != "online":
             speedup = f"{_score(c, 'bulk')}{what} vs torch-fp32 (95 % rerun interval)"
         elif c is not None:
-            speedup += _interval(c.speedup_per_request_low, c.speedup_per_request_high)
+            speedup += span(c.speedup_per_request_low, c.speedup_per_request_high)
         if rec.accuracy_ratio is not None:
             accuracy = f"{rec.accuracy_ratio:.2%} of torch-fp32"
         elif ev and ev.basis in (LABEL_FREE, FIDELITY_ONLY):

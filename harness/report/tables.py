@@ -11,6 +11,7 @@ import pandas as pd
 
 from harness.report import charts
 from harness.store.analysis import accuracy_by_configuration
+from harness.store.stats import span
 
 HARDWARE_FIELDS = (
     ("fingerprint", "fingerprint"),
@@ -111,8 +112,8 @@ def summary_table(df: pd.DataFrame, model_kind: str) -> Table | None:
 
 def _span(low: Any, high: Any) -> str:
     """' (2.21-2.50)': a 95 % rerun interval, '' where there is none."""
-    low, high = _num(low), _num(high)
-    return f" ({low:.2f}-{high:.2f})" if low is not None and high is not None and high > low else ""
+    a, b = _num(low), _num(high)
+    return span(a, b) if a is not None and b is not None and b > a else ""
 
 
 def cells_table(df: pd.DataFrame, model_kind: str) -> Table | None:

@@ -120,6 +120,15 @@ def paired(a: Mapping[int, float], b: Mapping[int, float], spread: Spread | None
     return rerun_interval(log_ratios(a, b), spread)
 
 
+def span(low: object, high: object) -> str:
+    """' (2.21-2.50)': an interval's bounds as every table and answer prints them; '' where either is missing."""
+    try:
+        low, high = float(low), float(high)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    return f" ({low:.2f}-{high:.2f})" if math.isfinite(low) and math.isfinite(high) else ""
+
+
 def fmt(e: Estimate | None, unit: str = "x") -> str:
     """'2.35x (2.21-2.50)'; without an interval '2.35x (interval unknown)'."""
     if e is None:
