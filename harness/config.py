@@ -140,6 +140,8 @@ class ServerConfig:
     rate_hi: Optional[float] = None  # the highest tried; None: 1.5x the shape's bulk texts/s
     rel_tol: float = 0.05  # the search stops when the bracket is this narrow
     bulk_batch_size: int = 32  # the shape's bulk throughput: each instance encodes its share at this size
+    # stop a budget's search after one point when the shape cannot reach the best rate already sustained
+    prune_dominated: bool = True
     time_budget_s: float = 1800.0  # the sweep process's server cells stop (`timeout` rows, resumed) after this
     seed: int = 0
 

@@ -206,6 +206,26 @@ def test_search_brackets_then_bisects_to_the_sample_boundary():
     assert nothing.rate is None and len(nothing.points) == 1
 
 
+def test_search_from_a_start_above_or_below_the_answer_finds_the_same_rate():
+    d, budget = 1.0, 20.0
+    theory = sv.md1_rate_for_p99(d, budget)
+
+    def measure_at(rate):
+        return ideal_result(sv.poisson_schedule(rate, sv.requests_for(rate, 1.0, 500, 8000), SEED), d)
+
+    plain = sv.sustainable_rate(measure_at, budget, theory / 16, theory * 2)
+    for start in (theory * 1.7, theory / 3, theory / 100, theory * 50):
+        found = sv.sustainable_rate(measure_at, budget, theory / 16, theory * 2, start=start)
+        good, bad = found.bracket
+        assert bad / good - 1 <= 0.02 and abs(found.rate / theory - 1) < 0.05
+        assert all(p.sustainable == (p.rate <= good) for p in found.points)
+        assert found.points[0].rate >= theory / 16 and found.points[-1].rate <= theory * 2
+    near = sv.sustainable_rate(measure_at, budget, theory / 16, theory * 2, start=theory * 0.9)
+    assert len(near.points) < len(plain.points)  # a start near the answer measures fewer points
+    none = sv.sustainable_rate(measure_at, 1.5, theory / 4, theory, start=theory / 2)
+    assert none.rate is None and none.bracket == (None, theory / 4)
+
+
 @pytest.mark.parametrize(
     ("call", "field"),
     [

@@ -52,6 +52,24 @@ class GroupMeter(measure.CpuMeter):
         return total
 
 
+@dataclasses.dataclass(frozen=True)
+class Leader:
+    """The highest rate a configuration of this sweep sustained within one budget, for the same model,
+    texts and CPUs: a later configuration that cannot reach it is `dominated` and stops early."""
+
+    rate: float
+    budget_s: float
+    what: str  # "openvino-qint8 1x2 max_batch 32/5 ms"
+
+
+LEADERS: dict[tuple, Leader] = {}  # by leader_key, in this sweep process (a resumed or launched job starts afresh)
+
+
+def leader_key(shape: Shape, budget_ms: float) -> tuple:
+    return (digest([dataclasses.asdict(shape.job.spec.model)]), shape.cfg.dataset.name, shape.k * shape.t,
+            float(budget_ms), shape.cfg.round)  # fmt: skip
+
+
 class StepFailed(RuntimeError):
     def __init__(self, status: str, reason: str):
         super().__init__(reason)
@@ -79,6 +97,8 @@ class Shape:
         ident = [dataclasses.asdict(spec.model), backend_identity(self.backend_cfg), self.t, spec.export_dir]
         self.keys = [f"{digest([*ident, i])}-i{i}of{self.k}-r{self.cfg.round}" for i in range(self.k)]
         self.spec = dataclasses.replace(spec, threads=self.t)
+        self.what = (f"{label_of(self.backend_cfg)} {self.k}x{self.t} max_batch {self.max_batch}/"
+                     f"{self.max_wait_s * 1e3:g} ms")  # fmt: skip
         self.queue = instances.SharedQueue(Path(tempfile.gettempdir()) / f"harness-queue-{digest(self.keys)}")
 
     def step(self, mode: str, **fields: Any) -> list[dict[str, Any]]:
@@ -147,7 +167,7 @@ def budget_fields(shape: Shape, search: serving.RateSearch, bulk: float, warm: d
         "requests_measured": at.n if at else None, "backlog": at.backlog if at else None,
         "memory_pss_mb": sum(shape.pss) if shape.pss else None, "point_s": float(shape.cfg.server.point_s),
         "cpu_self": cpu_self, "cpu_other": cpu_other,
-        "contended": bool(worst > shape.cfg.measure.contention_threshold), **warm,
+        "contended": bool(worst > shape.cfg.measure.contention_threshold), "dominated_by": None, **warm,
     }  # fmt: skip
 
 
@@ -157,19 +177,47 @@ def warm_sizes(max_batch: int, bulk: int) -> tuple[int, ...]:
     return tuple(sorted(sizes | {max_batch, bulk}))
 
 
+def dominated(shape: Shape, leader: Leader | None, bulk: float, min_n: int) -> str:
+    """Why the shape cannot beat the best rate this sweep already sustains within the budget ("" when it
+    may): its bulk throughput, the most it serves, is below that rate (+ 10 % for noise), or it does not
+    sustain that rate itself (one point)."""
+    if leader is None:
+        return ""
+    if bulk * 1.1 < leader.rate:
+        return f"dominated: bulk {bulk:.0f} texts/s < {leader.rate:.0f} req/s that {leader.what} sustains"
+    why = serving.judge(shape.measure_at(leader.rate), leader.budget_s, min_n)
+    return f"dominated: at {leader.rate:.0f} req/s, which {leader.what} sustains, {why}" if why else ""
+
+
 def measure_group(shape: Shape, budgets_ms: list[float]) -> dict[float, dict[str, Any]]:
-    """The shape's bulk throughput and, per budget, its sustainable-rate search: row fields by budget."""
+    """The shape's bulk throughput and, per budget, its sustainable-rate search: row fields by budget.
+    A budget whose best rate so far (`LEADERS`) this shape cannot reach stops after one point, `dominated`."""
     s = shape.cfg.server
     warm = shape.step("warm", warm_sizes=warm_sizes(shape.max_batch, int(s.bulk_batch_size)))[0]
     warm = {k: warm[k] for k in ("runtime", "precision", "settings")}
     bulk = shape.bulk()
     hi = float(s.rate_hi or 1.5 * bulk)
     lo = float(s.rate_lo or hi / 16)
-    out = {}
+    min_n = min(serving.MIN_N, int(s.min_requests))
+    out: dict[float, dict[str, Any]] = {}
+    start = float(s.rate_lo or bulk / 2)  # near a loose budget's answer: low rates are the slow points
     for budget in sorted(budgets_ms, reverse=True):  # the loosest first: the others reuse its points
+        key = leader_key(shape, budget)
+        why = dominated(shape, LEADERS.get(key), bulk, min_n) if s.prune_dominated else ""
+        if why:
+            search = serving.RateSearch(None, budget / 1e3, (None, LEADERS[key].rate), [])
+            out[float(budget)] = {**budget_fields(shape, search, bulk, warm), "why_not": why,
+                                  "dominated_by": LEADERS[key].what}  # fmt: skip
+            continue
+        if key in LEADERS:  # sustained there (measured above): search upwards from it
+            start = max(start, LEADERS[key].rate)
         search = serving.sustainable_rate(shape.measure_at, budget / 1e3, lo, max(hi, lo), float(s.rel_tol),
-                                          min_n=min(serving.MIN_N, int(s.min_requests)))  # fmt: skip
+                                          min_n=min_n, start=min(start, max(hi, lo)))  # fmt: skip
         out[float(budget)] = budget_fields(shape, search, bulk, warm)
+        if search.rate:
+            start = search.rate  # a tighter budget's rate is at most this one
+            if key not in LEADERS or search.rate > LEADERS[key].rate:
+                LEADERS[key] = Leader(search.rate, budget / 1e3, shape.what)
     return out
 
 

@@ -294,9 +294,12 @@ def sustainable_rate(
     rel_tol: float = 0.02,
     growth: float = 2.0,
     min_n: int = MIN_N,
+    start: float | None = None,
 ) -> RateSearch:
-    """The highest rate in [lo, hi] that `measure_at(rate)` serves sustainably: from lo, multiply by `growth`
-    while sustainable (capped at hi), then bisect geometrically until bad/good - 1 <= rel_tol.
+    """The highest rate in [lo, hi] that `measure_at(rate)` serves sustainably: from `start` (default lo,
+    clamped to [lo, hi]) multiply by `growth` while sustainable (capped at hi), or, when `start` is not,
+    divide by it until a rate is (never below lo); then bisect geometrically until bad/good - 1 <= rel_tol.
+    A start near the answer saves the low rates' points, the slowest to measure (a point needs its requests).
     `measure_at` should draw its schedule with one seed at every rate (see `poisson_schedule`) and schedule
     `requests_for(rate, duration)` requests so each p99 rests on >= 1,000 of them."""
     positive("budget_p99_s", budget_p99_s)
@@ -314,16 +317,26 @@ def sustainable_rate(
         points.append(RatePoint(rate, result.p99, result.n, result.throughput, result.backlog, not why, why))
         return not why
 
+    if start is not None:
+        positive("start", start)
     good, bad = None, None
-    rate = lo
-    while bad is None:
-        if not ok(rate):
-            bad = rate
-        else:
+    rate = min(max(start or lo, lo), hi)
+    while good is None:  # down from the start until a rate is sustainable (or lo is not)
+        if ok(rate):
             good = rate
-            if rate >= hi:
+        else:
+            bad = rate
+            if rate <= lo:
                 break
-            rate = min(rate * growth, hi)
+            rate = max(rate / growth, lo)
+    while good is not None and bad is None:  # up while sustainable (capped at hi)
+        if good >= hi:
+            break
+        rate = min(good * growth, hi)
+        if ok(rate):
+            good = rate
+        else:
+            bad = rate
     if good is not None and bad is not None:
         while bad / good - 1 > rel_tol:
             mid = math.sqrt(good * bad)

@@ -1,0 +1,99 @@
+"""Early stop in the server scenario: a configuration that cannot reach a rate another one of the same sweep
+already sustains within a budget is `dominated` after at most one point; one that can is searched from there.
+Fake shapes (an ideal single server of fixed service time), no workers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from harness.config import ServerConfig
+from harness.engine import server
+from harness.engine import serving as sv
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    name: str = "tiny"
+
+
+def ideal(rate: float, d: float, n: int) -> sv.ServeResult:
+    """A perfect FIFO server of service time d (Lindley's recursion, no clock)."""
+    arrivals = sv.poisson_schedule(rate, n, 0)
+    completion = np.empty(n)
+    free = 0.0
+    for i, a in enumerate(arrivals):
+        free = max(free, a) + d
+        completion[i] = free
+    start = completion - d
+    return sv.ServeResult(arrivals, start, completion, start, start, completion, np.ones(n, int), 1, 0.0, 30)
+
+
+class FakeShape:
+    def __init__(self, name: str, d: float, bulk: float, **server_overrides):
+        s = OmegaConf.merge(OmegaConf.structured(ServerConfig),
+                            {"min_requests": 150, "discard": 30, "point_s": 1.0, "rel_tol": 0.05, **server_overrides})
+        self.cfg = OmegaConf.create({"server": s, "dataset": {"name": "short"}, "round": 0,
+                                    "measure": {"contention_threshold": 0.25}})
+        self.job = type("Job", (), {"spec": type("Spec", (), {"model": Model()})()})()
+        self.k, self.t, self.max_batch, self.max_wait_s = 1, 2, 1, 0.0
+        self.what, self.d, self._bulk = name, d, bulk
+        self.points: dict[float, sv.ServeResult] = {}
+        self.cpu: list = []
+        self.pss: list = []
+        self.measured: list[float] = []
+
+    def step(self, mode, **fields):
+        return [{"runtime": {}, "precision": "fp32", "settings": {}}]
+
+    def bulk(self):
+        return self._bulk
+
+    def measure_at(self, rate):
+        key = round(rate, 6)
+        if key not in self.points:
+            self.measured.append(rate)
+            self.points[key] = ideal(rate, self.d, sv.requests_for(rate, 1.0, 30, 150))
+        return self.points[key]
+
+
+@pytest.fixture(autouse=True)
+def no_leaders():
+    server.LEADERS.clear()
+    yield
+    server.LEADERS.clear()
+
+
+def test_a_slower_configuration_stops_after_one_point_and_names_the_leader():
+    fast = FakeShape("fast", 0.002, 500.0)
+    first = server.measure_group(fast, [20.0, 50.0])
+    assert all(f["sustainable_rate"] for f in first.values()) and not any(f.get("dominated_by") for f in first.values())
+    slow = FakeShape("slow", 0.008, 125.0)  # bulk 125/s: it can be asked once at the leader's rate
+    second = server.measure_group(slow, [20.0, 50.0])
+    for budget, fields in second.items():
+        assert fields["sustainable_rate"] is None and fields["dominated_by"] == "fast"
+        assert fields["why_not"].startswith("dominated") and fields["rate_bracket"] == [None, first[budget]["sustainable_rate"]]
+    assert len(slow.measured) <= 2  # one point per budget at most
+    hopeless = FakeShape("hopeless", 0.05, 20.0)  # its bulk rate is below the leader's: not even one point
+    assert all(f["dominated_by"] == "fast" for f in server.measure_group(hopeless, [20.0, 50.0]).values())
+    assert hopeless.measured == []
+
+
+def test_a_faster_configuration_is_searched_upwards_and_becomes_the_leader():
+    slow_rate = server.measure_group(FakeShape("slow", 0.008, 125.0), [50.0])[50.0]["sustainable_rate"]
+    fast = FakeShape("fast", 0.002, 500.0)
+    fields = server.measure_group(fast, [50.0])[50.0]
+    theory = sv.md1_rate_for_p99(0.002, 0.05)
+    assert fields["dominated_by"] is None and abs(fields["sustainable_rate"] / theory - 1) < 0.1
+    assert fast.measured[0] == slow_rate and min(fast.measured) == slow_rate  # the leader's rate, then upwards
+    assert server.LEADERS[server.leader_key(fast, 50.0)].what == "fast"
+
+
+def test_pruning_can_be_switched_off():
+    server.measure_group(FakeShape("fast", 0.002, 500.0), [50.0])
+    slow = FakeShape("slow", 0.008, 125.0, prune_dominated=False)
+    fields = server.measure_group(slow, [50.0])[50.0]
+    assert fields["sustainable_rate"] and not fields.get("dominated_by")
