@@ -40,7 +40,7 @@ class FakeShape:
                                     "measure": {"contention_threshold": 0.25}})
         self.job = type("Job", (), {"spec": type("Spec", (), {"model": Model()})()})()
         self.k, self.t, self.max_batch, self.max_wait_s = 1, 2, 1, 0.0
-        self.what, self.d, self._bulk = name, d, bulk
+        self.what, self.label, self.d, self._bulk = name, name, d, bulk
         self.points: dict[float, sv.ServeResult] = {}
         self.cpu: list = []
         self.pss: list = []
@@ -89,7 +89,15 @@ def test_a_faster_configuration_is_searched_upwards_and_becomes_the_leader():
     theory = sv.md1_rate_for_p99(0.002, 0.05)
     assert fields["dominated_by"] is None and abs(fields["sustainable_rate"] / theory - 1) < 0.1
     assert fast.measured[0] == slow_rate and min(fast.measured) == slow_rate  # the leader's rate, then upwards
-    assert server.LEADERS[server.leader_key(fast, 50.0)].what == "fast"
+    assert server.leader(server.leader_key(fast, 50.0), "slow").what == "fast"
+
+
+def test_a_configuration_is_never_dominated_by_itself():
+    first = server.measure_group(FakeShape("onnx", 0.002, 500.0), [50.0])[50.0]
+    other_shape = FakeShape("onnx", 0.004, 250.0)  # the same configuration, a slower shape: searched to the end
+    fields = server.measure_group(other_shape, [50.0])[50.0]
+    assert fields["dominated_by"] is None and 0 < fields["sustainable_rate"] < first["sustainable_rate"]
+    assert len(other_shape.measured) > 2
 
 
 def test_pruning_can_be_switched_off():
@@ -97,3 +105,32 @@ def test_pruning_can_be_switched_off():
     slow = FakeShape("slow", 0.008, 125.0, prune_dominated=False)
     fields = server.measure_group(slow, [50.0])[50.0]
     assert fields["sustainable_rate"] and not fields.get("dominated_by")
+
+
+def contended_shape(tmp_path, others: list[float]) -> tuple[server.Shape, list[str]]:
+    """A Shape whose steps report `others` cores used by other processes, one per try (no workers)."""
+    from harness.engine.instances import SharedQueue
+
+    shape = object.__new__(server.Shape)
+    shape.cfg = OmegaConf.create({"measure": {"contention_retries": 2, "contention_threshold": 0.1},
+                                  "server": {"bulk_batch_size": 8}})  # fmt: skip
+    shape.cpu, shape.what, shape.queue = [], "fake 1x2", SharedQueue(tmp_path / "queue")
+    tries = iter(others)
+    calls: list[str] = []
+
+    def step(mode, **fields):
+        calls.append(mode)
+        shape.cpu.append((1.9, next(tries)))
+        return [{"texts": 100, "end": fields["origin"] + 1.0}]
+
+    shape.step = step
+    return shape, calls
+
+
+def test_a_contended_point_is_measured_again_and_the_discarded_try_leaves_no_trace(tmp_path):
+    shape, calls = contended_shape(tmp_path, [0.6, 0.3, 0.02])
+    assert shape.bulk() == pytest.approx(100.0, rel=0.01)
+    assert calls == ["bulk"] * 3 and shape.cpu == [(1.9, 0.02)]
+    stubborn, calls = contended_shape(tmp_path, [0.6, 0.5, 0.4])  # past the retries: kept, and flagged by its cpu
+    stubborn.bulk()
+    assert len(calls) == 3 and stubborn.cpu == [(1.9, 0.4)]

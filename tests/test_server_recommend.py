@@ -54,3 +54,48 @@ def test_bad_input_is_one_line(store, capsys, args, field):
     assert cli.main(["--scenario", "server", "--results", str(store), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and field in err[0]
+
+
+def test_rows_whose_brackets_overlap_are_tied_and_the_least_to_set_up_is_chosen(tmp_path, capsys):
+    results.write_row(tmp_path, server_row("onnx-O1", 410.0, 50.0, (1, 2), rate_bracket=[410.0, 450.0]))
+    results.write_row(tmp_path, server_row("onnx", 400.0, 50.0, (1, 2), rate_bracket=[400.0, 440.0]))
+    results.write_row(tmp_path, server_row("torch-fp32", 200.0, 50.0, (1, 2), rate_bracket=[200.0, 220.0]))
+    assert cli.main(["--scenario", "server", "--max-latency-ms", "50", "--results", str(tmp_path), "--json"]) == 0
+    choice = json.loads(capsys.readouterr().out)
+    assert choice["label"] == "onnx" and "tied within the search's resolution" in choice["why"]
+    assert "onnx-O1 1x2 batch 8: 410 req/s" in choice["why"]
+    assert [(a["label"], a["tied"]) for a in choice["alternatives"]] == [("onnx-O1", True), ("torch-fp32", False)]
+
+
+def test_rows_that_do_not_overlap_are_ranked_by_rate(tmp_path, capsys):
+    results.write_row(tmp_path, server_row("onnx-O1", 500.0, 50.0, (1, 2), rate_bracket=[500.0, 550.0]))
+    results.write_row(tmp_path, server_row("onnx", 400.0, 50.0, (1, 2), rate_bracket=[400.0, 440.0]))
+    assert cli.main(["--scenario", "server", "--max-latency-ms", "50", "--results", str(tmp_path), "--json"]) == 0
+    choice = json.loads(capsys.readouterr().out)
+    assert choice["label"] == "onnx-O1" and "tied" not in choice["why"]
+
+
+def test_the_texts_nearest_the_asked_length_are_answered(tmp_path, capsys):
+    results.write_row(tmp_path, server_row("onnx", 900.0, 50.0, (1, 2), dataset="short", text_chars_mean=40.0))
+    results.write_row(tmp_path, server_row("openvino", 90.0, 50.0, (1, 2), dataset="medium", text_chars_mean=600.0))
+    results.write_row(tmp_path, server_row("onnx", 60.0, 50.0, (1, 2), dataset="medium", text_chars_mean=600.0))
+    for length, label, dataset in (("30", "onnx", "short"), ("500", "openvino", "medium")):
+        assert cli.main(["--scenario", "server", "--max-latency-ms", "50", "--results", str(tmp_path),
+                         "--text-length", length, "--json"]) == 0  # fmt: skip
+        choice = json.loads(capsys.readouterr().out)
+        assert (choice["label"], choice["dataset"]) == (label, dataset)
+
+
+def test_the_python_api_answers_the_server_scenario(store):
+    from harness.recommend import recommend_server
+
+    choice = recommend_server(results.load(store), max_latency_ms=50)
+    assert choice.backend == "onnx" and choice.instances == 2
+
+
+def test_recommend_points_the_server_scenario_to_its_own_answer(store):
+    from harness.core.hardware import Hardware
+    from harness.recommend import Query, recommend
+
+    with pytest.raises(ValueError, match="recommend_server"):
+        recommend(results.load(store), Query(scenario="server", max_latency_ms=50), Hardware("", "amd", (), 2, 2, 8.0))

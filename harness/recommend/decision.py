@@ -107,7 +107,11 @@ def _per_metric(ratios: dict[str, float]) -> str:
 
 def recommend(df: pd.DataFrame, query: Query, hw: Hardware, machine: str | None = None) -> Recommendation:
     """The flowchart's answer, replaced by the best qualifying measured backend when there is measured
-    accuracy or fidelity; none at all when every measured backend breaks a rule."""
+    accuracy or fidelity; none at all when every measured backend breaks a rule. The server scenario has its
+    own answer (batching, shape, rate): `harness.recommend.recommend_server`."""
+    if query.scenario == "server":
+        raise ValueError("scenario 'server' is answered by harness.recommend.recommend_server(df, max_latency_ms, "
+                         "model=..., machine=..., text_length=...), not recommend()")
     machine = machine or hw.fingerprint
     chart_backend, path = flowchart(
         query.model_kind,

@@ -13,6 +13,7 @@ import pandas as pd
 
 from harness.core.usage import UsageError
 from harness.recommend.snippet import python_snippet
+from harness.recommend.ties import effort
 
 BATCHER = '''
 import queue, threading, time
@@ -84,10 +85,39 @@ def _num(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
+def _bracket(row: pd.Series) -> tuple[float, float]:
+    """[highest sustainable, lowest unsustainable) rate of a row's search; no unsustainable one tried: inf."""
+    b = row.get("rate_bracket")
+    low = float(row["sustainable_rate"])
+    high = b[1] if isinstance(b, (list, tuple)) and len(b) > 1 and b[1] is not None else None
+    return low, (float(high) if high is not None else math.inf)
+
+
+def tied(a: pd.Series, b: pd.Series) -> bool:
+    """Two rows whose searches' brackets overlap: each one's rate could be the other's at the search's
+    resolution (`server.rel_tol`), so the measured order is not an answer."""
+    (a_lo, a_hi), (b_lo, b_hi) = _bracket(a), _bracket(b)
+    return a_lo < b_hi and b_lo < a_hi
+
+
+def nearest_texts(rows: pd.DataFrame, text_length: float | None) -> pd.DataFrame:
+    """The rows of the texts whose mean length is nearest `text_length` (log scale, as the bulk scenario)."""
+    if text_length is None or "text_chars_mean" not in rows:
+        return rows
+    chars = pd.to_numeric(rows["text_chars_mean"], errors="coerce").groupby(rows["dataset"]).mean().dropna()
+    chars = chars[chars > 0]
+    if chars.empty:
+        return rows
+    dist = {d: abs(math.log(c / text_length)) for d, c in chars.items()}
+    return rows[rows["dataset"].isin([d for d, v in dist.items() if v - min(dist.values()) <= 1e-9])]
+
+
 def choose(df: pd.DataFrame, max_latency_ms: float | None, model: str | None = None,
-           machine: str | None = None) -> ServerChoice:  # fmt: skip
+           machine: str | None = None, text_length: float | None = None) -> ServerChoice:  # fmt: skip
     """The server row with the highest sustainable rate among those whose budget is within the asked p99
-    (the largest such budget: a tighter one can only sustain less); uncontended rows first."""
+    (the largest such budget: a tighter one can only sustain less), of the texts nearest `text_length`;
+    uncontended rows first. Rows tied with it (overlapping search brackets) are resolved by what a user does
+    (plain name < export < knob, `ties.effort`), then by rate."""
     if max_latency_ms is None:
         raise UsageError("--scenario server needs --max-latency-ms MS (the p99 budget a request may take)")
     if not max_latency_ms > 0:
@@ -98,16 +128,23 @@ def choose(df: pd.DataFrame, max_latency_ms: float | None, model: str | None = N
         rows = rows[rows["model"] == model]
     if machine:
         rows = rows[rows["machine"] == machine]
+    rows = nearest_texts(rows, text_length)
     if rows.empty:
         return ServerChoice(*([None] * 14), why=f"no server row sustains any rate with p99 <= {max_latency_ms:g} ms "
                             "(run `harness sweep +experiment=server`)")  # fmt: skip
     rows = rows[pd.to_numeric(rows["budget_p99_ms"]) == pd.to_numeric(rows["budget_p99_ms"]).max()]
     clean = rows[~rows["contended"].isin([True])]
     ranked = (clean if len(clean) else rows).sort_values("sustainable_rate", ascending=False)
-    best = ranked.iloc[0]
+    top = ranked.iloc[0]
+    ties = [r for _, r in ranked.iterrows() if tied(r, top)]
+    best = min(ties, key=lambda r: (effort(str(r.get("label", r["backend"]))), -float(r["sustainable_rate"])))
+    tie = ", ".join(f"{r.get('label', r['backend'])} {r['instances']}x{r['threads_per_instance']} "
+                    f"batch {r['max_batch']}: {float(r['sustainable_rate']):.0f} req/s"
+                    for r in ties if r.name != best.name)  # fmt: skip
     alternatives = [{"label": r["label"], "shape": f"{r['instances']}x{r['threads_per_instance']}",
                      "max_batch": r["max_batch"], "max_wait_ms": r["max_wait_ms"], "dataset": r["dataset"],
-                     "sustainable_rate": r["sustainable_rate"]} for _, r in ranked.iloc[1:6].iterrows()]  # fmt: skip
+                     "sustainable_rate": r["sustainable_rate"], "tied": bool(tied(r, best))}
+                    for _, r in ranked.iterrows() if r.name != best.name][:5]  # fmt: skip
     return ServerChoice(
         backend=best["backend"], label=best.get("label", best["backend"]), dataset=best["dataset"],
         max_batch=int(best["max_batch"]), max_wait_ms=float(best["max_wait_ms"]), instances=int(best["instances"]),
@@ -117,7 +154,9 @@ def choose(df: pd.DataFrame, max_latency_ms: float | None, model: str | None = N
         usd_per_million_texts=_num(best.get("usd_per_million_texts")), machine=best["machine"],
         alternatives=alternatives, code=code(best),
         why=f"the highest sustainable rate of {len(rows)} measured (backend, batching, shape, texts) with p99 "
-            f"<= {float(best['budget_p99_ms']):g} ms" + (" (uncontended rows only)" if len(clean) else ""),
+            f"<= {float(best['budget_p99_ms']):g} ms" + (" (uncontended rows only)" if len(clean) else "")
+            + (f"; tied within the search's resolution (overlapping brackets) with {tie}: the least to set up "
+               "is chosen" if tie else ""),
     )  # fmt: skip
 
 
@@ -161,5 +200,6 @@ def format_server(choice: ServerChoice) -> str:
     lines.append(f"  why: {choice.why}")
     for alt in choice.alternatives:
         lines.append(f"  then: {alt['label']} {alt['shape']} batch {alt['max_batch']}/{alt['max_wait_ms']:g} ms "
-                     f"({alt['dataset']}): {alt['sustainable_rate']:.0f} req/s")  # fmt: skip
+                     f"({alt['dataset']}): {alt['sustainable_rate']:.0f} req/s"
+                     + (" (tied: brackets overlap)" if alt.get("tied") else ""))  # fmt: skip
     return "\n".join(lines) + "\n\n" + choice.code
