@@ -36,7 +36,8 @@ class FakeShape:
     def __init__(self, name: str, d: float, bulk: float, **server_overrides):
         s = OmegaConf.merge(OmegaConf.structured(ServerConfig),
                             {"min_requests": 150, "discard": 30, "point_s": 1.0, "rel_tol": 0.05, **server_overrides})
-        self.cfg = OmegaConf.create({"server": s, "dataset": {"name": "short"}, "round": 0,
+        self.cfg = OmegaConf.create({"server": s, "dataset": {"name": "short"}, "round": 0, "cache_dir": None,
+                                    "model": {"name": "tiny", "source": "hub/tiny"},
                                     "measure": {"contention_threshold": 0.25}})
         self.job = type("Job", (), {"spec": type("Spec", (), {"model": Model()})()})()
         self.k, self.t, self.max_batch, self.max_wait_s = 1, 2, 1, 0.0
@@ -63,8 +64,10 @@ class FakeShape:
 @pytest.fixture(autouse=True)
 def no_leaders():
     server.LEADERS.clear()
+    server._SEEDED.clear()
     yield
     server.LEADERS.clear()
+    server._SEEDED.clear()
 
 
 def test_a_slower_configuration_stops_after_one_point_and_names_the_leader():
@@ -134,3 +137,23 @@ def test_a_contended_point_is_measured_again_and_the_discarded_try_leaves_no_tra
     stubborn, calls = contended_shape(tmp_path, [0.6, 0.5, 0.4])  # past the retries: kept, and flagged by its cpu
     stubborn.bulk()
     assert len(calls) == 3 and stubborn.cpu == [(1.9, 0.4)]
+
+
+def test_a_resumed_sweep_knows_the_leaders_from_the_stored_rows(tmp_path):
+    import json
+
+    from harness.engine.identity import model_key
+
+    fast = FakeShape("fast", 0.002, 500.0)
+    stored = {"kind": "server", "status": "ok", "model_key": model_key(fast.cfg), "dataset": "short", "threads": 2,
+              "budget_p99_ms": 50.0, "round": 0, "backend": "onnx", "variant": "", "instances": 1,
+              "threads_per_instance": 2, "max_batch": 8, "max_wait_ms": 2.0, "sustainable_rate": 400.0}  # fmt: skip
+    (tmp_path / "server-a.json").write_text(json.dumps(stored))
+    (tmp_path / "server-b.json").write_text("{damaged")
+    (tmp_path / "server-c.json").write_text(json.dumps({**stored, "variant": "ov_hint=THROUGHPUT", "backend":
+                                                        "openvino", "sustainable_rate": None}))  # fmt: skip
+    server.seed_leaders(tmp_path)
+    best = server.leader(server.leader_key(fast, 50.0), "torch-fp32")
+    assert best.rate == 400.0 and best.what == "onnx 1x2 max_batch 8/2 ms"
+    slow = FakeShape("torch-fp32", 0.008, 125.0)
+    assert server.measure_group(slow, [50.0])[50.0]["dominated_by"] == "onnx 1x2 max_batch 8/2 ms"

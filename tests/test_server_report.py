@@ -27,7 +27,8 @@ def test_charts_and_tables_of_server_rows(tmp_path):
     assert serving.latency_vs_rate(df) is not None and serving.shapes(df) is not None
     assert len(serving.rates_table(df).rows) == 2  # (backend, texts, budget): one backend, one dataset, 2 budgets
     machines = serving.compare_machines(df)
-    assert len(machines.rows) == 2 and machines.rows[1][7] == "320"  # machine b: 2x1 at 160 x 2
+    assert len(machines.rows) == 2 and machines.rows[1][8] == "320"  # machine b: 2x1 at 160 x 2
+    assert [r[2] for r in machines.rows] == ["cpu-a aaaaaaaa", "cpu-b bbbbbbbb"]
     assert serving.latency_vs_rate(df[df["kind"] == "speed"]) is None
 
 
@@ -40,7 +41,16 @@ def test_compare_machines_with_prices(tmp_path, capsys):
     assert "best bulk backend" in printed and "| 1.000 |" in printed  # $0.36/h at 100 texts/s
     page = (out / "report.md").read_text()
     assert "Server scenario" in page and "Machines side by side" in page and "server-latency-vs-rate.png" in page
-    assert (out / "server-shapes.png").exists()
+    assert (out / "server-shapes.png").exists() and (out / "machines.png").exists()
+    assert "(cheapest)" in page
+
+
+def test_a_configuration_stopped_early_shows_the_rate_it_could_not_reach(tmp_path):
+    results.write_row(tmp_path, server_row("onnx", 400.0, 50.0, rate_bracket=[400.0, 440.0]))
+    results.write_row(tmp_path, server_row("torch-fp32", None, 50.0, rate_bracket=[None, 400.0],
+                                           dominated_by="onnx 1x2 max_batch 8/2 ms"))  # fmt: skip
+    table = serving.rates_table(results.load(tmp_path))
+    assert {r[0]: r[3] for r in table.rows} == {"onnx": "400", "torch-fp32": "< 400"}
 
 
 def test_a_price_that_is_not_a_number_is_one_line(tmp_path, capsys):

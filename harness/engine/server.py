@@ -12,6 +12,7 @@ every instance: the shape's own siblings are not contention.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import tempfile
@@ -23,10 +24,11 @@ import numpy as np
 import psutil
 
 from harness.core.files import digest
-from harness.engine import instances, measure, serving
+from harness.engine import identity, instances, measure, serving
 from harness.engine.cells import Cell, backend_identity, label_of
 from harness.engine.specs import ServerSpec
 from harness.engine.workers import POOL
+from harness.store.labels import label
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class Leader:
 # launched job starts afresh). A configuration is compared with the others' best, never with its own: each of
 # its shapes and batchings is searched to the end unless another configuration dominates it.
 LEADERS: dict[tuple, dict[str, Leader]] = {}
+_SEEDED: set[str] = set()  # run folders whose stored rows are in LEADERS
 
 
 def leader(key: tuple, label: str) -> Leader | None:
@@ -75,8 +78,32 @@ def leader(key: tuple, label: str) -> Leader | None:
 
 
 def leader_key(shape: Shape, budget_ms: float) -> tuple:
-    return (digest([dataclasses.asdict(shape.job.spec.model)]), shape.cfg.dataset.name, shape.k * shape.t,
-            float(budget_ms), shape.cfg.round)  # fmt: skip
+    return (identity.model_key(shape.cfg), shape.cfg.dataset.name, shape.k * shape.t, float(budget_ms),
+            int(shape.cfg.round))  # fmt: skip
+
+
+def seed_leaders(run_dir: Path) -> None:
+    """LEADERS from the run's stored server rows (once per run and process): a resumed sweep, or jobs that a
+    launcher runs in separate processes, stop dominated configurations as one uninterrupted sweep would."""
+    if str(run_dir) in _SEEDED:
+        return
+    _SEEDED.add(str(run_dir))
+    for path in run_dir.glob("server-*.json"):
+        try:
+            row = json.loads(path.read_text())
+            rate = row.get("sustainable_rate")
+            if row.get("kind") != "server" or row.get("status") != "ok" or not rate:
+                continue
+            key = (row["model_key"], row["dataset"], int(row["threads"]), float(row["budget_p99_ms"]),
+                   int(row.get("round") or 0))  # fmt: skip
+            name = label(row["backend"], row.get("variant") or "")
+            what = (f"{name} {row['instances']}x{row['threads_per_instance']} max_batch {row['max_batch']}/"
+                    f"{row['max_wait_ms']:g} ms")  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a damaged or older row: the sweep measures what it needs again
+        own = LEADERS.setdefault(key, {}).get(name)
+        if own is None or rate > own.rate:
+            LEADERS[key][name] = Leader(float(rate), key[3] / 1e3, what)
 
 
 class StepFailed(RuntimeError):
@@ -248,6 +275,8 @@ def run_cells(cfg: Any, job: Any, backend_cfg: Any, cells: list[Cell], record: A
     for cell in cells:
         p = cell.server
         groups.setdefault((p["instances"], p["threads"], p["max_batch"], p["max_wait_ms"]), []).append(cell)
+    if cfg.server.prune_dominated:
+        seed_leaders(Path(cfg.results_dir) / str(cfg.run))
     for (k, t, max_batch, wait_ms), group in groups.items():
         if not _STARTED:
             _STARTED.append(time.monotonic())

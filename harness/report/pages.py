@@ -122,8 +122,13 @@ def build(df: pd.DataFrame, title: str = "Backend benchmark report") -> tuple[li
                 blocks += [Block("h3", heading), Block("table", table=table)]
     blocks += _server_blocks(df, images)
     blocks += [Block("h2", "Machines"), Block("table", table=machines_table(df))]
-    if df["machine"].nunique() > 1:
+    slots = df["machine_slot"] if "machine_slot" in df else df["machine"]
+    if slots.nunique() > 1:
         blocks += [Block("h2", "Machines side by side"), Block("table", table=serving.compare_machines(df))]
+        fig = serving.machines_chart(df)
+        if fig is not None:
+            images["machines.png"] = figure_png(fig)
+            blocks.append(Block("image", text="Machines side by side", image="machines.png"))
     versions = versions_table(df)
     if versions is not None:
         blocks += [Block("h2", "Versions"), Block("table", table=versions)]

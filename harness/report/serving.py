@@ -75,15 +75,25 @@ def _fmt(value: Any, digits: int = 0) -> str:
     return "-" if math.isnan(v) else f"{v:,.{digits}f}"
 
 
+def _rate(row: Any) -> str:
+    """A row's sustainable rate, or for a configuration stopped early the rate it could not reach ("< 616")."""
+    if row["sustainable_rate"] == row["sustainable_rate"] and row["sustainable_rate"] is not None:
+        return _fmt(row["sustainable_rate"])
+    bracket = row.get("rate_bracket")
+    high = bracket[1] if isinstance(bracket, (list, tuple)) and len(bracket) > 1 else None
+    return f"< {_fmt(high)}" if high else "-"
+
+
 def rates_table(df: pd.DataFrame) -> Table | None:
-    """Sustainable requests/s per configuration and budget, with the batching and shape chosen."""
+    """Sustainable requests/s per configuration and budget, with the batching and shape chosen; a configuration
+    stopped early (`dominated_by`) shows the rate it could not reach."""
     rows = server_rows(df)
     if rows.empty:
         return None
     out = []
     for (label, dataset, budget), g in rows.groupby(["label", "dataset", "budget_p99_ms"]):
         best = g.sort_values("sustainable_rate", ascending=False, na_position="last").iloc[0]
-        out.append([label, dataset, f"{budget:g}", _fmt(best["sustainable_rate"]),
+        out.append([label, dataset, f"{budget:g}", _rate(best),
                     f"{int(best['max_batch'])} / {best['max_wait_ms']:g} ms",
                     f"{int(best['instances'])}x{int(best['threads_per_instance'])}",
                     _fmt(best["request_p99_ms"], 1), _fmt(best.get("usd_per_million_texts"), 3)])  # fmt: skip
@@ -91,22 +101,83 @@ def rates_table(df: pd.DataFrame) -> Table | None:
                   "p99 there (ms)", "$ / M texts"], out, numeric={2, 3, 6, 7})  # fmt: skip
 
 
-def compare_machines(df: pd.DataFrame) -> Table:
-    """Machines side by side for each model: the best backend by bulk texts/s, its texts/s and $/M texts,
-    and the best sustainable rate (loosest budget) with its $/M texts."""
+def _slot(g: pd.DataFrame) -> str:
+    """The machine as a reader knows it: CPU model, fingerprint and the CPUs the run had."""
+    hw = next((h for h in g["hardware"] if isinstance(h, dict)), {}) if "hardware" in g else {}
+    machine, _, cpus = str(g["machine_slot"].iloc[0]).partition("/")
+    return f"{hw.get('cpu_model', '')} {machine[:8]}" + (f" · {cpus.replace('cpu', '')} CPU(s)" if cpus else "")
+
+
+def best_per_machine(df: pd.DataFrame) -> pd.DataFrame:
+    """One line per (model, texts, machine slot): the best bulk backend (texts/s, $/M texts) and the best server
+    configuration at the loosest budget (req/s, $/M texts); uncontended rows only where there are any."""
+    ok = df[df["status"] == "ok"].copy()
+    if "machine_slot" not in ok:
+        ok["machine_slot"] = ok["machine"]
     out = []
-    for (model, machine), g in df[df["status"] == "ok"].groupby(["model", "machine"]):
-        speed = g[(g["kind"] == "speed") & g["throughput"].notna()].sort_values("throughput", ascending=False)
-        server = server_rows(g).sort_values(["budget_p99_ms", "sustainable_rate"], ascending=False)
-        server = server[server["sustainable_rate"].notna()]
-        hw = next((h for h in g["hardware"] if isinstance(h, dict)), {})
-        top, srv = (speed.iloc[0] if len(speed) else None), (server.iloc[0] if len(server) else None)
-        out.append([model, f"{machine[:12]} {hw.get('cpu_model', '')}".strip(), _fmt(g["price_per_hour"].max(), 2),
-                    top["label"] if top is not None else "-", _fmt(top["throughput"] if top is not None else None),
-                    _fmt(top["usd_per_million_texts"] if top is not None else None, 3),
-                    f"{srv['label']} {int(srv['instances'])}x{int(srv['threads_per_instance'])}" if srv is not None
-                    else "-", _fmt(srv["sustainable_rate"] if srv is not None else None),
-                    f"{srv['budget_p99_ms']:g}" if srv is not None else "-",
-                    _fmt(srv["usd_per_million_texts"] if srv is not None else None, 3)])  # fmt: skip
-    return Table(["model", "machine", "$/h", "best bulk backend", "texts/s", "$ / M texts", "best server",
-                  "req/s", "p99 budget (ms)", "$ / M texts (server)"], out, numeric={2, 4, 5, 7, 8, 9})  # fmt: skip
+    for (model, dataset, slot), g in ok.groupby(["model", "dataset", "machine_slot"]):
+        speed = g[(g["kind"] == "speed") & g["throughput"].notna()] if "throughput" in g else g.iloc[0:0]
+        speed = speed[~speed["contended"].isin([True])] if speed["contended"].isin([False]).any() else speed
+        server = server_rows(g)
+        server = server[server["sustainable_rate"].notna()] if len(server) else server
+        if len(server):
+            server = server[server["budget_p99_ms"] == server["budget_p99_ms"].max()]
+        top = speed.sort_values("throughput", ascending=False).iloc[0] if len(speed) else None
+        srv = server.sort_values("sustainable_rate", ascending=False).iloc[0] if len(server) else None
+        out.append({
+            "model": model, "dataset": dataset, "slot": slot, "machine": _slot(g),
+            "price": g["price_per_hour"].max() if "price_per_hour" in g else math.nan,
+            "bulk": top["label"] if top is not None else None,
+            "bulk_batch": int(top["batch_size"]) if top is not None and top["batch_size"] == top["batch_size"] else None,
+            "texts_s": top["throughput"] if top is not None else math.nan,
+            "bulk_usd": top.get("usd_per_million_texts", math.nan) if top is not None else math.nan,
+            "server": f"{srv['label']} {int(srv['instances'])}x{int(srv['threads_per_instance'])} "
+                      f"b{int(srv['max_batch'])}" if srv is not None else None,
+            "rate": srv["sustainable_rate"] if srv is not None else math.nan,
+            "budget": srv["budget_p99_ms"] if srv is not None else math.nan,
+            "server_usd": srv.get("usd_per_million_texts", math.nan) if srv is not None else math.nan,
+        })  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def compare_machines(df: pd.DataFrame) -> Table:
+    """Machines side by side for each model and texts: per machine slot the best backend by bulk texts/s, its
+    texts/s and $/M texts, and the best sustainable rate (loosest budget) with its $/M texts; the cheapest
+    machine of each (model, texts) is marked."""
+    best = best_per_machine(df)
+    rows = []
+    for (_, _), g in best.groupby(["model", "dataset"]) if len(best) else []:
+        cheapest = {c: g[c].idxmin() if g[c].notna().any() else None for c in ("bulk_usd", "server_usd")}
+        for i, r in g.iterrows():
+            mark = {c: " (cheapest)" if cheapest[c] == i and len(g) > 1 else "" for c in cheapest}
+            rows.append([r["model"], r["dataset"], r["machine"], _fmt(r["price"], 3),
+                         f"{r['bulk']} (batch {r['bulk_batch']})" if r["bulk"] else "-", _fmt(r["texts_s"]),
+                         _fmt(r["bulk_usd"], 3) + mark["bulk_usd"], r["server"] or "-", _fmt(r["rate"]),
+                         _fmt(r["budget"]), _fmt(r["server_usd"], 3) + mark["server_usd"]])  # fmt: skip
+    return Table(["model", "texts", "machine", "$/h", "best bulk backend", "texts/s", "$ / M texts", "best server",
+                  "req/s", "p99 budget (ms)", "$ / M texts (server)"], rows, numeric={3, 5, 8, 9})  # fmt: skip
+
+
+def machines_chart(df: pd.DataFrame) -> Figure | None:
+    """Machines on one axis, per (model, texts): the best bulk texts/s and sustainable req/s, and their $/M
+    texts (where a price is known)."""
+    best = best_per_machine(df)
+    if best.empty or best["slot"].nunique() < 2:
+        return None
+    best["what"] = best["model"].str.slice(0, 24) + " · " + best["dataset"]
+    priced = best[["bulk_usd", "server_usd"]].notna().any().any()
+    fig, axes = plt.subplots(1, 2 if priced else 1, figsize=(13 if priced else 7, 4.5), squeeze=False)
+    speed = best.pivot_table(index="what", columns="machine", values=["texts_s", "rate"], aggfunc="max")
+    speed.columns = [f"{m} · {'bulk texts/s' if v == 'texts_s' else 'server req/s'}" for v, m in speed.columns]
+    speed.plot.bar(ax=axes[0][0], rot=0)
+    axes[0][0].set(title="throughput per machine (best backend each)", xlabel="", ylabel="texts or requests / s")
+    axes[0][0].legend(fontsize=7)
+    if priced:
+        usd = best.pivot_table(index="what", columns="machine", values=["bulk_usd", "server_usd"], aggfunc="min")
+        usd.columns = [f"{m} · {'bulk' if v == 'bulk_usd' else 'server'}" for v, m in usd.columns]
+        usd.plot.bar(ax=axes[0][1], rot=0)
+        axes[0][1].set(title="$ per million texts (lower is better)", xlabel="", ylabel="$ / M texts")
+        axes[0][1].legend(fontsize=7)
+    fig.suptitle("Machines side by side")
+    fig.tight_layout()
+    return fig

@@ -1,7 +1,7 @@
 """What a text costs: `$ per million texts` = price per hour / (texts per second x 3600) x 1e6, derived at
 load time like every ratio (never stored). The price is the machine's, from the sweep's `price_per_hour`
 (carried by its rows) or given to `report` / `recommend` with `--price-per-hour` (one price for every
-machine, or MACHINE=PRICE for one). The rate is a speed row's bulk throughput, or a server row's sustainable
+machine, MACHINE=PRICE for one fingerprint, or MACHINE/2cpu=PRICE for one slot: `slot_of`). The rate is a speed row's bulk throughput, or a server row's sustainable
 rate (one text per request)."""
 
 from __future__ import annotations
@@ -33,9 +33,34 @@ def parse_prices(values: Sequence[str] | None) -> Prices:
     return prices
 
 
+def cpus_of(hw: object) -> int | None:
+    """The CPUs the harness could use on that machine (its `cpu_budget`: physical cores, allowed CPUs, quota)."""
+    if not isinstance(hw, dict) or not hw.get("cores_physical"):
+        return None
+    limits = [int(hw["cores_physical"])]
+    if hw.get("cpus_allowed"):
+        limits.append(len(hw["cpus_allowed"]))
+    if hw.get("cpu_quota"):
+        limits.append(math.ceil(float(hw["cpu_quota"]) - 1e-9))
+    return max(1, min(limits))
+
+
+def slot_of(machine: object, hw: object) -> str:
+    """A machine as a deployment buys it: its fingerprint and the CPUs the run had ("3f2a…/2cpu"). The same
+    CPU type with fewer CPUs (a smaller instance, a SLURM allocation, taskset) is another slot, another price."""
+    cpus = cpus_of(hw)
+    return f"{machine}/{cpus}cpu" if cpus else str(machine)
+
+
 def price_of(machine: object, stored: object, prices: Prices) -> float:
+    """A given price for the slot ("FINGERPRINT/2cpu=", exact) or the machine (a fingerprint prefix), else every
+    machine's given price, else the row's own."""
+    fingerprint, _, cpus = machine.partition("/") if isinstance(machine, str) else ("", "", "")
     for key, value in prices.items():
-        if key is not None and isinstance(machine, str) and machine.startswith(key):
+        if key is not None and "/" in key and key.split("/")[1] == cpus and fingerprint.startswith(key.split("/")[0]):
+            return value
+    for key, value in prices.items():
+        if key is not None and "/" not in key and fingerprint.startswith(key):
             return value
     if None in prices:
         return prices[None]
@@ -47,7 +72,9 @@ def with_cost(df: pd.DataFrame, prices: Prices | None = None) -> pd.DataFrame:
     df = df.copy()
     prices = prices or {}
     stored = df["price_per_hour"] if "price_per_hour" in df else pd.Series(math.nan, index=df.index)
-    df["price_per_hour"] = [price_of(m, s, prices) for m, s in zip(df["machine"], stored, strict=True)]
+    hws = df["hardware"] if "hardware" in df else pd.Series(None, index=df.index)
+    df["machine_slot"] = [slot_of(m, h) for m, h in zip(df["machine"], hws, strict=True)]
+    df["price_per_hour"] = [price_of(m, s, prices) for m, s in zip(df["machine_slot"], stored, strict=True)]
     rate = pd.Series(math.nan, index=df.index, dtype=float)
     if "throughput" in df:
         speed = df["kind"] == "speed"
