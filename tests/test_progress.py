@@ -6,6 +6,7 @@ import sys
 
 from omegaconf import OmegaConf
 
+from harness.cli import progress
 from harness.store import results
 
 
@@ -56,3 +57,10 @@ def test_the_bar_counts_every_planned_cell_with_the_machines_variants(tmp_path, 
     bar.on_multirun_start(OmegaConf.create({}))
     assert bar.bar.total == 2 * 3  # two datasets x (torch-fp32, openvino, openvino [ov_precision=f32])
     bar.bar.close()
+
+
+def test_a_server_sweep_counts_its_cells_and_time_and_names_its_timeouts():
+    rows = [{"kind": "server", "status": "ok", "duration_s": 12.0}, {"kind": "server", "status": "ok", "duration_s": 8.0},
+            {"kind": "server", "status": "timeout", "duration_s": 0.0}]  # fmt: skip
+    assert progress.timed_share(rows, 40.0) == "timed 20 s of 40 s (50%); 2 cells measured in this sweep"
+    assert progress.failures(rows).startswith("1 of 3 cells of this sweep did not finish (1 timeout)")

@@ -48,7 +48,9 @@ class FakeShape:
         self.measured: list[float] = []
 
     def step(self, mode, **fields):
-        return [{"runtime": {}, "precision": "fp32", "settings": {}}]
+        return [{"runtime": {}, "precision": "fp32", "settings": {}, "solo_p99_s": self.solo_p99_s}]
+
+    solo_p99_s = None
 
     def bulk(self):
         return self._bulk
@@ -157,3 +159,24 @@ def test_a_resumed_sweep_knows_the_leaders_from_the_stored_rows(tmp_path):
     assert best.rate == 400.0 and best.what == "onnx 1x2 max_batch 8/2 ms"
     slow = FakeShape("torch-fp32", 0.008, 125.0)
     assert server.measure_group(slow, [50.0])[50.0]["dominated_by"] == "onnx 1x2 max_batch 8/2 ms"
+
+
+def test_a_budget_below_a_lone_requests_latency_is_unreachable_without_a_point():
+    shape = FakeShape("slow", 0.03, 30.0)
+    shape.solo_p99_s = 0.03
+    fields = server.measure_group(shape, [20.0, 100.0])
+    assert fields[20.0]["sustainable_rate"] is None and fields[20.0]["why_not"].startswith("unreachable")
+    assert fields[20.0]["solo_p99_ms"] == pytest.approx(30.0) and fields[100.0]["sustainable_rate"] > 0
+    assert all(r >= 30.0 / 16 for r in shape.measured)  # only the 100 ms search measured points
+
+
+def test_the_downward_search_stops_where_latency_no_longer_falls_with_the_load():
+    d = 0.03  # every request takes 30 ms: a 20 ms budget is never met, and p99 flattens at low load
+    calls = []
+
+    def measure_at(rate):
+        calls.append(rate)
+        return ideal(rate, d, sv.requests_for(rate, 1.0, 30, 150))
+
+    found = sv.sustainable_rate(measure_at, 0.02, 0.1, 40.0, start=20.0)
+    assert found.rate is None and len(calls) <= 4 and min(calls) > 1.0  # not down to lo = 0.1

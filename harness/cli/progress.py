@@ -123,7 +123,7 @@ def written_since(results_dir: str, runs: list[str], since: str) -> list[dict[st
 
 def failures(written: list[dict[str, Any]]) -> str | None:
     """One line for the cells of `written` that failed or timed out, None when there were none."""
-    rows = [r for r in written if r.get("kind") in ("speed", "accuracy")]
+    rows = [r for r in written if r.get("kind") in ("speed", "accuracy", "server")]
     bad = [r for r in rows if r.get("status") in ("failed", "timeout")]
     if not bad:
         return None
@@ -135,9 +135,12 @@ def failures(written: list[dict[str, Any]]) -> str | None:
 
 
 def timed_share(rows: list[dict[str, Any]], wall_s: float) -> str:
-    """How much of the sweep's wall time was measurement: the timed passes of the rows it wrote."""
+    """How much of the sweep's wall time was measurement: the timed passes of the rows it wrote (a server cell:
+    its share of its group's time, warm-up, bulk passes and rate points)."""
     timed = sum(float(r.get("measure_s") or 0.0) for r in rows if r.get("kind") == "speed")
-    cells = sum(1 for r in rows if r.get("kind") in ("speed", "accuracy"))
+    timed += sum(float(r.get("duration_s") or 0.0) for r in rows if r.get("kind") == "server" and r.get("status") == "ok")
+    cells = sum(1 for r in rows if r.get("kind") in ("speed", "accuracy") or
+                (r.get("kind") == "server" and r.get("status") == "ok"))  # fmt: skip
     share = f" ({timed / wall_s:.0%})" if wall_s > 0 else ""
     return f"timed {timed:.0f} s of {wall_s:.0f} s{share}; {cells} cells measured in this sweep"
 

@@ -127,6 +127,7 @@ class Shape:
     points: dict[float, serving.ServeResult] = dataclasses.field(default_factory=dict)
     cpu: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (cpu_self, cpu_other) per step
     pss: list[float] = dataclasses.field(default_factory=list)
+    solo: float | None = None  # p99 of a request served alone (s), measured after the warm-up
 
     def __post_init__(self) -> None:
         spec = self.job.spec
@@ -213,7 +214,8 @@ def budget_fields(shape: Shape, search: serving.RateSearch, bulk: float, warm: d
         "requests_measured": at.n if at else None, "backlog": at.backlog if at else None,
         "memory_pss_mb": sum(shape.pss) if shape.pss else None, "point_s": float(shape.cfg.server.point_s),
         "cpu_self": cpu_self, "cpu_other": cpu_other,
-        "contended": bool(worst > shape.cfg.measure.contention_threshold), "dominated_by": None, **warm,
+        "contended": bool(worst > shape.cfg.measure.contention_threshold), "dominated_by": None,
+        "solo_p99_ms": shape.solo * 1e3 if shape.solo is not None else None, **warm,
     }  # fmt: skip
 
 
@@ -239,8 +241,10 @@ def measure_group(shape: Shape, budgets_ms: list[float]) -> dict[float, dict[str
     """The shape's bulk throughput and, per budget, its sustainable-rate search: row fields by budget.
     A budget whose best rate so far (`LEADERS`) this shape cannot reach stops after one point, `dominated`."""
     s = shape.cfg.server
-    warm = shape.step("warm", warm_sizes=warm_sizes(shape.max_batch, int(s.bulk_batch_size)))[0]
-    warm = {k: warm[k] for k in ("runtime", "precision", "settings")}
+    warmed = shape.step("warm", warm_sizes=warm_sizes(shape.max_batch, int(s.bulk_batch_size)))
+    warm = {k: warmed[0][k] for k in ("runtime", "precision", "settings")}
+    solos = [o["solo_p99_s"] for o in warmed if o.get("solo_p99_s") is not None]
+    solo = shape.solo = min(solos) if solos else None  # a request served alone: p99, on the fastest instance
     bulk = shape.bulk()
     hi = float(s.rate_hi or 1.5 * bulk)
     lo = float(s.rate_lo or hi / 16)
@@ -248,6 +252,11 @@ def measure_group(shape: Shape, budgets_ms: list[float]) -> dict[float, dict[str
     out: dict[float, dict[str, Any]] = {}
     start = float(s.rate_lo or bulk / 2)  # near a loose budget's answer: low rates are the slow points
     for budget in sorted(budgets_ms, reverse=True):  # the loosest first: the others reuse its points
+        if solo is not None and solo > 1.1 * budget / 1e3:  # no rate can beat a request's own service time
+            search = serving.RateSearch(None, budget / 1e3, (None, None), [])
+            out[float(budget)] = {**budget_fields(shape, search, bulk, warm), "why_not": f"unreachable: a request "
+                                  f"served alone takes p99 {solo * 1e3:.1f} ms > budget {budget:g} ms"}  # fmt: skip
+            continue
         key, best = leader_key(shape, budget), leader(leader_key(shape, budget), shape.label)
         why = dominated(shape, best, bulk, min_n) if s.prune_dominated else ""
         if why and best:

@@ -261,6 +261,7 @@ class RatePoint:
     backlog: int
     sustainable: bool
     why_not: str  # "" when sustainable
+    offered: float = math.nan  # the schedule's actual arrivals per second
 
 
 @dataclass
@@ -284,6 +285,18 @@ def judge(result: ServeResult, budget_p99_s: float, min_n: int = MIN_N) -> str:
     if result.backlog >= result.max_batch:
         why.append(f"backlog {result.backlog} >= max batch {result.max_batch}")
     return "; ".join(why)
+
+
+def _at_floor(points: list[RatePoint], budget_p99_s: float) -> bool:
+    """The last two points (the rate halved, both served, both over the budget) say no lower rate meets the
+    budget: halving the load at least halves the queueing part of the latency (M/D/1: ~rho / (1 - rho)), so all
+    further halvings together take off at most the last drop; stop when the budget is over twice that away
+    (lower rates are the slow points to measure)."""
+    if len(points) < 2:
+        return False
+    a, b = points[-2], points[-1]
+    served = all(p.throughput >= THROUGHPUT_FRACTION * p.offered for p in (a, b))
+    return b.rate < a.rate and served and b.p99 > budget_p99_s and b.p99 - budget_p99_s > 2 * (a.p99 - b.p99)
 
 
 def sustainable_rate(
@@ -314,7 +327,8 @@ def sustainable_rate(
     def ok(rate: float) -> bool:
         result = measure_at(rate)
         why = judge(result, budget_p99_s, min_n)
-        points.append(RatePoint(rate, result.p99, result.n, result.throughput, result.backlog, not why, why))
+        points.append(RatePoint(rate, result.p99, result.n, result.throughput, result.backlog, not why, why,
+                                result.offered_rate))  # fmt: skip
         return not why
 
     if start is not None:
@@ -326,7 +340,7 @@ def sustainable_rate(
             good = rate
         else:
             bad = rate
-            if rate <= lo:
+            if rate <= lo or _at_floor(points, budget_p99_s):
                 break
             rate = max(rate / growth, lo)
     while good is not None and bad is None:  # up while sustainable (capped at hi)

@@ -263,6 +263,9 @@ def _requests(spec: ServerSpec, model: Any) -> tuple[list[Any], Any]:
     return inputs, call
 
 
+SOLO_REQUESTS = 200  # requests timed alone after the server warm-up (the latency floor of every rate)
+
+
 def server(spec: ServerSpec, state: State | None = None) -> dict[str, Any]:
     """One instance of a deployment shape for one step of the server scenario (see ServerSpec). The model is
     loaded once per worker; `warm` runs every batch size the batcher can form, at the longest and shortest
@@ -276,8 +279,14 @@ def server(spec: ServerSpec, state: State | None = None) -> dict[str, Any]:
             call(by_length[:size])
             call(by_length[-size:])
         loaded.warm = True
+        solo = []  # each request alone, in serving order: no latency under load can be below its own service
+        for x in inputs[:SOLO_REQUESTS]:
+            t0 = instances.CLOCK()
+            call([x])
+            solo.append(instances.CLOCK() - t0)
         runtime = loaded.runtime()
-        return instances.instance_result({}, runtime=runtime, precision=runtime["precision"],
+        return instances.instance_result({"solo_p99_s": float(np.quantile(solo, 0.99))}, runtime=runtime,
+                                         precision=runtime["precision"],
                                          settings={**loaded.settings, "load_s": round(loaded.load_s, 3)})  # fmt: skip
     if spec.mode == "bulk":
         share = inputs[spec.instance :: spec.instances]

@@ -329,6 +329,7 @@ class Serving:
     rate_bracket: list[float | None] | None = None  # [highest sustainable, lowest unsustainable above it]
     sustainable: bool | None = None
     why_not: str | None = None  # the lowest unsustainable point's judgement ("" when all were sustainable)
+    solo_p99_ms: float | None = None  # p99 of a request served alone: no rate's p99 can be below it
     dominated_by: str | None = None  # the configuration whose sustained rate this one could not reach (stopped)
     offered_rate: float | None = None  # at the sustainable rate: offered and achieved requests/s
     served_rate: float | None = None
