@@ -99,3 +99,15 @@ def test_recommend_points_the_server_scenario_to_its_own_answer(store):
 
     with pytest.raises(ValueError, match="recommend_server"):
         recommend(results.load(store), Query(scenario="server", max_latency_ms=50), Hardware("", "amd", (), 2, 2, 8.0))
+
+
+def test_a_smaller_slot_of_this_machine_is_not_mixed_into_its_answer(tmp_path):
+    from harness.recommend.server import choose
+
+    two = {"cpu_model": "EPYC", "cores_physical": 2, "cpus_allowed": [0, 1]}
+    results.write_row(tmp_path, server_row("onnx", 400.0, 50.0, (1, 2), run="two", hardware=two))
+    results.write_row(tmp_path, server_row("openvino", 900.0, 50.0, (1, 1), run="one",
+                                           hardware={**two, "cpus_allowed": [0]}))  # fmt: skip
+    df = results.load(tmp_path)
+    assert choose(df, 50, slot="m" * 16 + "/2cpu").label == "onnx"
+    assert choose(df, 50, slot="m" * 16 + "/1cpu").label == "openvino"

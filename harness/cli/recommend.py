@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             df = cost.with_cost(df, cost.parse_prices(args.price_per_hour))
         if args.scenario == "server":
             machine = find_machine(df, args.machine) if args.machine else None
-            choice = server.choose(df, args.max_latency_ms, args.model, machine, args.text_length)
+            here = hardware.detect()
+            choice = server.choose(df, args.max_latency_ms, args.model, machine, args.text_length,
+                                   slot=f"{here.fingerprint}/{here.cpu_budget}cpu")  # fmt: skip
             print(json.dumps(choice.to_dict(), default=str) if args.json else server.format_server(choice))
             return 0 if choice.backend else 1
         if args.machine:

@@ -113,9 +113,11 @@ def nearest_texts(rows: pd.DataFrame, text_length: float | None) -> pd.DataFrame
 
 
 def choose(df: pd.DataFrame, max_latency_ms: float | None, model: str | None = None,
-           machine: str | None = None, text_length: float | None = None) -> ServerChoice:  # fmt: skip
-    """The server row with the highest sustainable rate among those whose budget is within the asked p99
-    (the largest such budget: a tighter one can only sustain less), of the texts nearest `text_length`;
+           machine: str | None = None, text_length: float | None = None,
+           slot: str | None = None) -> ServerChoice:  # fmt: skip
+    """The server row with the highest sustainable rate among those whose budget is within the asked p99 (a rate
+    sustained within 50 ms is sustained within 100 ms too: each budget's search is its own, and a tighter
+    one's can come out higher by the searches' resolution), of the texts nearest `text_length`;
     uncontended rows first. Rows tied with it (overlapping search brackets) are resolved by what a user does
     (plain name < export < knob, `ties.effort`), then by rate."""
     if max_latency_ms is None:
@@ -128,21 +130,22 @@ def choose(df: pd.DataFrame, max_latency_ms: float | None, model: str | None = N
         rows = rows[rows["model"] == model]
     if machine:
         rows = rows[rows["machine"] == machine]
+    if slot and "machine_slot" in rows and (rows["machine_slot"] == slot).any():
+        rows = rows[rows["machine_slot"] == slot]  # this machine with the CPUs it has now, not a smaller slot of it
     rows = nearest_texts(rows, text_length)
     if rows.empty:
         return ServerChoice(*([None] * 14), why=f"no server row sustains any rate with p99 <= {max_latency_ms:g} ms "
                             "(run `harness sweep +experiment=server`)")  # fmt: skip
-    rows = rows[pd.to_numeric(rows["budget_p99_ms"]) == pd.to_numeric(rows["budget_p99_ms"]).max()]
     clean = rows[~rows["contended"].isin([True])]
     ranked = (clean if len(clean) else rows).sort_values("sustainable_rate", ascending=False)
     top = ranked.iloc[0]
     ties = [r for _, r in ranked.iterrows() if tied(r, top)]
     best = min(ties, key=lambda r: (effort(str(r.get("label", r["backend"]))), -float(r["sustainable_rate"])))
-    tie = ", ".join(f"{r.get('label', r['backend'])} {r['instances']}x{r['threads_per_instance']} "
-                    f"batch {r['max_batch']}: {float(r['sustainable_rate']):.0f} req/s"
+    tie = ", ".join(f"{r.get('label', r['backend'])} {int(r['instances'])}x{int(r['threads_per_instance'])} "
+                    f"batch {int(r['max_batch'])}: {float(r['sustainable_rate']):.0f} req/s"
                     for r in ties if r.name != best.name)  # fmt: skip
-    alternatives = [{"label": r["label"], "shape": f"{r['instances']}x{r['threads_per_instance']}",
-                     "max_batch": r["max_batch"], "max_wait_ms": r["max_wait_ms"], "dataset": r["dataset"],
+    alternatives = [{"label": r["label"], "shape": f"{int(r['instances'])}x{int(r['threads_per_instance'])}",
+                     "max_batch": int(r["max_batch"]), "max_wait_ms": r["max_wait_ms"], "dataset": r["dataset"],
                      "sustainable_rate": r["sustainable_rate"], "tied": bool(tied(r, best))}
                     for _, r in ranked.iterrows() if r.name != best.name][:5]  # fmt: skip
     return ServerChoice(

@@ -164,7 +164,7 @@ def machines_chart(df: pd.DataFrame) -> Figure | None:
     best = best_per_machine(df)
     if best.empty or best["slot"].nunique() < 2:
         return None
-    best["what"] = best["model"].str.slice(0, 24) + " · " + best["dataset"]
+    best["what"] = best["model"].str.slice(0, 24) + "\n" + best["dataset"]
     priced = best[["bulk_usd", "server_usd"]].notna().any().any()
     fig, axes = plt.subplots(1, 2 if priced else 1, figsize=(13 if priced else 7, 4.5), squeeze=False)
     speed = best.pivot_table(index="what", columns="machine", values=["texts_s", "rate"], aggfunc="max")
