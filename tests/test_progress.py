@@ -60,7 +60,8 @@ def test_the_bar_counts_every_planned_cell_with_the_machines_variants(tmp_path, 
 
 
 def test_a_server_sweep_counts_its_cells_and_time_and_names_its_timeouts():
-    rows = [{"kind": "server", "status": "ok", "duration_s": 12.0}, {"kind": "server", "status": "ok", "duration_s": 8.0},
-            {"kind": "server", "status": "timeout", "duration_s": 0.0}]  # fmt: skip
+    rows = [{"kind": "server", "status": "ok", "duration_s": 12.0},
+            {"kind": "server", "status": "ok", "duration_s": 8.0},
+            {"kind": "server", "status": "timeout", "duration_s": 0.0}]
     assert progress.timed_share(rows, 40.0) == "timed 20 s of 40 s (50%); 2 cells measured in this sweep"
     assert progress.failures(rows).startswith("1 of 3 cells of this sweep did not finish (1 timeout)")

@@ -80,7 +80,8 @@ def test_a_slower_configuration_stops_after_one_point_and_names_the_leader():
     second = server.measure_group(slow, [20.0, 50.0])
     for budget, fields in second.items():
         assert fields["sustainable_rate"] is None and fields["dominated_by"] == "fast"
-        assert fields["why_not"].startswith("dominated") and fields["rate_bracket"] == [None, first[budget]["sustainable_rate"]]
+        assert fields["why_not"].startswith("dominated")
+        assert fields["rate_bracket"] == [None, first[budget]["sustainable_rate"]]
     assert len(slow.measured) <= 2  # one point per budget at most
     hopeless = FakeShape("hopeless", 0.05, 20.0)  # its bulk rate is below the leader's: not even one point
     assert all(f["dominated_by"] == "fast" for f in server.measure_group(hopeless, [20.0, 50.0]).values())

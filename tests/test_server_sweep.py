@@ -38,6 +38,7 @@ def test_a_tiny_server_sweep_writes_server_rows(tiny_models, tmp_path):
     assert sorted(server["budget_p99_ms"].unique()) == [100.0, 400.0]
     for _, row in server.iterrows():
         assert row["bulk_throughput"] > 0 and row["rate_points"] and row["memory_pss_mb"] > 0
+        assert row["text_chars_mean"] > 0 and row["solo_p99_ms"] > 0  # the texts served, a lone request's p99
         assert row["threads"] == row["instances"] * row["threads_per_instance"]
         rates = [p["rate"] for p in row["rate_points"]]
         assert rates == sorted(rates) and rates[0] == pytest.approx(20.0)

@@ -138,7 +138,8 @@ def timed_share(rows: list[dict[str, Any]], wall_s: float) -> str:
     """How much of the sweep's wall time was measurement: the timed passes of the rows it wrote (a server cell:
     its share of its group's time, warm-up, bulk passes and rate points)."""
     timed = sum(float(r.get("measure_s") or 0.0) for r in rows if r.get("kind") == "speed")
-    timed += sum(float(r.get("duration_s") or 0.0) for r in rows if r.get("kind") == "server" and r.get("status") == "ok")
+    served = [r for r in rows if r.get("kind") == "server" and r.get("status") == "ok"]
+    timed += sum(float(r.get("duration_s") or 0.0) for r in served)
     cells = sum(1 for r in rows if r.get("kind") in ("speed", "accuracy") or
                 (r.get("kind") == "server" and r.get("status") == "ok"))  # fmt: skip
     share = f" ({timed / wall_s:.0%})" if wall_s > 0 else ""

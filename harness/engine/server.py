@@ -243,6 +243,9 @@ def measure_group(shape: Shape, budgets_ms: list[float]) -> dict[float, dict[str
     s = shape.cfg.server
     warmed = shape.step("warm", warm_sizes=warm_sizes(shape.max_batch, int(s.bulk_batch_size)))
     warm = {k: warmed[0][k] for k in ("runtime", "precision", "settings")}
+    stats = warmed[0].get("texts") or {}
+    warm.update({k: stats[k] for k in ("text_chars_mean", "text_chars_p50", "text_chars_max", "text_tokens_mean",
+                                       "truncated_share", "max_seq_length") if k in stats})  # fmt: skip
     solos = [o["solo_p99_s"] for o in warmed if o.get("solo_p99_s") is not None]
     solo = shape.solo = min(solos) if solos else None  # a request served alone: p99, on the fastest instance
     bulk = shape.bulk()

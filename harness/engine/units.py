@@ -285,7 +285,9 @@ def server(spec: ServerSpec, state: State | None = None) -> dict[str, Any]:
             call([x])
             solo.append(instances.CLOCK() - t0)
         runtime = loaded.runtime()
-        return instances.instance_result({"solo_p99_s": float(np.quantile(solo, 0.99))}, runtime=runtime,
+        stats = loaded.text_stats(digest(list(spec.texts)), list(spec.texts), inputs)
+        found = {"solo_p99_s": float(np.quantile(solo, 0.99)), "texts": stats}
+        return instances.instance_result(found, runtime=runtime,
                                          precision=runtime["precision"],
                                          settings={**loaded.settings, "load_s": round(loaded.load_s, 3)})  # fmt: skip
     if spec.mode == "bulk":

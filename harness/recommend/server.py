@@ -100,11 +100,14 @@ def tied(a: pd.Series, b: pd.Series) -> bool:
     return a_lo < b_hi and b_lo < a_hi
 
 
-def nearest_texts(rows: pd.DataFrame, text_length: float | None) -> pd.DataFrame:
-    """The rows of the texts whose mean length is nearest `text_length` (log scale, as the bulk scenario)."""
+def nearest_texts(rows: pd.DataFrame, text_length: float | None, df: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The rows of the texts whose mean length is nearest `text_length` (log scale, as the bulk scenario); rows
+    written before server rows kept their texts' length borrow it from other rows of the same dataset in `df`."""
     if text_length is None or "text_chars_mean" not in rows:
         return rows
-    chars = pd.to_numeric(rows["text_chars_mean"], errors="coerce").groupby(rows["dataset"]).mean().dropna()
+    source = df if df is not None and "text_chars_mean" in df else rows
+    chars = pd.to_numeric(source["text_chars_mean"], errors="coerce").groupby(source["dataset"]).mean().dropna()
+    chars = chars[chars.index.isin(rows["dataset"])]
     chars = chars[chars > 0]
     if chars.empty:
         return rows
@@ -132,7 +135,7 @@ def choose(df: pd.DataFrame, max_latency_ms: float | None, model: str | None = N
         rows = rows[rows["machine"] == machine]
     if slot and "machine_slot" in rows and (rows["machine_slot"] == slot).any():
         rows = rows[rows["machine_slot"] == slot]  # this machine with the CPUs it has now, not a smaller slot of it
-    rows = nearest_texts(rows, text_length)
+    rows = nearest_texts(rows, text_length, df)
     if rows.empty:
         return ServerChoice(*([None] * 14), why=f"no server row sustains any rate with p99 <= {max_latency_ms:g} ms "
                             "(run `harness sweep +experiment=server`)")  # fmt: skip

@@ -128,7 +128,7 @@ def best_per_machine(df: pd.DataFrame) -> pd.DataFrame:
             "model": model, "dataset": dataset, "slot": slot, "machine": _slot(g),
             "price": g["price_per_hour"].max() if "price_per_hour" in g else math.nan,
             "bulk": top["label"] if top is not None else None,
-            "bulk_batch": int(top["batch_size"]) if top is not None and top["batch_size"] == top["batch_size"] else None,
+            "bulk_batch": int(top["batch_size"]) if top is not None and pd.notna(top["batch_size"]) else None,
             "texts_s": top["throughput"] if top is not None else math.nan,
             "bulk_usd": top.get("usd_per_million_texts", math.nan) if top is not None else math.nan,
             "server": f"{srv['label']} {int(srv['instances'])}x{int(srv['threads_per_instance'])} "

@@ -1,7 +1,8 @@
 """What a text costs: `$ per million texts` = price per hour / (texts per second x 3600) x 1e6, derived at
 load time like every ratio (never stored). The price is the machine's, from the sweep's `price_per_hour`
 (carried by its rows) or given to `report` / `recommend` with `--price-per-hour` (one price for every
-machine, MACHINE=PRICE for one fingerprint, or MACHINE/2cpu=PRICE for one slot: `slot_of`). The rate is a speed row's bulk throughput, or a server row's sustainable
+machine, MACHINE=PRICE for one fingerprint, or MACHINE/2cpu=PRICE for one slot:
+`slot_of`). The rate is a speed row's bulk throughput, or a server row's sustainable
 rate (one text per request)."""
 
 from __future__ import annotations
