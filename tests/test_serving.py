@@ -186,12 +186,20 @@ def test_backlog_throughput_and_verdicts():
     assert hand.waiting_at_arrival().tolist() == [0, 1, 0, 0, 0, 1, 0, 1, 0, 0]
 
 
+def ideal_server(d: float):
+    """measure_at(rate) of a perfect server with service time d: 8,000 measured requests after 500."""
+
+    def measure_at(rate):
+        return ideal_result(sv.poisson_schedule(rate, sv.requests_for(rate, 1.0, 500, 8000), SEED), d)
+
+    return measure_at
+
+
 def test_search_brackets_then_bisects_to_the_sample_boundary():
     d, budget = 1.0, 20.0
     theory = sv.md1_rate_for_p99(d, budget)
 
-    def measure_at(rate):
-        return ideal_result(sv.poisson_schedule(rate, sv.requests_for(rate, 1.0, 500, 8000), SEED), d)
+    measure_at = ideal_server(d)
 
     found = sv.sustainable_rate(measure_at, budget, theory / 2, theory * 2)
     good, bad = found.bracket
@@ -210,8 +218,7 @@ def test_search_from_a_start_above_or_below_the_answer_finds_the_same_rate():
     d, budget = 1.0, 20.0
     theory = sv.md1_rate_for_p99(d, budget)
 
-    def measure_at(rate):
-        return ideal_result(sv.poisson_schedule(rate, sv.requests_for(rate, 1.0, 500, 8000), SEED), d)
+    measure_at = ideal_server(d)
 
     plain = sv.sustainable_rate(measure_at, budget, theory / 16, theory * 2)
     for start in (theory * 1.7, theory / 3, theory / 100, theory * 50):
