@@ -181,3 +181,34 @@ def test_the_downward_search_stops_where_latency_no_longer_falls_with_the_load()
 
     found = sv.sustainable_rate(measure_at, 0.02, 0.1, 40.0, start=20.0)
     assert found.rate is None and len(calls) <= 4 and min(calls) > 1.0  # not down to lo = 0.1
+
+
+class FlakyShape(FakeShape):
+    """An ideal server whose points between 90 and 110 req/s come out slow (a p99 set by a few slow requests)."""
+
+    def measure_at(self, rate):
+        key = round(rate, 6)
+        if key not in self.points and 90.0 <= rate <= 110.0:
+            self.points[key] = ideal(rate, 0.2, sv.requests_for(rate, 1.0, 30, 150))
+        return super().measure_at(rate)
+
+
+def test_a_looser_budget_never_holds_a_lower_rate_than_a_tighter_one():
+    # the 100 ms search (first) meets the slow point and ends below it; the 50 ms search, from there, climbs past
+    # it: before, the looser budget read 88 req/s and the tighter 240
+    shape = FlakyShape("flaky", 0.004, 200.0)
+    fields = server.measure_group(shape, [50.0, 100.0])
+    assert fields[100.0]["sustainable_rate"] >= fields[50.0]["sustainable_rate"] > 0
+    for budget, f in fields.items():  # every point up to the claimed rate met the budget
+        held = [p for p in f["rate_points"] if p["rate"] <= f["sustainable_rate"] + 1e-3]
+        assert held and all(p["p99_ms"] <= budget for p in held)
+        assert f["rate_bracket"][1] is not None and f["rate_bracket"][1] > f["sustainable_rate"]
+    assert server.LEADERS[server.leader_key(shape, 50.0)]["flaky"].rate == fields[50.0]["sustainable_rate"]
+
+
+def test_held_rate_is_the_rate_every_lower_point_meets():
+    points = {r: ideal(r, 0.004, sv.requests_for(r, 1.0, 30, 150)) for r in (50.0, 100.0, 200.0)}
+    points[100.0] = ideal(100.0, 0.2, sv.requests_for(100.0, 1.0, 30, 150))
+    assert sv.held_rate(points, 0.05) == (50.0, 100.0)
+    assert sv.held_rate({}, 0.05) == (None, None)
+    assert sv.held_rate({50.0: points[100.0]}, 0.05) == (None, 50.0)

@@ -26,7 +26,8 @@ def harness(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 @pytest.mark.slow  # about 2 min on 2 cores: worker starts, exports, two shapes
 def test_a_tiny_server_sweep_writes_server_rows(tiny_models, tmp_path):
-    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache")}
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache"), "TMPDIR": str(tmp_path / "tmp")}
     shapes = "server.shapes=[1x1,2x1]" if detect().cpu_budget >= 2 else "server.shapes=[1x1]"
     args = ["sweep", "model.name=tiny", f"model.source={tiny_models[0]}", f"results_dir={tmp_path / 'results'}",
             "run=s", shapes, *QUICK]  # fmt: skip
@@ -44,6 +45,7 @@ def test_a_tiny_server_sweep_writes_server_rows(tiny_models, tmp_path):
         assert rates == sorted(rates) and rates[0] == pytest.approx(20.0)
         if row["sustainable_rate"] is not None:
             assert 20.0 <= row["sustainable_rate"] <= 80.0 and row["request_p99_ms"] <= row["budget_p99_ms"]
+    assert not list((tmp_path / "tmp").glob("harness-queue-*"))  # each shape's queue file removed when done
     again = harness(*args, env=env)
     assert again.returncode == 0 and "nothing to run" in again.stdout, again.stderr[-2000:]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -184,14 +185,32 @@ def cell_seconds(refs: list[Measured], target: Target, measure: Any, start_s: fl
     return fixed + process + extra + statistics.median(r.tries for r in refs) * timed
 
 
-def server_group_s(server: Any) -> float:
-    """One (shape, batching) group of server cells: warm-up and bulk, the search's doubling from the lowest
-    rate (hi/16 by default) shared by the budgets, then each budget's bisection to rel_tol."""
-    doublings = 5 if server.rate_lo is None or server.rate_hi is None else math.ceil(
-        math.log2(max(server.rate_hi / server.rate_lo, 1.0))) + 1  # fmt: skip
+def server_group_s(server: Any, dominated: bool = False) -> float:
+    """One (shape, batching) group of server cells when this machine has none measured: warm-up and bulk, then a
+    search from half the bulk rate (a step or two) and each budget's bisection to rel_tol; a group another
+    configuration dominates (sweep order: the likely fastest first) stops after its bulk or one point a budget."""
     bisections = math.ceil(math.log2(math.log(2) / math.log1p(server.rel_tol)))
-    points = doublings + len(server.budgets_ms) * bisections
+    budgets = len(server.budgets_ms)
+    points = budgets / 2 if dominated else 2 + budgets * bisections
     return 8.0 + points * (1.5 * server.point_s + 0.8)
+
+
+def server_cell_s(rows: list[dict[str, Any]], machine: str) -> dict[tuple[str, str], float]:
+    """The mean seconds of a server cell per (model, dataset), from the newest run that measured that pair on
+    this machine (a row's duration is its group's over its cells: searched, dominated and unreachable ones in
+    the mix that run had)."""
+    newest: dict[tuple[str, str], tuple[str, str]] = {}
+    for r in rows:
+        if r.get("kind") == "server" and r.get("machine") == machine and r.get("status") == "ok":
+            key, when = (r.get("model"), r.get("dataset")), (str(r.get("timestamp") or ""), str(r.get("run")))
+            newest[key] = max(newest.get(key, when), when)
+    seconds: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        key = (r.get("model"), r.get("dataset"))
+        if (r.get("kind") == "server" and r.get("machine") == machine and r.get("status") == "ok"
+                and key in newest and str(r.get("run")) == newest[key][1] and r.get("duration_s")):  # fmt: skip
+            seconds.setdefault(key, []).append(float(r["duration_s"]))
+    return {k: statistics.fmean(v) for k, v in seconds.items()}
 
 
 LATER_ROUND_SHARE = 0.3  # rounds=auto: the share of a later round's cells measured, before this machine has swept
@@ -205,3 +224,100 @@ def later_round_share(rows: list[dict[str, Any]], machine: str) -> float:
     if len(later) < 20:
         return LATER_ROUND_SHARE
     return sum(r["kind"] == "speed" for r in later) / len(later)
+
+
+CHARS_PER_TOKEN = 4.0  # English text in a WordPiece / BPE vocabulary, roughly (the texts' own count once measured)
+
+
+def builtin_texts(d: Any) -> tuple[int | None, float | None]:
+    """A dataset's text count and estimated tokens per text before any row has them: a built-in bucket's
+    texts are made here (no file, no model) and counted in characters; other sources: unknown."""
+    if d.source != "builtin" or d.bucket is None:
+        return None, None
+    from harness.inputs.texts import builtin_texts
+
+    texts = builtin_texts(str(d.bucket), int(d.samples), int(d.seed))
+    chars = sum(len(t) for t in texts) * int(d.multiply) / max(1, len(texts))
+    return len(texts), chars / CHARS_PER_TOKEN + 2  # + [CLS] and [SEP]
+
+
+class Timings:
+    """This machine's durations in the store, by cell and by backend, and its speed cells in parts (to scale)."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]], machine: str):
+        self.cell: dict[tuple, list[float]] = {}
+        self.backend: dict[tuple, list[float]] = {}
+        self.all: dict[str, list[float]] = {"speed": [], "accuracy": []}
+        self.measured: list[Measured] = []
+        self.works: dict[tuple[str, str], Work] = {}  # the plan's (model, dataset) workloads, made once
+        self.start: float | None = None  # a worker process's start (start_s)
+        self.server_s: dict[tuple[str, str], float] | None = None  # a server cell's seconds (server_cell_s)
+        self.machine = machine
+        self.rows = rows = list(rows)
+        for r in rows:
+            if r.get("machine") != machine or r.get("status") != "ok" or r.get("kind") not in self.all:
+                continue
+            seconds = float(r.get("duration_s") or 0.0)
+            key = (r["kind"], r["model"], r["dataset"] if r["kind"] == "speed" else "", r["backend"],
+                   r.get("variant") or "", r.get("batch_size"))  # fmt: skip
+            self.cell.setdefault(key, []).append(seconds)
+            self.backend.setdefault((r["kind"], r["backend"]), []).append(seconds)
+            self.all[r["kind"]].append(seconds)
+            measured = Measured.from_row(r) if r["kind"] == "speed" else None
+            if measured is not None:
+                self.measured.append(measured)
+        # the breakdown is measured in round 0 only: the cell's other rounds share its forward share
+        shares = {m.cell(): m.forward_share for m in self.measured if m.forward_share is not None}
+        self.measured = [replace(m, forward_share=shares.get(m.cell())) if m.forward_share is None else m
+                         for m in self.measured]  # fmt: skip
+
+    def estimate(self, kind: str, model: str, dataset: str, backend: str, variant: str, bs: int | None,
+                 target: Target | None = None, measure: Any = None) -> float | None:  # fmt: skip
+        """The cell's own timing; else (a speed cell with its `target` and the `measure` rules) a measured
+        cell scaled to it; else the backend's median, else the machine's."""
+        own = self.cell.get((kind, model, dataset if kind == "speed" else "", backend, variant, bs))
+        if own:
+            return statistics.median(own)
+        if kind == "speed" and target is not None and measure is not None:
+            scaled = self.scaled(backend, variant, dataset, target, measure)
+            if scaled is not None:
+                return scaled
+        for values in (self.backend.get((kind, backend)), self.all[kind]):
+            if values:
+                return statistics.median(values)
+        return None
+
+    def scaled(self, backend: str, variant: str, dataset: str, target: Target, measure: Any) -> float | None:
+        """The nearest measured cells of the backend (its variant, the dataset, the batch size, the model's
+        size, in that order), each scaled to `target`; their median."""
+        pool = ([m for m in self.measured if (m.backend, m.variant) == (backend, variant)]
+                or [m for m in self.measured if m.backend == backend])  # fmt: skip
+        if not pool:
+            return None
+
+        def distance(m: Measured) -> tuple[bool, float, float]:
+            params = m.params or (m.work().params or 1)
+            return (m.dataset != dataset, abs(math.log(m.batch_size / target.batch_size)),
+                    abs(math.log(params / (target.work.params or params))))  # fmt: skip
+
+        nearest = min(distance(m) for m in pool)
+        return cell_seconds([m for m in pool if distance(m) == nearest], target, measure, self.start_s(measure))
+
+    def texts(self, dataset: str) -> tuple[int | None, float | None]:
+        """The dataset's texts per pass and mean tokens per text, as its measured rows say (None, None: never run)."""
+        rows = [m for m in self.measured if m.dataset == dataset and m.tokens]
+        if not rows:
+            return None, None
+        return int(statistics.median(m.n_texts for m in rows)), statistics.median(float(m.tokens or 0) for m in rows)
+
+    def start_s(self, measure: Any) -> float:
+        """A worker process's start (imports, runtime set-up; not the model's load): what the first cells of a
+        process take outside their passes, warm-up and load, over what later cells take (medians: the
+        machine's, every backend's cells together, as a busy machine disturbs a few)."""
+        if self.start is None:
+            fixed = {m: m.fixed_s(0.0, measure.warmup_batches, bool(measure.breakdown)) for m in self.measured}
+            firsts = [fixed[m] for m in self.measured if m.first]
+            later = [fixed[m] for m in self.measured if not m.first]
+            start = statistics.median(firsts) - statistics.median(later) if firsts and later else 0.0
+            self.start = max(0.0, start)
+        return self.start

@@ -15,6 +15,7 @@ policy with k free times from the schedule and the measured service times.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import heapq
 import math
@@ -41,6 +42,11 @@ class SharedQueue:
     def reset(self) -> None:
         with open(self.path, "wb") as f:
             f.write(struct.pack("q", 0))
+
+    def remove(self) -> None:
+        """The file gone (the shape is done): a sweep leaves nothing in the temporary folder."""
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
 
     def claim(self, due: Sequence[float], max_batch: int, max_wait: float,
               clock: Callable[[], float]) -> tuple[float, float, int, int]:  # fmt: skip

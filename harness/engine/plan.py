@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from harness import backends
 from harness.config import DatasetConfig, ModelConfig
-from harness.engine.cost import Measured, Target, Work, cell_seconds, later_round_share, server_group_s, shape_of
+from harness.engine import cost
+from harness.engine.cost import Target, Timings, Work, later_round_share, shape_of
 from harness.store import results
 
 FALLBACK_CELL_S = 15.0  # a speed cell when this machine has no timing at all (2 s timed + start-up, 2 cores)
@@ -41,11 +41,13 @@ class Plan:
     accuracy_cells: int = 0
     server_cells: int = 0
     seen: set[str] = field(default_factory=set, repr=False)  # server cells counted (several jobs name one)
+    server_pairs: set[tuple[str, str]] = field(default_factory=set, repr=False)  # (model, dataset) counted
     done: int = 0
     exports: int = 0
     processes: int = 0
     estimate_s: float = 0.0
     untimed: int = 0  # cells whose estimate is a fallback, not a timing
+    untimed_server: int = 0  # server cells estimated by a search's points, not this machine's server rows
     notes: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
     results_dir: str = "results"
@@ -90,86 +92,6 @@ def model_batch_sizes(conf_dir: str, model: str) -> list[int]:
     return list(node.batch_sizes) if node is not None else list(ModelConfig().batch_sizes)
 
 
-class Timings:
-    """This machine's durations in the store, by cell and by backend, and its speed cells in parts (to scale)."""
-
-    def __init__(self, rows: Iterable[dict[str, Any]], machine: str):
-        self.cell: dict[tuple, list[float]] = {}
-        self.backend: dict[tuple, list[float]] = {}
-        self.all: dict[str, list[float]] = {"speed": [], "accuracy": []}
-        self.measured: list[Measured] = []
-        self.works: dict[tuple[str, str], Work] = {}  # the plan's (model, dataset) workloads, made once
-        self.start: float | None = None  # a worker process's start (start_s)
-        self.rows = rows = list(rows)
-        for r in rows:
-            if r.get("machine") != machine or r.get("status") != "ok" or r.get("kind") not in self.all:
-                continue
-            seconds = float(r.get("duration_s") or 0.0)
-            key = (r["kind"], r["model"], r["dataset"] if r["kind"] == "speed" else "", r["backend"],
-                   r.get("variant") or "", r.get("batch_size"))  # fmt: skip
-            self.cell.setdefault(key, []).append(seconds)
-            self.backend.setdefault((r["kind"], r["backend"]), []).append(seconds)
-            self.all[r["kind"]].append(seconds)
-            measured = Measured.from_row(r) if r["kind"] == "speed" else None
-            if measured is not None:
-                self.measured.append(measured)
-        # the breakdown is measured in round 0 only: the cell's other rounds share its forward share
-        shares = {m.cell(): m.forward_share for m in self.measured if m.forward_share is not None}
-        self.measured = [replace(m, forward_share=shares.get(m.cell())) if m.forward_share is None else m
-                         for m in self.measured]  # fmt: skip
-
-    def estimate(self, kind: str, model: str, dataset: str, backend: str, variant: str, bs: int | None,
-                 target: Target | None = None, measure: Any = None) -> float | None:  # fmt: skip
-        """The cell's own timing; else (a speed cell with its `target` and the `measure` rules) a measured
-        cell scaled to it; else the backend's median, else the machine's."""
-        own = self.cell.get((kind, model, dataset if kind == "speed" else "", backend, variant, bs))
-        if own:
-            return statistics.median(own)
-        if kind == "speed" and target is not None and measure is not None:
-            scaled = self.scaled(backend, variant, dataset, target, measure)
-            if scaled is not None:
-                return scaled
-        for values in (self.backend.get((kind, backend)), self.all[kind]):
-            if values:
-                return statistics.median(values)
-        return None
-
-    def scaled(self, backend: str, variant: str, dataset: str, target: Target, measure: Any) -> float | None:
-        """The nearest measured cells of the backend (its variant, the dataset, the batch size, the model's
-        size, in that order), each scaled to `target`; their median."""
-        pool = ([m for m in self.measured if (m.backend, m.variant) == (backend, variant)]
-                or [m for m in self.measured if m.backend == backend])  # fmt: skip
-        if not pool:
-            return None
-
-        def distance(m: Measured) -> tuple[bool, float, float]:
-            params = m.params or (m.work().params or 1)
-            return (m.dataset != dataset, abs(math.log(m.batch_size / target.batch_size)),
-                    abs(math.log(params / (target.work.params or params))))  # fmt: skip
-
-        nearest = min(distance(m) for m in pool)
-        return cell_seconds([m for m in pool if distance(m) == nearest], target, measure, self.start_s(measure))
-
-    def texts(self, dataset: str) -> tuple[int | None, float | None]:
-        """The dataset's texts per pass and mean tokens per text, as its measured rows say (None, None: never run)."""
-        rows = [m for m in self.measured if m.dataset == dataset and m.tokens]
-        if not rows:
-            return None, None
-        return int(statistics.median(m.n_texts for m in rows)), statistics.median(float(m.tokens or 0) for m in rows)
-
-    def start_s(self, measure: Any) -> float:
-        """A worker process's start (imports, runtime set-up; not the model's load): what the first cells of a
-        process take outside their passes, warm-up and load, over what later cells take (medians: the
-        machine's, every backend's cells together, as a busy machine disturbs a few)."""
-        if self.start is None:
-            fixed = {m: m.fixed_s(0.0, measure.warmup_batches, bool(measure.breakdown)) for m in self.measured}
-            firsts = [fixed[m] for m in self.measured if m.first]
-            later = [fixed[m] for m in self.measured if not m.first]
-            start = statistics.median(firsts) - statistics.median(later) if firsts and later else 0.0
-            self.start = max(0.0, start)
-        return self.start
-
-
 def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, threads: int, accuracy: bool,
               done_ids: set[str] | None = None, cell_ids: Any = None, accuracy_ids: Any = None,
               runs: list[str] | None = None, results_dir: str = "results", server_ids: Any = None) -> Plan:  # fmt: skip
@@ -201,7 +123,7 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
             if base.speed and _count_speed(plan, job, base, conf_dir, (r, measured_rounds, share), cell_ids,
                                            done_ids, timings, first):  # fmt: skip
                 workers.add((model, backend, variant, r))
-        if base.server.enabled and _count_server(plan, job, base, server_ids, done_ids):
+        if base.server.enabled and _count_server(plan, job, base, (server_ids, done_ids), timings, conf_dir):
             workers.add((model, backend, variant, "server"))
         if accuracy and (model, backend, variant) not in accuracy_done:
             accuracy_done.add((model, backend, variant))
@@ -223,17 +145,31 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
             f"{plan.untimed} cells have no timing on this machine: {FALLBACK_CELL_S:g} s a speed cell, "
             f"{4 * FALLBACK_CELL_S:g} s an accuracy task, {FALLBACK_EXPORT_S:g} s an export"
         )
-    if base.server.enabled and plan.estimate_s > base.server.time_budget_s:
-        plan.notes.append(
-            f"server.time_budget_s={base.server.time_budget_s:g} stops the server cells at "
-            f"{_duration(base.server.time_budget_s)} (the rest are `timeout` rows; a rerun resumes)"
-        )
+    _server_notes(plan, base.server)
     plan.estimate_s = math.ceil(plan.estimate_s)
     return plan
 
 
-def _count_server(plan: Plan, job: dict[str, str], base: Any, server_ids: Any, done_ids: set[str]) -> bool:
-    """Count a job's server cells (one per configuration, shape, batching and budget) into `plan`."""
+def _server_notes(plan: Plan, server: Any) -> None:
+    """How the server cells were estimated, and where the scenario's time budget stops them."""
+    if plan.untimed_server:
+        full, stopped = cost.server_group_s(server), cost.server_group_s(server, True)
+        plan.notes.append(f"{plan.untimed_server} server cells have no server run of their model and texts on this "
+                          f"machine: {full:.0f} s a (shape, batching) group searched, {stopped:.0f} s one stopped "
+                          "early (every job of a model and texts after the first)")  # fmt: skip
+    if server.enabled and plan.estimate_s > server.time_budget_s:
+        plan.notes.append(
+            f"server.time_budget_s={server.time_budget_s:g} stops the server cells at "
+            f"{_duration(server.time_budget_s)} (the rest are `timeout` rows; a rerun resumes)"
+        )
+
+
+def _count_server(plan: Plan, job: dict[str, str], base: Any, ids_done: tuple[Any, set[str]], timings: Timings,
+                  conf_dir: str) -> bool:  # fmt: skip
+    """Count a job's server cells (per configuration, shape, batching and budget) into `plan`: at this machine's
+    newest server run of the model and texts (`server_cell_s`), else by `server_group_s` (a job after the first
+    of a model and texts: the sweep's order puts the likely fastest first, so its groups mostly stop early)."""
+    server_ids, done_ids = ids_done
     per_group = len(base.server.budgets_ms)
     ids = server_ids(job) if server_ids else [None] * per_group * len(base.server.batching)
     ids = [i for i in ids if i is None or i not in plan.seen]
@@ -242,7 +178,17 @@ def _count_server(plan: Plan, job: dict[str, str], base: Any, server_ids: Any, d
     plan.cells += len(ids)
     plan.server_cells += len(ids)
     plan.done += len(ids) - len(pending)
-    plan.estimate_s += len(pending) / per_group * server_group_s(base.server)
+    model = _names(job, base)[0]
+    node = _model_node(base, conf_dir, model)
+    key = (str(node.name) if node is not None else model, job.get("dataset", base.dataset.name))
+    if timings.server_s is None:
+        timings.server_s = cost.server_cell_s(timings.rows, timings.machine)
+    if key in timings.server_s:
+        plan.estimate_s += len(pending) * timings.server_s[key]
+    else:
+        plan.estimate_s += len(pending) / per_group * cost.server_group_s(base.server, key in plan.server_pairs)
+        plan.untimed_server += len(pending)
+    plan.server_pairs.add(key)
     return bool(pending)
 
 
@@ -313,14 +259,18 @@ def _count_accuracy(plan: Plan, job: dict[str, str], base: Any, accuracy_ids: An
 def _work(base: Any, conf_dir: str, model: str, dataset: str, timings: Timings) -> Work:
     """What a job's passes encode, with what model: the model's shape (its config, offline) and the texts'
     count and mean tokens (from this machine's rows of the dataset, else estimated from a built-in bucket)."""
-    node = base.model if model == base.model.name else _load(Path(conf_dir) / "model" / f"{model}.yaml", ModelConfig)
+    node = _model_node(base, conf_dir, model)
     shape = shape_of(str(node.source), node.max_seq_length) if node is not None else None
     n_texts, tokens = timings.texts(dataset)
     if n_texts is None:
         d = base.dataset if dataset == base.dataset.name else _load(Path(conf_dir) / "dataset" / f"{dataset}.yaml",
                                                                     DatasetConfig)  # fmt: skip
-        n_texts, tokens = _builtin_texts(d) if d is not None else (None, None)
+        n_texts, tokens = cost.builtin_texts(d) if d is not None else (None, None)
     return Work(shape, shape.params if shape else None, n_texts, tokens)
+
+
+def _model_node(base: Any, conf_dir: str, model: str) -> Any:
+    return base.model if model == base.model.name else _load(Path(conf_dir) / "model" / f"{model}.yaml", ModelConfig)
 
 
 def _load(path: Path, schema: type) -> Any:
@@ -328,21 +278,6 @@ def _load(path: Path, schema: type) -> Any:
         return OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(path)) if path.exists() else None
     except OmegaConfBaseException:
         return None
-
-
-CHARS_PER_TOKEN = 4.0  # English text in a WordPiece / BPE vocabulary, roughly (the texts' own count once measured)
-
-
-def _builtin_texts(d: Any) -> tuple[int | None, float | None]:
-    """A dataset's text count and estimated tokens per text before any row has them: a built-in bucket's
-    texts are made here (no file, no model) and counted in characters; other sources: unknown."""
-    if d.source != "builtin" or d.bucket is None:
-        return None, None
-    from harness.inputs.texts import builtin_texts
-
-    texts = builtin_texts(str(d.bucket), int(d.samples), int(d.seed))
-    chars = sum(len(t) for t in texts) * int(d.multiply) / max(1, len(texts))
-    return len(texts), chars / CHARS_PER_TOKEN + 2  # + [CLS] and [SEP]
 
 
 def _sizes(base: Any, job: dict[str, str], conf_dir: str, model: str) -> list[int]:

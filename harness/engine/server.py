@@ -239,45 +239,67 @@ def dominated(shape: Shape, leader: Leader | None, bulk: float, min_n: int) -> s
 
 def measure_group(shape: Shape, budgets_ms: list[float]) -> dict[float, dict[str, Any]]:
     """The shape's bulk throughput and, per budget, its sustainable-rate search: row fields by budget.
-    A budget whose best rate so far (`LEADERS`) this shape cannot reach stops after one point, `dominated`."""
+    A budget whose best rate so far (`LEADERS`) this shape cannot reach stops after one point, `dominated`.
+    Each budget's rate is then the one every point of the shape holds up to (`serving.held_rate`)."""
     s = shape.cfg.server
-    warmed = shape.step("warm", warm_sizes=warm_sizes(shape.max_batch, int(s.bulk_batch_size)))
+    warm = _warm(shape)
+    bulk = shape.bulk()
+    min_n = min(serving.MIN_N, int(s.min_requests))
+    searches: dict[float, tuple[serving.RateSearch, dict[str, Any]]] = {}
+    start = float(s.rate_lo or bulk / 2)  # near a loose budget's answer: low rates are the slow points
+    for budget in sorted(budgets_ms, reverse=True):  # the loosest first: the others reuse its points
+        search, extra = _search(shape, float(budget), bulk, start, min_n)
+        searches[float(budget)] = (search, extra)
+        start = search.rate or start  # a tighter budget's rate is at most this one
+    out: dict[float, dict[str, Any]] = {}
+    for budget, (search, extra) in searches.items():
+        if search.points or extra.get("dominated_by"):  # measured: every point of the shape counts
+            held, above = serving.held_rate(shape.points, budget / 1e3, min_n)
+            bracket = (held, extra["leader"]) if extra.get("dominated_by") else (held, above)
+            search = serving.RateSearch(None if extra.get("dominated_by") else held, search.budget_p99_s,
+                                        bracket, search.points)  # fmt: skip
+        out[budget] = {**budget_fields(shape, search, bulk, warm), **{k: v for k, v in extra.items() if k != "leader"}}
+        if search.rate:
+            key = leader_key(shape, budget)
+            own = LEADERS.setdefault(key, {}).get(shape.label)
+            if own is None or search.rate > own.rate:
+                LEADERS[key][shape.label] = Leader(search.rate, budget / 1e3, shape.what)
+    return out
+
+
+def _warm(shape: Shape) -> dict[str, Any]:
+    """Every instance warmed on every batch size the batcher can form; the runtime's read-backs, the texts'
+    stats and a lone request's p99 (on the fastest instance: `shape.solo`)."""
+    warmed = shape.step("warm", warm_sizes=warm_sizes(shape.max_batch, int(shape.cfg.server.bulk_batch_size)))
     warm = {k: warmed[0][k] for k in ("runtime", "precision", "settings")}
     stats = warmed[0].get("texts") or {}
     warm.update({k: stats[k] for k in ("text_chars_mean", "text_chars_p50", "text_chars_max", "text_tokens_mean",
                                        "truncated_share", "max_seq_length") if k in stats})  # fmt: skip
     solos = [o["solo_p99_s"] for o in warmed if o.get("solo_p99_s") is not None]
-    solo = shape.solo = min(solos) if solos else None  # a request served alone: p99, on the fastest instance
-    bulk = shape.bulk()
+    shape.solo = min(solos) if solos else None
+    return warm
+
+
+def _search(shape: Shape, budget: float, bulk: float, start: float, min_n: int
+            ) -> tuple[serving.RateSearch, dict[str, Any]]:  # fmt: skip
+    """One budget's search, or why there is none: unreachable (a lone request's p99 over the budget), or
+    dominated (`extra` names the leader and its rate)."""
+    s = shape.cfg.server
+    empty = serving.RateSearch(None, budget / 1e3, (None, None), [])
+    if shape.solo is not None and shape.solo > 1.1 * budget / 1e3:  # no rate beats a request's own service time
+        return empty, {"why_not": f"unreachable: a request served alone takes p99 {shape.solo * 1e3:.1f} ms > "
+                                  f"budget {budget:g} ms"}  # fmt: skip
+    best = leader(leader_key(shape, budget), shape.label)
+    why = dominated(shape, best, bulk, min_n) if s.prune_dominated else ""
+    if why and best:
+        return empty, {"why_not": why, "dominated_by": best.what, "leader": best.rate}
+    if best and s.prune_dominated:  # sustained there (measured above): search upwards from it
+        start = max(start, best.rate)
     hi = float(s.rate_hi or 1.5 * bulk)
     lo = float(s.rate_lo or hi / 16)
-    min_n = min(serving.MIN_N, int(s.min_requests))
-    out: dict[float, dict[str, Any]] = {}
-    start = float(s.rate_lo or bulk / 2)  # near a loose budget's answer: low rates are the slow points
-    for budget in sorted(budgets_ms, reverse=True):  # the loosest first: the others reuse its points
-        if solo is not None and solo > 1.1 * budget / 1e3:  # no rate can beat a request's own service time
-            search = serving.RateSearch(None, budget / 1e3, (None, None), [])
-            out[float(budget)] = {**budget_fields(shape, search, bulk, warm), "why_not": f"unreachable: a request "
-                                  f"served alone takes p99 {solo * 1e3:.1f} ms > budget {budget:g} ms"}  # fmt: skip
-            continue
-        key, best = leader_key(shape, budget), leader(leader_key(shape, budget), shape.label)
-        why = dominated(shape, best, bulk, min_n) if s.prune_dominated else ""
-        if why and best:
-            search = serving.RateSearch(None, budget / 1e3, (None, best.rate), [])
-            out[float(budget)] = {**budget_fields(shape, search, bulk, warm), "why_not": why,
-                                  "dominated_by": best.what}  # fmt: skip
-            continue
-        if best and s.prune_dominated:  # sustained there (measured above): search upwards from it
-            start = max(start, best.rate)
-        search = serving.sustainable_rate(shape.measure_at, budget / 1e3, lo, max(hi, lo), float(s.rel_tol),
-                                          min_n=min_n, start=min(start, max(hi, lo)))  # fmt: skip
-        out[float(budget)] = budget_fields(shape, search, bulk, warm)
-        if search.rate:
-            start = search.rate  # a tighter budget's rate is at most this one
-            own = LEADERS.setdefault(key, {}).get(shape.label)
-            if own is None or search.rate > own.rate:
-                LEADERS[key][shape.label] = Leader(search.rate, budget / 1e3, shape.what)
-    return out
+    search = serving.sustainable_rate(shape.measure_at, budget / 1e3, lo, max(hi, lo), float(s.rel_tol),
+                                      min_n=min_n, start=min(start, max(hi, lo)))  # fmt: skip
+    return search, {}
 
 
 def run_cells(cfg: Any, job: Any, backend_cfg: Any, cells: list[Cell], record: Any, texts: list[str]) -> None:
@@ -306,6 +328,8 @@ def run_cells(cfg: Any, job: Any, backend_cfg: Any, cells: list[Cell], record: A
             log.debug("server group failed", exc_info=exc)
             record.all(group, "failed", f"{type(exc).__name__}: {exc}", time.monotonic() - start)
             continue
+        finally:
+            shape.queue.remove()
         seconds = (time.monotonic() - start) / len(group)
         for cell in group:
             record(cell, "ok", None, by_budget[cell.server["budget_ms"]], seconds)

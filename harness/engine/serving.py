@@ -287,6 +287,22 @@ def judge(result: ServeResult, budget_p99_s: float, min_n: int = MIN_N) -> str:
     return "; ".join(why)
 
 
+def held_rate(points: dict[float, ServeResult], budget_p99_s: float, min_n: int = MIN_N
+              ) -> tuple[float | None, float | None]:  # fmt: skip
+    """(held, above): the highest measured rate at or below which every measured point met the budget (None
+    when the lowest did not), and the lowest measured rate above it. Points are shared by a shape's budgets, so
+    a budget's answer counts every point, not only its own search's: a point at 67 req/s within 50 ms is
+    within 100 ms too, and a point at 44 req/s over 100 ms (noise: p99 rests on a few slow requests) caps both.
+    The rule is monotone in the budget (a looser budget never holds less) and conservative: no rate is claimed
+    above a rate that failed."""
+    held = None
+    for rate in sorted(points):
+        if judge(points[rate], budget_p99_s, min_n):
+            return held, rate
+        held = rate
+    return held, None
+
+
 def _at_floor(points: list[RatePoint], budget_p99_s: float) -> bool:
     """The last two points (the rate halved, both served, both over the budget) say no lower rate meets the
     budget: halving the load at least halves the queueing part of the latency (M/D/1: ~rho / (1 - rho)), so all
