@@ -46,9 +46,12 @@ class FakeShape:
         self.cpu: list = []
         self.pss: list = []
         self.measured: list[float] = []
+        self.steps: list[tuple[str, dict]] = []
 
     def step(self, mode, **fields):
-        return [{"runtime": {}, "precision": "fp32", "settings": {}, "solo_p99_s": self.solo_p99_s}]
+        self.steps.append((mode, fields))
+        solo = self.solo_p99_s if fields.get("solo", True) else None
+        return [{"runtime": {}, "precision": "fp32", "settings": {}, "solo_p99_s": solo}]
 
     solo_p99_s = None
 
@@ -212,3 +215,24 @@ def test_held_rate_is_the_rate_every_lower_point_meets():
     assert sv.held_rate(points, 0.05) == (50.0, 100.0)
     assert sv.held_rate({}, 0.05) == (None, None)
     assert sv.held_rate({50.0: points[100.0]}, 0.05) == (None, 50.0)
+
+
+def test_a_shape_whose_bulk_is_below_every_leader_is_not_warmed_for_serving():
+    server.measure_group(FakeShape("fast", 0.002, 500.0), [50.0, 100.0])
+    slow = FakeShape("slow", 0.02, 40.0)
+    slow.solo_p99_s = 0.02
+    fields = server.measure_group(slow, [50.0, 100.0])
+    assert all(f["why_not"].startswith("dominated: bulk") for f in fields.values())
+    assert slow.steps == [("warm", {"warm_sizes": (1, 32), "solo": False})]  # no lone requests, no batch sizes
+
+
+def test_budgets_a_lone_request_cannot_meet_need_no_warm_up_of_every_batch_size():
+    shape = FakeShape("slow", 0.03, 30.0)
+    shape.solo_p99_s = 0.03
+    fields = server.measure_group(shape, [20.0])
+    assert fields[20.0]["why_not"].startswith("unreachable") and fields[20.0]["solo_p99_ms"] == pytest.approx(30.0)
+    assert [f["warm_sizes"] for _, f in shape.steps] == [(1, 32), ()]
+    reachable = FakeShape("ok", 0.003, 300.0)
+    reachable.solo_p99_s = 0.003
+    server.measure_group(reachable, [20.0])
+    assert reachable.steps[-1][1]["warm_sizes"] == server.warm_sizes(1, 32)  # then every size it can form

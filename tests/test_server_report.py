@@ -58,3 +58,14 @@ def test_a_price_that_is_not_a_number_is_one_line(tmp_path, capsys):
     assert cli.main(["--results", str(store), "--out", str(tmp_path / "r"), "--price-per-hour", "x=abc"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--price-per-hour: 'x=abc' is not allowed" in err[0]
+
+
+def test_a_server_sweep_alone_still_names_each_machines_best_bulk_shape(tmp_path):
+    for machine, scale in (("a" * 16, 1.0), ("b" * 16, 2.0)):
+        for shape in ((1, 2), (2, 1)):
+            results.write_row(tmp_path, server_row("onnx", 80.0 * scale * shape[0], 50.0, shape, machine=machine,
+                                                   bulk_throughput=100.0 * scale * shape[1], price_per_hour=0.36,
+                                                   batch_size=32))  # fmt: skip
+    rows = serving.compare_machines(results.load(tmp_path)).rows
+    assert [r[4] for r in rows] == ["onnx 1x2 (batch 32)", "onnx 1x2 (batch 32)"]  # the shape with the best bulk
+    assert [r[5] for r in rows] == ["200", "400"] and rows[0][6] == "0.500"  # $0.36/h at 200 texts/s

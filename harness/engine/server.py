@@ -242,9 +242,17 @@ def measure_group(shape: Shape, budgets_ms: list[float]) -> dict[float, dict[str
     A budget whose best rate so far (`LEADERS`) this shape cannot reach stops after one point, `dominated`.
     Each budget's rate is then the one every point of the shape holds up to (`serving.held_rate`)."""
     s = shape.cfg.server
-    warm = _warm(shape)
+    bulk_size = int(s.bulk_batch_size)
+    warm = _warm(shape, sizes=(1, bulk_size), solo=False)  # enough for the bulk passes and requests alone
+    del warm["solo"]
     bulk = shape.bulk()
     min_n = min(serving.MIN_N, int(s.min_requests))
+    open_ = [b for b in budgets_ms if not _bulk_below_leader(shape, float(b), bulk)]
+    shape.solo = None
+    if open_:  # a budget below a lone request's p99 needs no rate point either
+        shape.solo = _warm(shape, sizes=(), solo=True)["solo"]
+        if any(shape.solo is None or shape.solo <= 1.1 * b / 1e3 for b in open_):
+            _warm(shape, sizes=warm_sizes(shape.max_batch, bulk_size), solo=False)  # every batch it can form
     searches: dict[float, tuple[serving.RateSearch, dict[str, Any]]] = {}
     start = float(s.rate_lo or bulk / 2)  # near a loose budget's answer: low rates are the slow points
     for budget in sorted(budgets_ms, reverse=True):  # the loosest first: the others reuse its points
@@ -267,17 +275,24 @@ def measure_group(shape: Shape, budgets_ms: list[float]) -> dict[float, dict[str
     return out
 
 
-def _warm(shape: Shape) -> dict[str, Any]:
-    """Every instance warmed on every batch size the batcher can form; the runtime's read-backs, the texts'
-    stats and a lone request's p99 (on the fastest instance: `shape.solo`)."""
-    warmed = shape.step("warm", warm_sizes=warm_sizes(shape.max_batch, int(shape.cfg.server.bulk_batch_size)))
+def _warm(shape: Shape, sizes: tuple[int, ...], solo: bool) -> dict[str, Any]:
+    """Every instance runs `sizes` (the longest and the shortest texts at each), then, with `solo`, times
+    requests served alone; the runtime's read-backs, the texts' stats and the lone requests' p99 (on the
+    fastest instance: `solo`)."""
+    warmed = shape.step("warm", warm_sizes=tuple(sizes), solo=solo)
     warm = {k: warmed[0][k] for k in ("runtime", "precision", "settings")}
     stats = warmed[0].get("texts") or {}
     warm.update({k: stats[k] for k in ("text_chars_mean", "text_chars_p50", "text_chars_max", "text_tokens_mean",
                                        "truncated_share", "max_seq_length") if k in stats})  # fmt: skip
     solos = [o["solo_p99_s"] for o in warmed if o.get("solo_p99_s") is not None]
-    shape.solo = min(solos) if solos else None
-    return warm
+    return {**warm, "solo": min(solos) if solos else None}
+
+
+def _bulk_below_leader(shape: Shape, budget: float, bulk: float) -> bool:
+    """Another configuration sustains more within `budget` than this shape's bulk throughput (+10 %) serves at
+    all: dominated without a point, a warm-up or a lone request's timing."""
+    best = leader(leader_key(shape, budget), shape.label) if shape.cfg.server.prune_dominated else None
+    return best is not None and bulk * 1.1 < best.rate
 
 
 def _search(shape: Shape, budget: float, bulk: float, start: float, min_n: int

@@ -138,6 +138,7 @@ class ServerSpec:
     max_batch: int = 1
     max_wait_s: float = 0.0
     warm_sizes: tuple[int, ...] = ()
+    solo: bool = True  # warm: then time requests served alone (their p99: the latency floor of every rate)
     origin: float = 0.0  # harness.engine.instances.CLOCK time the schedule (or the bulk pass) starts
     queue_path: str = ""
     rate: float = 0.0

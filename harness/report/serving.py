@@ -108,6 +108,19 @@ def _slot(g: pd.DataFrame) -> str:
     return f"{hw.get('cpu_model', '')} {machine[:8]}" + (f" · {cpus.replace('cpu', '')} CPU(s)" if cpus else "")
 
 
+def _bulk_of_server(g: pd.DataFrame) -> pd.Series | None:
+    """Without speed rows (a server sweep alone), the best bulk throughput among the server rows' shapes (each
+    instance encoding its share at the server's bulk batch size), labelled with its shape."""
+    server = server_rows(g)
+    server = server[server["bulk_throughput"].notna()] if len(server) else server
+    if not len(server):
+        return None
+    top = server.sort_values("bulk_throughput", ascending=False).iloc[0].copy()
+    top["label"] = f"{top['label']} {int(top['instances'])}x{int(top['threads_per_instance'])}"
+    top["throughput"] = top["bulk_throughput"]
+    return top
+
+
 def best_per_machine(df: pd.DataFrame) -> pd.DataFrame:
     """One line per (model, texts, machine slot): the best bulk backend (texts/s, $/M texts) and the best server
     configuration at the loosest budget (req/s, $/M texts); uncontended rows only where there are any."""
@@ -122,15 +135,15 @@ def best_per_machine(df: pd.DataFrame) -> pd.DataFrame:
         server = server[server["sustainable_rate"].notna()] if len(server) else server
         if len(server):
             server = server[server["budget_p99_ms"] == server["budget_p99_ms"].max()]
-        top = speed.sort_values("throughput", ascending=False).iloc[0] if len(speed) else None
+        top = speed.sort_values("throughput", ascending=False).iloc[0] if len(speed) else _bulk_of_server(g)
         srv = server.sort_values("sustainable_rate", ascending=False).iloc[0] if len(server) else None
+        price = g["price_per_hour"].max() if "price_per_hour" in g else math.nan
         out.append({
-            "model": model, "dataset": dataset, "slot": slot, "machine": _slot(g),
-            "price": g["price_per_hour"].max() if "price_per_hour" in g else math.nan,
+            "model": model, "dataset": dataset, "slot": slot, "machine": _slot(g), "price": price,
             "bulk": top["label"] if top is not None else None,
             "bulk_batch": int(top["batch_size"]) if top is not None and pd.notna(top["batch_size"]) else None,
             "texts_s": top["throughput"] if top is not None else math.nan,
-            "bulk_usd": top.get("usd_per_million_texts", math.nan) if top is not None else math.nan,
+            "bulk_usd": price / (top["throughput"] * 3600.0) * 1e6 if top is not None else math.nan,
             "server": f"{srv['label']} {int(srv['instances'])}x{int(srv['threads_per_instance'])} "
                       f"b{int(srv['max_batch'])}" if srv is not None else None,
             "rate": srv["sustainable_rate"] if srv is not None else math.nan,
