@@ -65,3 +65,19 @@ def test_a_server_sweep_counts_its_cells_and_time_and_names_its_timeouts():
             {"kind": "server", "status": "timeout", "duration_s": 0.0}]
     assert progress.timed_share(rows, 40.0) == "timed 20 s of 40 s (50%); 2 cells measured in this sweep"
     assert progress.failures(rows).startswith("1 of 3 cells of this sweep did not finish (1 timeout)")
+
+
+def test_cells_that_several_jobs_name_are_counted_once(monkeypatch):
+    """`backend.ov_hint=LATENCY,THROUGHPUT` over torch makes two jobs of the same cells: the second finds them
+    done. The bar counted them again (a server sweep of 408 cells ended at 624/624, its ETA short all along)."""
+    from harness.cli import progress
+
+    monkeypatch.setattr(progress, "_EXPECTED", 3)
+    bar = progress.SweepProgress()
+    bar.on_multirun_start(OmegaConf.create({}))
+    monkeypatch.setattr(progress, "_ACTIVE", bar)
+    progress.cell_done({"cell_id": "a", "model": "m", "dataset": "short", "backend": "torch-fp32", "variant": ""})
+    progress.cells_skipped(["a", "b"])  # the second job: 'a' written above, 'b' in the store from before
+    progress.cells_skipped(["a", "b"])
+    assert (bar.bar.n, bar.bar.total, bar.skipped) == (2, 3, 1)
+    bar.bar.close()

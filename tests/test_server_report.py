@@ -49,8 +49,10 @@ def test_a_configuration_stopped_early_shows_the_rate_it_could_not_reach(tmp_pat
     results.write_row(tmp_path, server_row("onnx", 400.0, 50.0, rate_bracket=[400.0, 440.0]))
     results.write_row(tmp_path, server_row("torch-fp32", None, 50.0, rate_bracket=[None, 400.0],
                                            dominated_by="onnx 1x2 max_batch 8/2 ms"))  # fmt: skip
+    results.write_row(tmp_path, server_row("openvino", None, 50.0, rate_bracket=[300.0, 400.0],
+                                           dominated_by="onnx 1x2 max_batch 8/2 ms"))  # fmt: skip
     table = serving.rates_table(results.load(tmp_path))
-    assert {r[0]: r[3] for r in table.rows} == {"onnx": "400", "torch-fp32": "< 400"}
+    assert {r[0]: r[3] for r in table.rows} == {"onnx": "400", "torch-fp32": "< 400", "openvino": "300 to < 400"}
 
 
 def test_a_price_that_is_not_a_number_is_one_line(tmp_path, capsys):

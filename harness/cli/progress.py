@@ -161,13 +161,15 @@ def cell_done(row: dict[str, Any]) -> None:
     """A cell's row was written (`harness.engine.sweep.run_job`'s progress callback; a no-op without a bar
     in this process)."""
     if _ACTIVE is not None:
-        _ACTIVE.advance(1, f"{row['model']} {row['dataset']} {results.label(row['backend'], row['variant'] or '')}")
+        what = f"{row['model']} {row['dataset']} {results.label(row['backend'], row['variant'] or '')}"
+        _ACTIVE.advance([row.get("cell_id")], what)
 
 
-def cells_skipped(n: int) -> None:
-    """Cells found done in the store (resume): they count as finished, and take no time."""
-    if _ACTIVE is not None and n:
-        _ACTIVE.advance(n, None, skipped=True)
+def cells_skipped(ids: list[str]) -> None:
+    """Cells found done in the store (resume): they count as finished, and take no time. Counted once: jobs
+    that name the same cells (a knob only some backends have, e.g. ov_hint over torch) find them done again."""
+    if _ACTIVE is not None and ids:
+        _ACTIVE.advance(ids, None, skipped=True)
 
 
 class SweepProgress(Callback):
@@ -179,6 +181,7 @@ class SweepProgress(Callback):
         self.planned = 0
         self.skipped = 0
         self.in_process = False
+        self.counted: set[str] = set()  # cell ids the bar has counted
 
     def __getstate__(self) -> dict[str, Any]:
         """Launchers (joblib, submitit) pickle callbacks: an open progress bar does not travel."""
@@ -192,10 +195,12 @@ class SweepProgress(Callback):
         self.bar = tqdm(total=self.planned, unit="cell", desc="sweep", file=sys.stderr, dynamic_ncols=True)
         _ACTIVE = self
 
-    def advance(self, n: int, what: str | None, skipped: bool = False) -> None:
+    def advance(self, ids: list[str | None], what: str | None, skipped: bool = False) -> None:
         self.in_process = True
         if self.bar is None:
             return
+        n = sum(1 for i in ids if i is None or i not in self.counted)
+        self.counted.update(i for i in ids if i is not None)
         self.skipped += n if skipped else 0
         if self.bar.n + n > self.bar.total:  # more cells than counted (a companion variant, adaptive rounds)
             self.bar.total = self.bar.n + n

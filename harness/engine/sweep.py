@@ -115,7 +115,7 @@ def prepare(cfg: DictConfig, backend_cfg: Any = None) -> Job:
 class Progress(Protocol):
     """What a sweep's display is told (the CLI's bar): cells found done, and each row as it is written."""
 
-    def cells_skipped(self, n: int) -> None: ...
+    def cells_skipped(self, ids: list[str]) -> None: ...
 
     def cell_done(self, row: dict[str, Any]) -> None: ...
 
@@ -123,7 +123,7 @@ class Progress(Protocol):
 class Silent:
     """No display: a job run from code or by a launcher elsewhere."""
 
-    def cells_skipped(self, n: int) -> None:
+    def cells_skipped(self, ids: list[str]) -> None:
         return None
 
     def cell_done(self, row: dict[str, Any]) -> None:
@@ -239,7 +239,7 @@ def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int,
     unsupported backend or a failed export is recorded for every cell, then speed and accuracy."""
     cells = job_cells(cfg, hw.fingerprint, threads, backend_cfg)
     pending = _pending(cfg, backend_cfg, cells)
-    progress.cells_skipped(len(cells) - len(pending))
+    progress.cells_skipped([c.cell_id for c in cells if c.cell_id not in {p.cell_id for p in pending}])
     if not pending:
         return []
     record = Recorder(cfg, backend_cfg, hw, threads, progress)

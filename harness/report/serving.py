@@ -76,12 +76,15 @@ def _fmt(value: Any, digits: int = 0) -> str:
 
 
 def _rate(row: Any) -> str:
-    """A row's sustainable rate, or for a configuration stopped early the rate it could not reach ("< 616")."""
+    """A row's sustainable rate, or for a configuration stopped early the rate it could not reach ("< 616"),
+    with the rate its points held below it when they held one ("300 to < 616")."""
     if row["sustainable_rate"] == row["sustainable_rate"] and row["sustainable_rate"] is not None:
         return _fmt(row["sustainable_rate"])
     bracket = row.get("rate_bracket")
-    high = bracket[1] if isinstance(bracket, (list, tuple)) and len(bracket) > 1 else None
-    return f"< {_fmt(high)}" if high else "-"
+    low, high = (bracket[0], bracket[1]) if isinstance(bracket, (list, tuple)) and len(bracket) > 1 else (None, None)
+    if not high:
+        return "-"
+    return f"{_fmt(low)} to < {_fmt(high)}" if low else f"< {_fmt(high)}"
 
 
 def rates_table(df: pd.DataFrame) -> Table | None:
