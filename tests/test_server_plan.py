@@ -20,7 +20,7 @@ def test_a_server_cell_costs_what_the_newest_run_of_its_model_and_texts_took_on_
             row("new", "2026-02-01T00:06", 99.0, status="timeout"),  # not a measured cell
             row("other", "2026-03-01T00:00", 1.0, machine="m2"),  # another machine
             row("new", "2026-02-01T00:00", 20.0, dataset="medium"),
-            {"kind": "speed", "machine": "m1", "status": "ok", "model": "mini", "dataset": "short", "duration_s": 3}]  # fmt: skip
+            {**row("new", "2026-02-01T00:00", 3.0), "kind": "speed"}]  # fmt: skip
     assert server_cell_s(rows, "m1") == {("mini", "short"): 6.0, ("mini", "medium"): 20.0}
     assert server_cell_s(rows, "m3") == {}
 

@@ -111,3 +111,15 @@ def test_a_smaller_slot_of_this_machine_is_not_mixed_into_its_answer(tmp_path):
     df = results.load(tmp_path)
     assert choose(df, 50, slot="m" * 16 + "/2cpu").label == "onnx"
     assert choose(df, 50, slot="m" * 16 + "/1cpu").label == "openvino"
+
+
+def test_each_configuration_is_one_alternative_at_its_best_rate_over_the_budgets(tmp_path):
+    from harness.recommend import recommend_server
+
+    for budget, rate in ((20.0, 300.0), (50.0, 500.0)):  # one configuration, two budgets within 50 ms
+        results.write_row(tmp_path, server_row("onnx", rate, budget, cell_id=f"o{budget:g}",
+                                               rate_bracket=[rate, rate * 1.05]))  # fmt: skip
+    results.write_row(tmp_path, server_row("openvino", 900.0, 50.0, rate_bracket=[900.0, 950.0]))
+    choice = recommend_server(results.load(tmp_path), max_latency_ms=50)
+    assert choice.label == "openvino"
+    assert [(a["label"], a["sustainable_rate"]) for a in choice.alternatives] == [("onnx", 500.0)]  # not 300 again

@@ -69,5 +69,5 @@ def test_a_server_sweep_alone_still_names_each_machines_best_bulk_shape(tmp_path
                                                    bulk_throughput=100.0 * scale * shape[1], price_per_hour=0.36,
                                                    batch_size=32))  # fmt: skip
     rows = serving.compare_machines(results.load(tmp_path)).rows
-    assert [r[4] for r in rows] == ["onnx 1x2 (batch 32)", "onnx 1x2 (batch 32)"]  # the shape with the best bulk
+    assert [r[4] for r in rows] == ["onnx 1x2", "onnx 1x2"]  # the shape with the best bulk (not its batcher's size)
     assert [r[5] for r in rows] == ["200", "400"] and rows[0][6] == "0.500"  # $0.36/h at 200 texts/s

@@ -110,8 +110,10 @@ def recommend(df: pd.DataFrame, query: Query, hw: Hardware, machine: str | None 
     accuracy or fidelity; none at all when every measured backend breaks a rule. The server scenario has its
     own answer (batching, shape, rate): `harness.recommend.recommend_server`."""
     if query.scenario == "server":
-        raise ValueError("scenario 'server' is answered by harness.recommend.recommend_server(df, max_latency_ms, "
-                         "model=..., machine=..., text_length=...), not recommend()")
+        raise ValueError(
+            "scenario 'server' is answered by harness.recommend.recommend_server(df, max_latency_ms, "
+            "model=..., machine=..., text_length=...), not recommend()"
+        )
     machine = machine or hw.fingerprint
     chart_backend, path = flowchart(
         query.model_kind,

@@ -141,6 +141,9 @@ def choose(df: pd.DataFrame, max_latency_ms: float | None, model: str | None = N
                             "(run `harness sweep +experiment=server`)")  # fmt: skip
     clean = rows[~rows["contended"].isin([True])]
     ranked = (clean if len(clean) else rows).sort_values("sustainable_rate", ascending=False)
+    same = [c for c in ("label", "backend", "variant", "instances", "threads_per_instance", "max_batch", "max_wait_ms",
+                        "dataset", "machine_slot") if c in ranked]  # fmt: skip
+    ranked = ranked.drop_duplicates(subset=same)  # one configuration once: its best rate over the budgets
     top = ranked.iloc[0]
     ties = [r for _, r in ranked.iterrows() if tied(r, top)]
     best = min(ties, key=lambda r: (effort(str(r.get("label", r["backend"]))), -float(r["sustainable_rate"])))

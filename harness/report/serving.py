@@ -27,23 +27,31 @@ def _name(r: Any) -> str:
 
 
 def latency_vs_rate(df: pd.DataFrame) -> Figure | None:
-    """p99 (ms, log scale) against the offered rate, one panel per dataset; each curve from the points of
-    its loosest budget's search (the points are shared by the budgets); the budgets as dashed lines."""
+    """p99 (ms, log scale) against the offered rate, one panel per model and texts; each curve from the points
+    of its loosest budget's search (the points are shared by the budgets), for the shapes searched (3 points or
+    more: a configuration stopped early has one or two, and would bury the knees); the budgets dashed."""
     rows = server_rows(df)
     if rows.empty:
         return None
-    datasets = sorted(rows["dataset"].unique())
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
-        here = rows[rows["dataset"] == dataset]
+    panels = sorted({(str(m), str(d)) for m, d in zip(rows["model"], rows["dataset"], strict=True)})
+    cols = min(2, len(panels))
+    lines = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(7.5 * cols, 5 * lines), squeeze=False)
+    for ax, (model, dataset) in zip(axes.flat, panels, strict=False):
+        here = rows[(rows["model"] == model) & (rows["dataset"] == dataset)]
         loosest = here.sort_values("budget_p99_ms").groupby(["label", "instances", "max_batch", "max_wait_ms"]).tail(1)
         for _, r in loosest.iterrows():
             points = sorted(r["rate_points"] or [], key=lambda p: p["rate"])
-            ax.plot([p["rate"] for p in points], [p["p99_ms"] for p in points], marker="o", ms=3, label=_name(r))
+            if len(points) >= 3:
+                ax.plot([p["rate"] for p in points], [p["p99_ms"] for p in points], marker="o", ms=3, label=_name(r))
         for budget in sorted(here["budget_p99_ms"].unique()):
             ax.axhline(budget, color="grey", ls="--", lw=0.8)
-        ax.set(yscale="log", xlabel="offered rate (requests/s)", ylabel="p99 latency (ms)", title=dataset)
-        ax.legend(fontsize=7)
+        ax.set(yscale="log", xlabel="offered rate (requests/s)", ylabel="p99 latency (ms)",
+               title=f"{model[:32]} · {dataset}")  # fmt: skip
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
     fig.suptitle("Latency vs offered rate (Poisson arrivals; dashed: the p99 budgets)")
     fig.tight_layout()
     return fig
@@ -121,6 +129,7 @@ def _bulk_of_server(g: pd.DataFrame) -> pd.Series | None:
     top = server.sort_values("bulk_throughput", ascending=False).iloc[0].copy()
     top["label"] = f"{top['label']} {int(top['instances'])}x{int(top['threads_per_instance'])}"
     top["throughput"] = top["bulk_throughput"]
+    top["batch_size"] = None  # a server row's batch size is its batcher's; bulk ran at server.bulk_batch_size
     return top
 
 
@@ -156,6 +165,12 @@ def best_per_machine(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _bulk_name(r: Any) -> str:
+    if not r["bulk"]:
+        return "-"
+    return f"{r['bulk']} (batch {r['bulk_batch']})" if r["bulk_batch"] else str(r["bulk"])
+
+
 def compare_machines(df: pd.DataFrame) -> Table:
     """Machines side by side for each model and texts: per machine slot the best backend by bulk texts/s, its
     texts/s and $/M texts, and the best sustainable rate (loosest budget) with its $/M texts; the cheapest
@@ -167,7 +182,7 @@ def compare_machines(df: pd.DataFrame) -> Table:
         for i, r in g.iterrows():
             mark = {c: " (cheapest)" if cheapest[c] == i and len(g) > 1 else "" for c in cheapest}
             rows.append([r["model"], r["dataset"], r["machine"], _fmt(r["price"], 3),
-                         f"{r['bulk']} (batch {r['bulk_batch']})" if r["bulk"] else "-", _fmt(r["texts_s"]),
+                         _bulk_name(r), _fmt(r["texts_s"]),
                          _fmt(r["bulk_usd"], 3) + mark["bulk_usd"], r["server"] or "-", _fmt(r["rate"]),
                          _fmt(r["budget"]), _fmt(r["server_usd"], 3) + mark["server_usd"]])  # fmt: skip
     return Table(["model", "texts", "machine", "$/h", "best bulk backend", "texts/s", "$ / M texts", "best server",
