@@ -199,16 +199,15 @@ def server_cell_s(rows: list[dict[str, Any]], machine: str) -> dict[tuple[str, s
     """The mean seconds of a server cell per (model, dataset), from the newest run that measured that pair on
     this machine (a row's duration is its group's over its cells: searched, dominated and unreachable ones in
     the mix that run had)."""
+    mine = [r for r in rows if r.get("kind") == "server" and r.get("machine") == machine and r.get("status") == "ok"]
     newest: dict[tuple[str, str], tuple[str, str]] = {}
-    for r in rows:
-        if r.get("kind") == "server" and r.get("machine") == machine and r.get("status") == "ok":
-            key, when = (r.get("model"), r.get("dataset")), (str(r.get("timestamp") or ""), str(r.get("run")))
-            newest[key] = max(newest.get(key, when), when)
+    for r in mine:
+        key, when = (r.get("model"), r.get("dataset")), (str(r.get("timestamp") or ""), str(r.get("run")))
+        newest[key] = max(newest.get(key, when), when)
     seconds: dict[tuple[str, str], list[float]] = {}
-    for r in rows:
+    for r in mine:
         key = (r.get("model"), r.get("dataset"))
-        if (r.get("kind") == "server" and r.get("machine") == machine and r.get("status") == "ok"
-                and key in newest and str(r.get("run")) == newest[key][1] and r.get("duration_s")):  # fmt: skip
+        if str(r.get("run")) == newest[key][1] and r.get("duration_s"):
             seconds.setdefault(key, []).append(float(r["duration_s"]))
     return {k: statistics.fmean(v) for k, v in seconds.items()}
 

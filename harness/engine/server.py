@@ -225,13 +225,18 @@ def warm_sizes(max_batch: int, bulk: int) -> tuple[int, ...]:
     return tuple(sorted(sizes | {max_batch, bulk}))
 
 
+def bulk_below(bulk: float, leader: Leader | None) -> bool:
+    """The shape's bulk throughput, the most it serves, is below the leader's rate (+ 10 % for noise)."""
+    return leader is not None and bulk * 1.1 < leader.rate
+
+
 def dominated(shape: Shape, leader: Leader | None, bulk: float, min_n: int) -> str:
     """Why the shape cannot beat the best rate this sweep already sustains within the budget ("" when it
     may): its bulk throughput, the most it serves, is below that rate (+ 10 % for noise), or it does not
     sustain that rate itself (one point)."""
     if leader is None:
         return ""
-    if bulk * 1.1 < leader.rate:
+    if bulk_below(bulk, leader):
         return f"dominated: bulk {bulk:.0f} texts/s < {leader.rate:.0f} req/s that {leader.what} sustains"
     why = serving.judge(shape.measure_at(leader.rate), leader.budget_s, min_n)
     return f"dominated: at {leader.rate:.0f} req/s, which {leader.what} sustains, {why}" if why else ""
@@ -243,14 +248,14 @@ def measure_group(shape: Shape, budgets_ms: list[float]) -> dict[float, dict[str
     Each budget's rate is then the one every point of the shape holds up to (`serving.held_rate`)."""
     s = shape.cfg.server
     bulk_size = int(s.bulk_batch_size)
-    warm = _warm(shape, sizes=(1, bulk_size), solo=False)  # enough for the bulk passes and requests alone
-    del warm["solo"]
+    warm, _ = _warm(shape, sizes=(1, bulk_size), solo=False)  # enough for the bulk passes and requests alone
     bulk = shape.bulk()
     min_n = min(serving.MIN_N, int(s.min_requests))
-    open_ = [b for b in budgets_ms if not _bulk_below_leader(shape, float(b), bulk)]
+    prune = bool(s.prune_dominated)  # a shape whose bulk is below a budget's leader needs no warm-up for it
+    open_ = [b for b in budgets_ms if not (prune and bulk_below(bulk, leader(leader_key(shape, b), shape.label)))]
     shape.solo = None
     if open_:  # a budget below a lone request's p99 needs no rate point either
-        shape.solo = _warm(shape, sizes=(), solo=True)["solo"]
+        _, shape.solo = _warm(shape, sizes=(), solo=True)
         if any(shape.solo is None or shape.solo <= 1.1 * b / 1e3 for b in open_):
             _warm(shape, sizes=warm_sizes(shape.max_batch, bulk_size), solo=False)  # every batch it can form
     searches: dict[float, tuple[serving.RateSearch, dict[str, Any]]] = {}
@@ -275,24 +280,17 @@ def measure_group(shape: Shape, budgets_ms: list[float]) -> dict[float, dict[str
     return out
 
 
-def _warm(shape: Shape, sizes: tuple[int, ...], solo: bool) -> dict[str, Any]:
+def _warm(shape: Shape, sizes: tuple[int, ...], solo: bool) -> tuple[dict[str, Any], float | None]:
     """Every instance runs `sizes` (the longest and the shortest texts at each), then, with `solo`, times
-    requests served alone; the runtime's read-backs, the texts' stats and the lone requests' p99 (on the
-    fastest instance: `solo`)."""
+    requests served alone: the row fields of the runtime's read-backs and the texts' stats, and the lone
+    requests' p99 on the fastest instance (None without `solo`)."""
     warmed = shape.step("warm", warm_sizes=tuple(sizes), solo=solo)
     warm = {k: warmed[0][k] for k in ("runtime", "precision", "settings")}
     stats = warmed[0].get("texts") or {}
     warm.update({k: stats[k] for k in ("text_chars_mean", "text_chars_p50", "text_chars_max", "text_tokens_mean",
                                        "truncated_share", "max_seq_length") if k in stats})  # fmt: skip
     solos = [o["solo_p99_s"] for o in warmed if o.get("solo_p99_s") is not None]
-    return {**warm, "solo": min(solos) if solos else None}
-
-
-def _bulk_below_leader(shape: Shape, budget: float, bulk: float) -> bool:
-    """Another configuration sustains more within `budget` than this shape's bulk throughput (+10 %) serves at
-    all: dominated without a point, a warm-up or a lone request's timing."""
-    best = leader(leader_key(shape, budget), shape.label) if shape.cfg.server.prune_dominated else None
-    return best is not None and bulk * 1.1 < best.rate
+    return warm, min(solos) if solos else None
 
 
 def _search(shape: Shape, budget: float, bulk: float, start: float, min_n: int

@@ -119,8 +119,8 @@ def choose(df: pd.DataFrame, max_latency_ms: float | None, model: str | None = N
            machine: str | None = None, text_length: float | None = None,
            slot: str | None = None) -> ServerChoice:  # fmt: skip
     """The server row with the highest sustainable rate among those whose budget is within the asked p99 (a rate
-    sustained within 50 ms is sustained within 100 ms too: each budget's search is its own, and a tighter
-    one's can come out higher by the searches' resolution), of the texts nearest `text_length`;
+    sustained within 50 ms is sustained within 100 ms too), of the texts nearest `text_length`, each configuration
+    once at its best rate over those budgets;
     uncontended rows first. Rows tied with it (overlapping search brackets) are resolved by what a user does
     (plain name < export < knob, `ties.effort`), then by rate."""
     if max_latency_ms is None:

@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from harness.report.tables import Table  # noqa: E402
+from harness.store import cost  # noqa: E402
 
 
 def server_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -155,7 +156,7 @@ def best_per_machine(df: pd.DataFrame) -> pd.DataFrame:
             "bulk": top["label"] if top is not None else None,
             "bulk_batch": int(top["batch_size"]) if top is not None and pd.notna(top["batch_size"]) else None,
             "texts_s": top["throughput"] if top is not None else math.nan,
-            "bulk_usd": price / (top["throughput"] * 3600.0) * 1e6 if top is not None else math.nan,
+            "bulk_usd": cost.usd_per_million(price, top["throughput"]) if top is not None else math.nan,
             "server": f"{srv['label']} {int(srv['instances'])}x{int(srv['threads_per_instance'])} "
                       f"b{int(srv['max_batch'])}" if srv is not None else None,
             "rate": srv["sustainable_rate"] if srv is not None else math.nan,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -68,6 +69,11 @@ def price_of(machine: object, stored: object, prices: Prices) -> float:
     return float(stored) if isinstance(stored, (int, float)) and stored == stored else math.nan
 
 
+def usd_per_million(price_per_hour: Any, texts_per_s: Any) -> Any:
+    """$ per million texts at a rate (scalars or columns)."""
+    return price_per_hour / (texts_per_s * 3600.0) * 1e6
+
+
 def with_cost(df: pd.DataFrame, prices: Prices | None = None) -> pd.DataFrame:
     """`price_per_hour` (given prices win over the rows' own) and `usd_per_million_texts` added."""
     df = df.copy()
@@ -83,5 +89,5 @@ def with_cost(df: pd.DataFrame, prices: Prices | None = None) -> pd.DataFrame:
     if "sustainable_rate" in df:
         server = df["kind"] == "server"
         rate[server] = pd.to_numeric(df.loc[server, "sustainable_rate"], errors="coerce")
-    df["usd_per_million_texts"] = df["price_per_hour"] / (rate * 3600.0) * 1e6
+    df["usd_per_million_texts"] = usd_per_million(df["price_per_hour"], rate)
     return df
