@@ -485,6 +485,27 @@ def test_same_kernels_tied_on_real_shapes_prefer_the_plain_name():
     assert rec.chosen.tied_with == "onnx-O1"
 
 
+@pytest.mark.parametrize("same", [True, False])
+def test_same_kernels_are_tied_even_where_the_numbers_say_otherwise(same):
+    """onnx-O1 measured 8 % above onnx in every round; its read-back is onnx's (the same executed graph and
+    settings): tied, and the plain name is the answer. With another graph the numbers decide."""
+    from harness.store.intervals import with_intervals
+
+    ort = {"precision": "fp32", "kernels": {"MatMul:fp32": 36}, "graph_ops": 260, "graph_fingerprint": "a1b2c3d4"}
+    o1 = ort if same else {**ort, "graph_fingerprint": "ffffffff"}
+    df = with_intervals(frame(
+        speed("torch-fp32", 100.0, per_round=_per_round([100.0, 95.0, 103.0]), n_batches=900),
+        speed("onnx", 150.0, per_round=_per_round([150.0, 140.0, 158.0]), n_batches=900, runtime=ort),
+        speed("onnx-O1", 162.0, per_round=_per_round([162.0, 151.2, 170.6]), n_batches=900, runtime=o1),
+        acc("torch-fp32", 0.8), acc("onnx", 0.8), acc("onnx-O1", 0.8),
+    ))  # fmt: skip
+    rec = recommend.recommend(df, Query(tolerance=0.0), AMD, machine=FP)
+    assert rec.backend == ("onnx" if same else "onnx-O1")
+    if same:
+        assert rec.chosen.tied_with == "onnx-O1"
+        assert "the same kernels" in next(c for c in rec.evidence.candidates if c.label == "onnx-O1").tie
+
+
 # ---------------------------------------------------------------------------- scenarios, constraints, fidelity
 
 

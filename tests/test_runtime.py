@@ -135,3 +135,24 @@ def test_device_from_what_the_runtime_reports():
     assert OnnxBackend.device_of_providers(["CPUExecutionProvider"]) == "cpu"
     assert OpenVINOBackend.device_of_execution_devices("['CPU']") == "cpu"
     assert OpenVINOBackend.device_of_execution_devices("['GPU.0']") == "gpu"
+
+
+def test_the_executed_graph_is_fingerprinted_and_a_knob_at_the_runtimes_own_value_runs_the_same(runtime_of):
+    """#22: `onnx` and a knob pinned to what ONNX Runtime does by itself (spinning on) execute the same graph
+    with the same settings: the same kernels (harness.store.kernels); O2's fused attention is another graph."""
+    from harness.store import kernels
+
+    plain, pinned, o2 = runtime_of("onnx"), runtime_of("onnx", ort_spinning=True), runtime_of("onnx-O2")
+    assert plain["graph_ops"] > 0 and len(plain["graph_fingerprint"]) == 16
+    assert plain["graph_fingerprint"] == pinned["graph_fingerprint"]
+    assert kernels.same(plain, pinned)
+    assert plain["graph_fingerprint"] != o2["graph_fingerprint"] and not kernels.same(plain, o2)
+
+
+def test_openvino_fingerprints_its_runtime_graph(ov, runtime_of):
+    from harness.store import kernels
+
+    f32 = runtime_of("openvino", ov_precision="f32")
+    assert f32["graph_ops"] > 0 and f32["graph_fingerprint"]
+    assert kernels.same(f32, runtime_of("openvino", ov_precision="f32"))
+    assert not kernels.same(f32, runtime_of("openvino-qint8", calibration_samples=16))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -175,3 +176,11 @@ def dominant_precision(kernels: dict[str, int], precision_of: Callable[[str], st
         if precision:
             by_precision[precision] = by_precision.get(precision, 0) + count
     return max(by_precision, key=by_precision.get) if by_precision else None
+
+
+def graph_fingerprint(ops: list[str]) -> dict[str, Any]:
+    """What a runtime executes, in two fields a row can carry: the number of ops and a digest of their
+    multiset ("domain:op:precision" or "layer:precision:primitive"). Two configurations with the same
+    fingerprint and the same settings run the same kernels (harness.store.kernels)."""
+    counted = sorted(f"{op}*{ops.count(op)}" for op in set(ops))
+    return {"graph_ops": len(ops), "graph_fingerprint": hashlib.sha1("\n".join(counted).encode()).hexdigest()[:16]}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from harness.backends.base import Backend, dominant_precision
+from harness.backends.base import Backend, dominant_precision, graph_fingerprint
 from harness.backends.cache import ExportCache
 from harness.core.hardware import Hardware
 from harness.core.usage import check_choice
@@ -204,11 +204,12 @@ class OnnxBackend(Backend):
         session = model.transformers_model.session
         options = session.get_session_options()
         path = getattr(session, "_model_path", None)
-        kernels, source = executed_ops(path, session.get_providers(), options.intra_op_num_threads)
+        kernels, source, graph = executed_ops(path, session.get_providers(), options.intra_op_num_threads)
         return {
             "precision": dominant_precision(kernels, lambda key: key.rsplit(":", 1)[1]) or "unknown",
             "precision_source": source,
             "kernels": kernels,
+            **graph,
             "providers": session.get_providers(),
             "device": self.device_of_providers(session.get_providers()),
             "intra_op_threads": options.intra_op_num_threads,
@@ -277,15 +278,17 @@ MATMUL_OPS = {"MatMul", "FusedMatMul", "Gemm", "Attention", "MultiHeadAttention"
 ONNX_PRECISION = {1: "fp32", 10: "fp16", 16: "bf16", 3: "int8", 2: "int8"}  # TensorProto element types
 
 
-def executed_ops(path: str | None, providers: list[str], threads: int) -> tuple[dict[str, int], str]:
-    """Matmul-like ops by "op:precision" in the graph ONNX Runtime really runs, and where that was read.
+def executed_ops(path: str | None, providers: list[str],
+                 threads: int) -> tuple[dict[str, int], str, dict[str, Any]]:  # fmt: skip
+    """Matmul-like ops by "op:precision" in the graph ONNX Runtime really runs, where that was read, and the
+    whole graph's fingerprint (`graph_fingerprint`: every node's op, domain and weight precision).
 
     The session's optimized graph, not the file: on a CPU, ONNX Runtime turns most of an fp16 model
     (onnx-O4) back into fp32 (casts folded into the weights), so the file's fp16 is not what runs.
     The precision of an op is that of its weights (initializers); quantized ops are int8.
     """
     if not path:
-        return {}, "unknown"
+        return {}, "unknown", {}
     import os
     import tempfile
 
@@ -307,7 +310,11 @@ def executed_ops(path: str | None, providers: list[str], threads: int) -> tuple[
             graph, source = onnx.load(path, load_external_data=False).graph, "model file"
     weights = {init.name: init.data_type for init in graph.initializer}
     counts: dict[str, int] = {}
+    every: list[str] = []
     for node in graph.node:
+        types = [weights[i] for i in node.input if i in weights]
+        weight = ONNX_PRECISION.get(max(types, key=types.count), "other") if types else "-"
+        every.append(f"{node.domain or 'ai.onnx'}:{node.op_type}:{weight}")
         if node.op_type not in MATMUL_OPS:
             continue
         if node.op_type in QUANTIZED_OPS:
@@ -319,4 +326,4 @@ def executed_ops(path: str | None, providers: list[str], threads: int) -> tuple[
             precision = ONNX_PRECISION.get(max(types, key=types.count), "other")
         key = f"{node.op_type}:{precision}"
         counts[key] = counts.get(key, 0) + 1
-    return counts, source
+    return counts, source, graph_fingerprint(every)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from harness.backends.base import Backend, dominant_precision
+from harness.backends.base import Backend, dominant_precision, graph_fingerprint
 from harness.backends.cache import ExportCache
 from harness.core.usage import check_choice, check_positive_int
 
@@ -205,7 +205,7 @@ class OpenVINOBackend(Backend):
                 props[name] = None
         hint = (props["INFERENCE_PRECISION_HINT"] or "").lower()
         hinted = normalise_precision(hint) or hint or "unknown"
-        kernels = executed_kernels(compiled)
+        kernels, graph = executed_kernels(compiled)
         executed = dominant_precision(kernels, lambda key: RUNTIME_PRECISION.get(key.split(":")[1]))
         precision = executed
         if not precision:  # no runtime graph: int8 where the model carries quantize ops, else the hint
@@ -216,6 +216,7 @@ class OpenVINOBackend(Backend):
             "precision_source": "runtime graph" if executed else "compiled-model hint",
             "compute_precision": hinted,
             "kernels": kernels,
+            **graph,
             "threads": props["INFERENCE_NUM_THREADS"],
             "performance_hint": props["PERFORMANCE_HINT"],
             "inference_precision_hint": props["INFERENCE_PRECISION_HINT"],
@@ -230,8 +231,9 @@ MATMUL_LAYERS = ("FullyConnected", "MatMul", "Convolution")
 RUNTIME_PRECISION = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "u8": "int8", "i8": "int8"}
 
 
-def executed_kernels(compiled: Any) -> dict[str, int]:
-    """Count of the matmul-like layers OpenVINO executed, by "layer:precision:kernel".
+def executed_kernels(compiled: Any) -> tuple[dict[str, int], dict[str, Any]]:
+    """Count of the matmul-like layers OpenVINO executed, by "layer:precision:kernel", and the whole runtime
+    graph's fingerprint (every layer's type, runtime precision and primitive: `base.graph_fingerprint`).
 
     Read from the compiled model's runtime (execution) graph, so it is what ran, not what was
     asked: e.g. "FullyConnected:bf16:brgemm_avx512_amx_bf16" on a CPU where OpenVINO chose bf16
@@ -241,12 +243,15 @@ def executed_kernels(compiled: Any) -> dict[str, int]:
     try:
         ops = compiled.get_runtime_model().get_ops()
     except Exception:  # noqa: BLE001 - a device without a runtime graph: the caller falls back to the hint
-        return counts
+        return counts, {}
+    every: list[str] = []
     for op in ops:
         info = op.get_rt_info()
-        if "layerType" not in info or info["layerType"].astype(str) not in MATMUL_LAYERS:
+        if "layerType" not in info:
             continue
         parts = [info[k].astype(str) if k in info else "?" for k in ("layerType", "runtimePrecision", "primitiveType")]
         key = ":".join(parts)
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+        every.append(key)
+        if parts[0] in MATMUL_LAYERS:
+            counts[key] = counts.get(key, 0) + 1
+    return counts, graph_fingerprint(every)

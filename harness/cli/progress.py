@@ -59,8 +59,10 @@ def summary(results_dir: str, runs: list[str], since: str | None = None) -> str:
     if not speed.empty:
         order = _identity(speed, [*first, "model", "dataset", "batch_size", "backend"])
         speed = speed.assign(**{"speedup (95% rerun)": [interval_text(r) for r in speed.to_dict("records")]})
-        table = speed[[*order, "status", "precision", "throughput", "speedup (95% rerun)", "latency_p50_ms",
-                       "rounds", "fidelity_min_cos", "contended"]]  # fmt: skip
+        twins = [", ".join(t) if isinstance(t, tuple) else "" for t in speed.get("same_kernels", [()] * len(speed))]
+        speed = speed.assign(**{"same kernels as": twins})
+        table = speed[[*order, "status", "precision", "throughput", "speedup (95% rerun)", "same kernels as",
+                       "latency_p50_ms", "rounds", "fidelity_min_cos", "contended"]]  # fmt: skip
         lines.append(_fmt(table.sort_values(order, key=_backend_order)))
         contended = int(speed["contended"].fillna(False).astype(bool).sum())
         lines.append(f"\n{contended} of {len(speed)} speed cells were contended (another process used the CPU).")

@@ -3,7 +3,8 @@ not decide anything.
 
 Any two candidates are compared directly: the 95 % rerun interval of their per-round paired ratio A / B on
 the cells both were measured in (torch-fp32 cancels; harness.store.stats, harness.store.intervals). They are
-tied when that interval contains 1 or lies within +-2 %. Candidates are ranked by the scenario's number
+tied when that interval contains 1 or lies within +-2 %, and whatever it says when they run the same kernels
+(harness.store.kernels: e.g. `onnx` and `onnx-O1` on a CPU). Candidates are ranked by the scenario's number
 (bulk: speedup, online: p99 latency); the qualifying candidates tied with the best one form the tie set, and
 of those the recommender takes the one a user gets with the least: the plain name before an export step
 (an O-level or a quantized export) before a pinned knob (a variant); then the documented flowchart's answer;
@@ -19,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from harness import backends
-from harness.store import stats
+from harness.store import kernels, stats
 from harness.store.intervals import by_round, spread_of
 from harness.store.stats import Estimate
 
@@ -33,8 +34,15 @@ def cells_of(rows: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     for _, r in rows.iterrows():
         out.append({"cell": tuple(str(r.get(k)) for k in CELL), "per_round": r.get("per_round"),
-                    "spread": r.get("spread")})  # fmt: skip
+                    "spread": r.get("spread"), "signature": kernels.signature(r.get("runtime"))})  # fmt: skip
     return out
+
+
+def same_kernels(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """Whether two candidates run the same kernels in every cell both were measured in (harness.store.kernels)."""
+    theirs = {c["cell"]: c.get("signature") for c in b}
+    shared = [(c.get("signature"), theirs[c["cell"]]) for c in a if c["cell"] in theirs]
+    return bool(shared) and all(x is not None and x == y for x, y in shared)
 
 
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], scenario: str) -> Estimate | None:
@@ -65,7 +73,10 @@ def effort(label: str) -> int:
 
 def is_tied(a: Any, b: Any, scenario: str, score: Any) -> bool:
     """The tie rule on two candidates; rows without per-round values (written before rows kept them) have no
-    interval, and only numbers equal at the printed precision (0.01) are tied there."""
+    interval, and only numbers equal at the printed precision (0.01) are tied there. Two that run the same
+    kernels are tied whatever their numbers."""
+    if same_kernels(a.cells, b.cells):
+        return True
     e = compare(a.cells, b.cells, scenario)
     if e is None or e.low != e.low:  # no interval
         return round(score(a), 2) == round(score(b), 2)
@@ -92,6 +103,8 @@ def order(candidates: list[Any], scenario: str, preferred: str, score: Any) -> l
         e = compare(c.cells, chosen.cells, scenario)
         c.tied_with = chosen.label
         c.tie = stats.fmt(e) if e is not None else "equal at the printed precision"
+        if same_kernels(c.cells, chosen.cells):
+            c.tie = f"the same kernels, measured {c.tie}"
     if len(tied) > 1:
         chosen.tied_with = ", ".join(c.label for c in tied if c is not chosen)
         chosen.tie = "; ".join(f"{c.label} {c.tie}" for c in tied if c is not chosen)

@@ -25,6 +25,7 @@ import pandas as pd
 
 from harness.store import stats
 from harness.store.analysis import SPEED_PAIRING, baselines, with_keys
+from harness.store.kernels import twins_of
 from harness.store.labels import BASELINE
 from harness.store.stats import Estimate, Spread
 
@@ -162,17 +163,22 @@ GROUP = ["run", "machine", "model", "dataset", "batch_size", "threads", "device"
 
 @dataclass(frozen=True)
 class Verdict:
-    """A group's leader against its runner-up in one scenario, paired by round."""
+    """A group's leader against its runner-up in one scenario, paired by round. The runner-up is the best
+    configuration that does not run the leader's kernels; those that do (`twins`) are tied with it by what
+    they execute (harness.store.kernels), whatever their numbers."""
 
     group: tuple
     scenario: str  # bulk | online
     leader: str
-    runner_up: str
+    runner_up: str | None  # None: every other configuration runs the leader's kernels
     estimate: Estimate | None  # runner-up / leader (bulk: throughput; online: leader's p99 / runner-up's)
+    twins: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
-        """'decided' (the interval excludes 1), 'tied' (within +-5 %), or 'undecided'."""
+        """'decided' (the interval excludes 1), 'tied' (within +-5 %, or the same kernels), or 'undecided'."""
+        if self.runner_up is None:
+            return "tied"
         e = self.estimate
         if e is None or math.isnan(e.low):
             return "undecided"
@@ -182,8 +188,12 @@ class Verdict:
 
     def line(self) -> str:
         what = "/".join(str(g) for g in self.group[2:5])
+        same = f" (tied: same kernels as {', '.join(self.twins)})" if self.twins else ""
+        if self.runner_up is None:
+            return f"{what} {self.scenario}: {self.leader}{same}: tied"
         return (
-            f"{what} {self.scenario}: {self.leader} leads {self.runner_up} by {stats.fmt(self.estimate)}: {self.status}"
+            f"{what} {self.scenario}: {self.leader}{same} leads {self.runner_up} by {stats.fmt(self.estimate)}: "
+            f"{self.status}"
         )
 
 
@@ -206,7 +216,13 @@ def verdicts(df: pd.DataFrame) -> list[Verdict]:
 def _verdict(group: tuple, scenario: str, ranked: pd.DataFrame, metric: str) -> list[Verdict]:
     if len(ranked) < 2:
         return []
-    first, second = ranked.iloc[0], ranked.iloc[1]
+    first = ranked.iloc[0]
+    twins = set(twins_of(first))
+    others = [r for _, r in ranked.iloc[1:].iterrows() if str(r["_label"]) not in twins]
+    named = tuple(str(r["_label"]) for _, r in ranked.iloc[1:].iterrows() if str(r["_label"]) in twins)
+    if not others:
+        return [Verdict(group, scenario, str(first["_label"]), None, None, named)]
+    second = others[0]
     # as a ratio above 1 when the leader is ahead: throughput leader / runner-up, p99 runner-up / leader
     e = compare(first, second, metric) if metric == "throughput" else compare(second, first, metric)
-    return [Verdict(group, scenario, str(first["_label"]), str(second["_label"]), e)]
+    return [Verdict(group, scenario, str(first["_label"]), str(second["_label"]), e, named)]

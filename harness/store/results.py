@@ -28,6 +28,7 @@ from harness.store import rows
 from harness.store.analysis import derive, versions_key, with_identity
 from harness.store.cost import with_cost
 from harness.store.intervals import with_intervals
+from harness.store.kernels import with_twins
 from harness.store.labels import (  # noqa: F401 - what readers of the store have always found here
     BASELINE,
     FORMER_KNOBS,
@@ -151,12 +152,13 @@ def read_rows(results_dir: Path | str, runs: list[str] | None = None) -> list[di
 def load(results_dir: Path | str, runs: list[str] | None = None) -> pd.DataFrame:
     """The store as a DataFrame with every column, rounds pooled, plus derived `device`, `speedup`,
     `accuracy_ratio`, `note` (see `harness.store.analysis`), `label` (what a configuration is called in
-    reports), `accuracy_label` (whose accuracy it has) and `usd_per_million_texts` where the machine's
+    reports), `accuracy_label` (whose accuracy it has), `same_kernels` (the cell's configurations that run
+    the same kernels: `harness.store.kernels`) and `usd_per_million_texts` where the machine's
     price is known (`harness.store.cost`); speedups are paired per round with their rerun intervals
     (`harness.store.intervals`)."""
     df = pool_rounds(read_rows(results_dir, runs))
     df["variant"] = df["variant"].map(current_variant)
-    return with_cost(with_labels(with_intervals(derive(with_identity(df)))))
+    return with_cost(with_twins(with_labels(with_intervals(derive(with_identity(df))))))
 
 
 def pool_rounds(stored: list[dict[str, Any]]) -> pd.DataFrame:
