@@ -85,12 +85,16 @@ class BackendConfig:
 class MeasureConfig:
     threads: Optional[int] = None  # None: physical cores; the same budget for every runtime
     warmup_batches: int = 2
-    min_time_s: float = 1.5  # bulk passes (one encode call over all texts): at least this long in all ...
-    min_repeats: int = 3  # ... and at least this many passes
+    # bulk passes (one encode call over all texts): at least this long in all and at least this many passes.
+    # Short on purpose: the spread that matters is between processes (the host's phase moves a 2-core VM by
+    # 10-20 % within seconds), so time goes to more rounds where a place is open, not to longer cells
+    min_time_s: float = 1.0
+    min_repeats: int = 2
     max_repeats: int = 50
     max_time_s: float = 8.0  # stop after the pass that crosses this, even below min_repeats (slow backends)
     request_min_time_s: float = 0.5  # per-request loop (one call per batch: latency percentiles), >= 1 pass
-    request_min_samples: int = 300  # batch-1 cells: at least this many requests per round (their p99 needs them)
+    request_min_samples: int = 300  # batch-1 cells: this many requests per round (their p99 needs them) ...
+    request_max_time_s: float = 3.0  # ... or as many as fit in this, but never fewer than a p99 needs (100)
     sort_by_length: bool = True  # as encode() does over a whole corpus
     breakdown: bool = True  # tokenize / forward / rest shares
     cell_timeout_s: int = 900
@@ -103,7 +107,7 @@ class MeasureConfig:
     # the label-free task metric (harness.evaluation.agreement): texts per configuration and dataset, encoded
     # once in round 0 after the timed passes; the dataset's own when it has >= 500, else built-in ones of
     # its length; 0: not measured (then `harness recommend` without labels needs --min-cosine/--min-spearman)
-    agreement_texts: int = 1000
+    agreement_texts: int = 500
 
 
 @dataclass
@@ -155,6 +159,7 @@ class SweepConfig:
     run: str = "default"
     round: int = 0  # this job's interleaved round; conf/config.yaml sweeps 0..3 outermost (`rounds=N` to change)
     adaptive_rounds: bool = True  # rounds=auto: a round after the first only where a place is undecided
+    round_cap: int = 4  # the rounds a sweep measures at most (`rounds=N` sets it): what is left to settle a place
     # a rerun measures timeouts, killed processes and damaged rows again by itself; other failures (an export
     # that cannot be made, a configuration error) only with this (`harness sweep --retry-failed`)
     retry_failed: bool = False

@@ -40,6 +40,21 @@ def test_batch_1_request_passes_take_at_least_min_samples_calls():
     assert len(timing.latencies) == 320  # whole passes until 300 requests: 5 passes of 64
 
 
+def test_a_slow_batch_1_cell_stops_its_requests_at_the_time_cap_but_not_below_a_p99s_need():
+    """#22: 300 requests of a slow configuration (medium texts, ~25-70 ms each on 2 cores) were 8-21 s of a
+    cell; past `samples_time_s` the passes stop once a p99 has its 100 requests (whole passes of 64: 128)."""
+    import time
+
+    timing = measure.Passes(texts_per_pass=64)
+    measure.request_passes(lambda b: time.sleep(0.001), [[i] for i in range(64)], timing, 0.0, 1, 50, 5.0,
+                           min_samples=300, samples_time_s=0.01, floor_samples=100)  # fmt: skip
+    assert len(timing.latencies) == 128
+    fast = measure.Passes(texts_per_pass=64)
+    measure.request_passes(lambda b: None, [[i] for i in range(64)], fast, 0.0, 1, 50, 5.0, min_samples=300,
+                           samples_time_s=3.0, floor_samples=100)  # fmt: skip
+    assert len(fast.latencies) == 320  # a fast one still gets its 300 within the cap
+
+
 def test_every_batch_shape_runs_untimed_before_the_timed_passes(monkeypatch):
     """#22: a shape first run inside a timed pass made pass 1 the slowest in 56 % of cells."""
     from types import SimpleNamespace

@@ -164,7 +164,8 @@ def _rounds(arg: str) -> list[str]:
         count, adaptive = int(value), "false"
     else:
         raise ConfigError(f"rounds: {value!r} is not allowed; it must be auto or a whole number >= 1.")
-    return [f'hydra.sweeper.params.round="{",".join(str(r) for r in range(count))}"', f"adaptive_rounds={adaptive}"]
+    return [f'hydra.sweeper.params.round="{",".join(str(r) for r in range(count))}"', f"adaptive_rounds={adaptive}",
+            f"round_cap={count}"]  # fmt: skip
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

@@ -142,15 +142,21 @@ def request_passes(
     max_repeats: int,
     max_time_s: float = float("inf"),
     min_samples: int = 0,
+    samples_time_s: float = float("inf"),
+    floor_samples: int = 0,
 ) -> None:
-    """Whole passes over `batches`, one call per batch (per-request latency), until the minimums are met
-    (and at least `min_samples` calls: a p99 needs ~100 or more), or a maximum."""
+    """Whole passes over `batches`, one call per batch (per-request latency), until the minimums are met,
+    or a maximum. Then more passes towards `min_samples` calls (a p99 needs ~100 or more) while they take
+    less than `samples_time_s` in all - past it only until `floor_samples` - and never past `max_time_s`."""
     clock = time.perf_counter
     timing.batches_per_pass = len(batches)
     passes: list[float] = []
-    while not _enough(passes, min_time_s, min_repeats, max_repeats, max_time_s) or (
-        len(timing.latencies) < min_samples and sum(passes) < max_time_s
-    ):
+
+    def more_samples() -> bool:
+        n, spent = len(timing.latencies), sum(passes)
+        return n < min_samples and spent < max_time_s and (spent < samples_time_s or n < floor_samples)
+
+    while not _enough(passes, min_time_s, min_repeats, max_repeats, max_time_s) or more_samples():
         for batch in batches:
             t0 = clock()
             call(batch)

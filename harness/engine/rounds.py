@@ -8,10 +8,13 @@ bulk (throughput) and, at batch size 1, online (p99 latency). The leaders are th
 best one that is not int8 (the answer when a tolerance rules quantization out). Round r is measured for
 
 - a configuration whose paired interval with a leader is *undecided* (it contains 1 and is wider than +-5 %),
-  and that leader;
+  and that leader - unless the two run the same kernels (harness.store.kernels: tied, nothing to measure);
 - a leader whose own interval (against torch-fp32) reaches beyond +-LEADER_WIDTH: its number is the answer;
 - torch-fp32, whenever anything of its group is measured (every ratio of the round rests on it).
 
+Neither is measured again when the rounds left before the cap cannot settle it (`settles`: at the measured
+spread, the interval around the ratio so far would still contain 1 and reach beyond +-5 % at the cap): on a
+noisy machine more rounds would end undecided all the same, and the sweep names the group so.
 Everything else stops and says why (`round_reason`): "decided after 1 round(s): 0.26x (0.22-0.31) of onnx".
 The sweep's last round (`rounds=N`, default 4) is the cap; a group still undecided there is named by the
 sweep's summary. The spread behind the intervals is pooled over the run's configurations of the model
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.store import stats
+from harness.store import kernels, stats
 from harness.store.labels import BASELINE
 from harness.store.labels import label as label_of_row
 from harness.store.stats import Spread
@@ -73,21 +76,23 @@ def decide(cfg: Any, prefixes: tuple[str, str], match: dict[str, Any], baseline:
     if stopped:
         return Decision(True, str(stopped[-1].get("reason")))
     spreads = run_spreads(_rows(folder, model_prefix, round_), match, baseline)
-    return judge(group, label, baseline, batch_size, spreads, round_)
+    return judge(group, label, baseline, batch_size, spreads, round_, cfg.get("round_cap"))
 
 
 def judge(rows: list[dict[str, Any]], label: str, baseline: str, batch_size: int,
-          spreads: dict[str, Spread | None] | Spread, round_: int) -> Decision:  # fmt: skip
+          spreads: dict[str, Spread | None] | Spread, round_: int, cap: int | None = None) -> Decision:  # fmt: skip
     """The decision for `label` from its group's rows of earlier rounds; `spreads`: metric -> the pooled
-    spread of its log ratios (PRIOR where none), or one spread for both."""
+    spread of its log ratios (PRIOR where none), or one spread for both; `cap`: the rounds the sweep measures
+    at most (None: no limit known, nothing is given up as beyond the machine's resolution)."""
     values = _values(rows)
     if isinstance(spreads, Spread):
         spreads = dict.fromkeys((BULK.metric, ONLINE.metric), spreads)
     scenarios = [BULK, ONLINE] if batch_size == 1 else [BULK]
+    left = None if cap is None else max(cap - round_, 0)
     needed: dict[str, str] = {}
     for scenario in scenarios:
         spread = spreads.get(scenario.metric) or PRIOR
-        for name, why in open_places(values, scenario, spread).items():
+        for name, why in open_places(values, scenario, spread, left).items():
             needed.setdefault(name, why)
     if label in needed:
         return Decision(False, f"round {round_ + 1}: {needed[label]}")
@@ -100,28 +105,49 @@ def judge(rows: list[dict[str, Any]], label: str, baseline: str, batch_size: int
     return Decision(True, f"decided after {len(own)} round(s): {place}")
 
 
-def open_places(values: dict[str, dict[str, dict[int, float]]], scenario: Scenario,
-                spread: Spread) -> dict[str, str]:  # fmt: skip
-    """label -> why it needs another round in `scenario`: undecided against a leader (and that leader)."""
+def open_places(values: dict[str, dict[str, dict[int, float]]], scenario: Scenario, spread: Spread,
+                left: int | None = None) -> dict[str, str]:  # fmt: skip
+    """label -> why it needs another round in `scenario`: undecided against a leader (and that leader).
+    `left`: the rounds the sweep still measures; with a measured spread (not the PRIOR), a question that
+    cannot be settled within them (`settles`) gets none: more rounds would end undecided all the same."""
     per = values.get(scenario.metric, {})
     if len(per) < 2:
         return {}
     leaders = _leaders(per, values.get("precision", {}), scenario)
+    runs = values.get("signature", {})  # what each configuration executes: the same kernels are tied
     out: dict[str, str] = {}
     base = next((per[n] for n in per if n == BASELINE), None)
     for leader in leaders:
         own = stats.paired(per[leader], base, spread) if base and leader != BASELINE else None
-        if own is not None and not own.within_of_itself(LEADER_WIDTH):
+        if own is not None and not own.within_of_itself(LEADER_WIDTH) and _narrows(own, spread, left):
             out[leader] = f"leads in {scenario.name} at {stats.fmt(own)}: too wide to place"
         for name in per:
-            if name == leader:
+            if name == leader or (runs.get(name) is not None and runs.get(name) == runs.get(leader)):
                 continue
             e = stats.paired(per[name], per[leader], spread)
-            if e is not None and not e.decided:
+            if e is not None and not e.decided and settles(e, spread if spread is not PRIOR else None, left):
                 why = f"undecided against {leader} in {scenario.name}: {stats.fmt(e)}"
                 out.setdefault(name, why)
                 out.setdefault(leader, f"undecided against {name} in {scenario.name}: {stats.fmt(e)}")
     return out
+
+
+def settles(e: stats.Estimate, spread: Spread | None, left: int | None) -> bool:
+    """Whether `left` more rounds could settle a comparison: at its rounds then, the rerun interval around the
+    ratio measured so far would exclude 1 or lie within +-DECIDED_BAND. Without a measured spread or a known
+    cap: always (the prior only decides what to measure, it never gives up)."""
+    if spread is None or left is None:
+        return True
+    half = spread.t * spread.s * math.sqrt(2.0 / (e.n + left))
+    m = abs(math.log(e.ratio))
+    return m > half or m + half <= math.log(1.0 + stats.DECIDED_BAND)
+
+
+def _narrows(own: stats.Estimate, spread: Spread, left: int | None) -> bool:
+    """Whether `left` more rounds would bring a leader's interval within +-LEADER_WIDTH (with a measured spread)."""
+    if spread is PRIOR or left is None:
+        return True
+    return spread.t * spread.s * math.sqrt(2.0 / (own.n + left)) <= math.log(1.0 + LEADER_WIDTH)
 
 
 def _leaders(per: dict[str, dict[int, float]], precision: dict[str, str], scenario: Scenario) -> list[str]:
@@ -168,9 +194,10 @@ def _label(row: dict[str, Any]) -> str:
 
 
 def _values(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """metric -> label -> {round: value} over ok speed rows (p99 only where 100+ requests support it), and
-    "precision" -> label -> its read-back precision."""
-    out: dict[str, Any] = {BULK.metric: {}, ONLINE.metric: {}, "precision": {}}
+    """metric -> label -> {round: value} over ok speed rows (p99 only where 100+ requests support it),
+    "precision" -> label -> its read-back precision and "signature" -> label -> what it executes (None:
+    unknown; harness.store.kernels)."""
+    out: dict[str, Any] = {BULK.metric: {}, ONLINE.metric: {}, "precision": {}, "signature": {}}
     for row in rows:
         if row.get("kind") != "speed" or row.get("status") != "ok" or not row.get("throughput"):
             continue
@@ -180,6 +207,7 @@ def _values(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if p99 and n >= stats.MIN_P99_SAMPLES:
             out[ONLINE.metric].setdefault(label, {})[round_] = float(p99)
         out["precision"][label] = row.get("precision")
+        out["signature"][label] = kernels.signature(row.get("runtime"))
     return out
 
 

@@ -25,6 +25,7 @@ from harness.engine.measure import check_finite  # noqa: F401 - units.check_fini
 from harness.engine.serving import _wait_until, poisson_schedule
 from harness.engine.specs import AccuracySpec, BareSpec, JobSpec, ServerSpec, SpeedSpec
 from harness.inputs.texts import as_pairs, builtin_texts
+from harness.store.stats import MIN_P99_SAMPLES
 
 TASKS = ("speed", "export", "accuracy", "bare", "server")  # what `isolation.run_unit` may call by name
 
@@ -230,8 +231,9 @@ def speed(spec: SpeedSpec, state: State | None = None) -> dict[str, Any]:
 def _timed(call: Any, call_all: Any, batches: list[list[Any]], n_inputs: int, m: Any,
            batch_size: int) -> tuple[measure.Passes, list[dict[str, float]], list[float]]:  # fmt: skip
     """Bulk passes then per-request passes under one CPU meter, tried again while another process used the
-    CPUs (up to `contention_retries`). Per request, a batch-1 cell takes at least `request_min_samples` calls
-    (its p99 needs them); larger batches take whole passes for `request_min_time_s`."""
+    CPUs (up to `contention_retries`). Per request, a batch-1 cell takes `request_min_samples` calls, or as
+    many as `request_max_time_s` allows but never fewer than a p99 needs (stats.MIN_P99_SAMPLES; a slow
+    configuration's later rounds add theirs); larger batches take whole passes for `request_min_time_s`."""
     discarded: list[dict[str, float]] = []  # contended tries that a later try replaced
     min_samples = m.request_min_samples if batch_size == 1 else 0
     timed_from = time.time()
@@ -241,7 +243,8 @@ def _timed(call: Any, call_all: Any, batches: list[list[Any]], n_inputs: int, m:
             timing.outputs = measure.bulk_passes(call_all, timing, m.min_time_s, m.min_repeats, m.max_repeats,
                                                  m.max_time_s)  # fmt: skip
             measure.request_passes(call, batches, timing, m.request_min_time_s, 1, m.max_repeats, m.max_time_s,
-                                   min_samples=min_samples)  # fmt: skip
+                                   min_samples=min_samples, samples_time_s=m.request_max_time_s,
+                                   floor_samples=MIN_P99_SAMPLES)  # fmt: skip
         timing.cpu_self, timing.cpu_other = meter.cpu_self, meter.cpu_other
         if timing.cpu_other <= m.contention_threshold or len(discarded) >= m.contention_retries:
             break
