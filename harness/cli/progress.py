@@ -97,7 +97,8 @@ def _verdict_lines(df: pd.DataFrame) -> list[str]:
     undecided = [v for v in found if v.status == "undecided"]
     if undecided:
         names = "; ".join("/".join(str(g) for g in v.group[2:5]) + f" {v.scenario}" for v in undecided)
-        lines.append(f"undecided after the effort cap: {names} (rounds=N measures more)")
+        lines.append(f"undecided after the effort cap: {names} (the rounds up to the cap could not settle them at "
+                     "this machine's spread between processes; rounds=N with a larger N measures more)")  # fmt: skip
     return lines
 
 
