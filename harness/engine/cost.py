@@ -225,6 +225,25 @@ def later_round_share(rows: list[dict[str, Any]], machine: str) -> float:
     return sum(r["kind"] == "speed" for r in later) / len(later)
 
 
+def later_round_counts(rows: list[dict[str, Any]], machine: str) -> dict[int, float]:
+    """round -> how many configurations of a group (run, model, dataset, batch size) earlier adaptive sweeps on
+    this machine measured in that later round, on average: the leaders, torch-fp32 and what was undecided, a
+    number that does not grow with the group (a 5-configuration sweep measures most of them again, a
+    13-configuration one a third). Empty before this machine has swept adaptively."""
+    groups: dict[tuple, dict[int, int]] = {}
+    for r in rows:
+        round_ = int(r.get("round") or 0)
+        if r.get("machine") != machine or round_ < 1 or r.get("kind") not in ("speed", "round"):
+            continue
+        key = (r.get("run"), r.get("model"), r.get("dataset"), r.get("batch_size"))
+        per = groups.setdefault(key, {})
+        per[round_] = per.get(round_, 0) + (r["kind"] == "speed")
+    if len(groups) < 4:
+        return {}
+    rounds = sorted({r for per in groups.values() for r in per})
+    return {r: statistics.fmean(per[r] for per in groups.values() if r in per) for r in rounds}
+
+
 CHARS_PER_TOKEN = 4.0  # English text in a WordPiece / BPE vocabulary, roughly (the texts' own count once measured)
 
 

@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 from harness import backends
 from harness.config import DatasetConfig, ModelConfig
 from harness.engine import cost
-from harness.engine.cost import Target, Timings, Work, later_round_share, shape_of
+from harness.engine.cost import Target, Timings, Work, later_round_counts, later_round_share, shape_of
 from harness.store import results
 
 FALLBACK_CELL_S = 15.0  # a speed cell when this machine has no timing at all (2 s timed + start-up, 2 cores)
@@ -116,11 +116,13 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
     adaptive = bool(base.adaptive_rounds) and len(rounds) > 1
     measured_rounds = 1 if adaptive else len(rounds)
     share = later_round_share(timings.rows, machine) if adaptive else 1.0
+    counts = later_round_counts(timings.rows, machine) if adaptive else {}
+    later: dict[tuple, list[float]] = {}  # (model, dataset, batch size, round) -> each pending cell's seconds
     for job in jobs:
         model, backend, variant, knobs = _names(job, base)
         for r in rounds:
             first = (model, backend, variant, r) not in workers
-            if base.speed and _count_speed(plan, job, base, conf_dir, (r, measured_rounds, share), cell_ids,
+            if base.speed and _count_speed(plan, job, base, conf_dir, (r, measured_rounds, later), cell_ids,
                                            done_ids, timings, first):  # fmt: skip
                 workers.add((model, backend, variant, r))
         if base.server.enabled and _count_server(plan, job, base, (server_ids, done_ids), timings, conf_dir):
@@ -131,6 +133,7 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
         key = export_key(backend, knobs, hw, threads)
         if key and not cache.has_export(model, key):
             exports.add((model, key))
+    expected = _later_rounds(plan, later, counts, share)
     plan.exports = len(exports)
     sizes = {m: w.params for (m, _), w in timings.works.items()}
     plan.estimate_s += sum(_export_seconds(cache, key, sizes.get(model)) or FALLBACK_EXPORT_S for model, key in exports)
@@ -138,7 +141,7 @@ def make_plan(base: Any, dims: dict[str, list[str]], conf_dir: str, hw: Any, thr
     if adaptive:
         plan.notes.append(
             f"rounds=auto: one round, then up to {len(rounds) - 1} more only for configurations still undecided "
-            f"(counted in the cells; {share:.0%} of them in the estimate, as in this machine's earlier sweeps)"
+            f"(counted in the cells; {expected})"
         )
     if plan.untimed:
         plan.notes.append(
@@ -202,6 +205,20 @@ def _export_seconds(cache: Any, key: str, params: int | None) -> float | None:
     return statistics.median(times) if times else None
 
 
+def _later_rounds(plan: Plan, later: dict[tuple, list[float]], counts: dict[int, float], share: float) -> str:
+    """Add the later rounds' expected seconds to `plan`: of a group's pending cells of round r, as many as this
+    machine's earlier adaptive sweeps measured a group in round r (`cost.later_round_counts`; all of a small
+    group), at their mean estimate; before any, `share` of them. Says which."""
+    for (_, _, _, r), seconds in later.items():
+        n = counts.get(r, counts[max(counts)] if counts else 0.0) if counts else share * len(seconds)
+        plan.estimate_s += min(1.0, n / len(seconds)) * sum(seconds)
+    if counts:
+        per = ", ".join(f"{counts[r]:.1f}" for r in sorted(counts))
+        return (f"about {per} configurations a group in rounds 2-{len(counts) + 1} in the estimate, as in this "
+                "machine's earlier sweeps")  # fmt: skip
+    return f"{share:.0%} of them in the estimate"
+
+
 def _names(job: dict[str, str], base: Any) -> tuple[str, str, str, dict[str, str]]:
     """A job's model, backend, the variant its rows will carry, and its backend knobs."""
     backend = job.get("backend", base.backend.name)
@@ -209,12 +226,12 @@ def _names(job: dict[str, str], base: Any) -> tuple[str, str, str, dict[str, str
     return job.get("model", base.model.name), backend, _variant(backend, knobs), knobs
 
 
-def _count_speed(plan: Plan, job: dict[str, str], base: Any, conf_dir: str, rounds: tuple[int, int, float],
+def _count_speed(plan: Plan, job: dict[str, str], base: Any, conf_dir: str, rounds: tuple[int, int, dict],
                  cell_ids: Any, done_ids: set[str], timings: Timings, first: bool) -> bool:  # fmt: skip
     """Count one round of a job's speed cells into `plan`; True when some are still to run. `rounds`: this
-    round, the rounds always measured, the share of later rounds' cells expected to run. `first`: its first
+    round, the rounds always measured, where a later round's pending cells are collected. `first`: its first
     cell to run starts the worker process of its backend configuration and round."""
-    r, measured_rounds, share = rounds
+    r, measured_rounds, later = rounds
     model, backend, variant, _ = _names(job, base)
     dataset = job.get("dataset", base.dataset.name)
     if (model, dataset) not in timings.works:
@@ -232,12 +249,11 @@ def _count_speed(plan: Plan, job: dict[str, str], base: Any, conf_dir: str, roun
         target = Target(work, bs, r, first, dataset)
         estimate = timings.estimate("speed", model, dataset, backend, variant, bs, target, base.measure)
         first = False
-        if r >= measured_rounds:  # adaptive: counted as possible, timed for the share expected to run
-            seconds = share * (estimate or FALLBACK_CELL_S)
+        if r >= measured_rounds:  # adaptive: counted as possible, timed for the cells expected to run (_later_rounds)
+            later.setdefault((model, dataset, bs, r), []).extend([estimate or FALLBACK_CELL_S] * len(pending))
         else:
             plan.untimed += estimate is None
-            seconds = estimate if estimate is not None else FALLBACK_CELL_S
-        plan.estimate_s += seconds * len(pending)
+            plan.estimate_s += (estimate if estimate is not None else FALLBACK_CELL_S) * len(pending)
         to_run = True
     return to_run
 
