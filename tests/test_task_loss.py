@@ -186,7 +186,7 @@ def test_a_sweep_writes_the_task_agreement_in_round_0_only(tiny_models, tmp_path
     assert pooled.loc["torch-fp32", "agreement"] == 1.0 and pooled.loc["torch-fp32", "agreement_loss"] == 0.0
     assert (pooled["agreement_n"] >= 500).all() and (pooled["agreement_metric"] == "pair_similarity_spearman").all()
     assert pooled.loc["onnx", "agreement_loss"] < 0.05  # the same fp32 weights through ONNX Runtime
-    assert pooled.loc["onnx", "agreement_source"].startswith("1000 built-in short texts (seed 2)")
+    assert pooled.loc["onnx", "agreement_source"].startswith("500 built-in short texts (seed 2)")  # the default count
     loaded = results.load(tmp_path / "results").assign(contended=False)  # the message, not the machine's load
     rec = recommend.evidence(loaded, Query(tolerance=0.5), pooled["machine"].iloc[0])
     onnx = next((c for c in rec.candidates if c.backend == "onnx"), None)
