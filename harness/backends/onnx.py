@@ -319,11 +319,10 @@ def executed_ops(path: str | None, providers: list[str],
             continue
         if node.op_type in QUANTIZED_OPS:
             precision = "int8"
+        elif weight == "-":
+            continue  # activation x activation: follows its inputs
         else:
-            types = [weights[i] for i in node.input if i in weights]
-            if not types:
-                continue  # activation x activation: follows its inputs
-            precision = ONNX_PRECISION.get(max(types, key=types.count), "other")
+            precision = weight
         key = f"{node.op_type}:{precision}"
         counts[key] = counts.get(key, 0) + 1
     return counts, source, graph_fingerprint(every)

@@ -210,7 +210,7 @@ def _later_rounds(plan: Plan, later: dict[tuple, list[float]], counts: dict[int,
     machine's earlier adaptive sweeps measured a group in round r (`cost.later_round_counts`; all of a small
     group), at their mean estimate; before any, `share` of them. Says which."""
     for (_, _, _, r), seconds in later.items():
-        n = counts.get(r, counts[max(counts)] if counts else 0.0) if counts else share * len(seconds)
+        n = counts.get(r, counts[max(counts)]) if counts else share * len(seconds)
         plan.estimate_s += min(1.0, n / len(seconds)) * sum(seconds)
     if counts:
         per = ", ".join(f"{counts[r]:.1f}" for r in sorted(counts))

@@ -115,17 +115,18 @@ def open_places(values: dict[str, dict[str, dict[int, float]]], scenario: Scenar
         return {}
     leaders = _leaders(per, values.get("precision", {}), scenario)
     runs = values.get("signature", {})  # what each configuration executes: the same kernels are tied
+    measured = None if spread is PRIOR else spread  # the prior decides what to measure, it never gives up
     out: dict[str, str] = {}
     base = next((per[n] for n in per if n == BASELINE), None)
     for leader in leaders:
         own = stats.paired(per[leader], base, spread) if base and leader != BASELINE else None
-        if own is not None and not own.within_of_itself(LEADER_WIDTH) and _narrows(own, spread, left):
+        if own is not None and not own.within_of_itself(LEADER_WIDTH) and _narrows(own, measured, left):
             out[leader] = f"leads in {scenario.name} at {stats.fmt(own)}: too wide to place"
         for name in per:
             if name == leader or (runs.get(name) is not None and runs.get(name) == runs.get(leader)):
                 continue
             e = stats.paired(per[name], per[leader], spread)
-            if e is not None and not e.decided and settles(e, spread if spread is not PRIOR else None, left):
+            if e is not None and not e.decided and settles(e, measured, left):
                 why = f"undecided against {leader} in {scenario.name}: {stats.fmt(e)}"
                 out.setdefault(name, why)
                 out.setdefault(leader, f"undecided against {name} in {scenario.name}: {stats.fmt(e)}")
@@ -138,16 +139,17 @@ def settles(e: stats.Estimate, spread: Spread | None, left: int | None) -> bool:
     cap: always (the prior only decides what to measure, it never gives up)."""
     if spread is None or left is None:
         return True
-    half = spread.t * spread.s * math.sqrt(2.0 / (e.n + left))
+    half = spread.half_width(e.n + left)
     m = abs(math.log(e.ratio))
     return m > half or m + half <= math.log(1.0 + stats.DECIDED_BAND)
 
 
-def _narrows(own: stats.Estimate, spread: Spread, left: int | None) -> bool:
-    """Whether `left` more rounds would bring a leader's interval within +-LEADER_WIDTH (with a measured spread)."""
-    if spread is PRIOR or left is None:
+def _narrows(own: stats.Estimate, spread: Spread | None, left: int | None) -> bool:
+    """Whether `left` more rounds would bring a leader's interval within +-LEADER_WIDTH; like `settles`, always
+    without a measured spread or a known cap."""
+    if spread is None or left is None:
         return True
-    return spread.t * spread.s * math.sqrt(2.0 / (own.n + left)) <= math.log(1.0 + LEADER_WIDTH)
+    return spread.half_width(own.n + left) <= math.log(1.0 + LEADER_WIDTH)
 
 
 def _leaders(per: dict[str, dict[int, float]], precision: dict[str, str], scenario: Scenario) -> list[str]:

@@ -23,9 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.store import stats
+from harness.store import kernels, stats
 from harness.store.analysis import SPEED_PAIRING, baselines, with_keys
-from harness.store.kernels import twins_of
 from harness.store.labels import BASELINE
 from harness.store.stats import Estimate, Spread
 
@@ -158,7 +157,7 @@ def compare(a: Any, b: Any, metric: str = "throughput") -> Estimate | None:
     return stats.paired(by_round(a, metric), by_round(b, metric), spread)
 
 
-GROUP = ["run", "machine", "model", "dataset", "batch_size", "threads", "device"]
+GROUP = kernels.CELL  # a verdict's group is the cell the same-kernel comparison stays inside
 
 
 @dataclass(frozen=True)
@@ -217,12 +216,17 @@ def _verdict(group: tuple, scenario: str, ranked: pd.DataFrame, metric: str) -> 
     if len(ranked) < 2:
         return []
     first = ranked.iloc[0]
-    twins = set(twins_of(first))
-    others = [r for _, r in ranked.iloc[1:].iterrows() if str(r["_label"]) not in twins]
-    named = tuple(str(r["_label"]) for _, r in ranked.iloc[1:].iterrows() if str(r["_label"]) in twins)
+    twins = set(kernels.twins_of(first))
+    others: list[Any] = []
+    named: list[str] = []
+    for _, r in ranked.iloc[1:].iterrows():
+        if str(r["_label"]) in twins:
+            named.append(str(r["_label"]))
+        else:
+            others.append(r)
     if not others:
-        return [Verdict(group, scenario, str(first["_label"]), None, None, named)]
+        return [Verdict(group, scenario, str(first["_label"]), None, None, tuple(named))]
     second = others[0]
     # as a ratio above 1 when the leader is ahead: throughput leader / runner-up, p99 runner-up / leader
     e = compare(first, second, metric) if metric == "throughput" else compare(second, first, metric)
-    return [Verdict(group, scenario, str(first["_label"]), str(second["_label"]), e, named)]
+    return [Verdict(group, scenario, str(first["_label"]), str(second["_label"]), e, tuple(named))]

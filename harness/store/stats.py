@@ -47,6 +47,10 @@ class Spread:
     def t(self) -> float:
         return float(st.t.ppf(0.5 + LEVEL / 2, self.df))
 
+    def half_width(self, n: int) -> float:
+        """The 95 % rerun interval's half-width (log scale) for a mean of n rounds: t * s * sqrt(2 / n)."""
+        return self.t * self.s * math.sqrt(2.0 / n)
+
 
 def pooled(groups: Iterable[Iterable[float]]) -> Spread | None:
     """The spread of log values around each group's own mean, pooled over groups of two or more."""
@@ -111,7 +115,7 @@ def rerun_interval(logs: Mapping[int, float] | Iterable[float], spread: Spread |
     mean = sum(values) / n
     if spread is None:
         return Estimate(math.exp(mean), math.nan, math.nan, n)
-    half = spread.t * spread.s * math.sqrt(2.0 / n)
+    half = spread.half_width(n)
     return Estimate(math.exp(mean), math.exp(mean - half), math.exp(mean + half), n)
 
 
