@@ -19,6 +19,7 @@ COMMANDS = {
     "recommend": "harness.cli.recommend:main",
     "compare": "harness.cli.compare:main",
     "overhead": "harness.cli.overhead:main",
+    "duel": "harness.cli.duel:main",
     "export": "harness.cli.export:main",
 }
 USAGE = """usage: harness <command> [args]
@@ -31,7 +32,8 @@ commands:
   report     charts + HTML/Markdown report from the results store
   recommend  which backend to use on this machine, and why
   compare    set two runs side by side (repeatability)
-  overhead   harness timing vs a bare encode loop
+  overhead   harness timing vs a plain encode loop, passes interleaved in two workers
+  duel       A vs B on this machine, passes interleaved (e.g. harness duel openvino-qint8 onnx-qint8 dataset=short)
   export     write a backend's exported model to a folder sentence-transformers loads offline
              (e.g. harness export onnx-qint8 --model minilm --out ./minilm-qint8)
 

@@ -1,5 +1,5 @@
-"""Work that runs in a process of its own: exports (forked from the preloaded server), accuracy passes
-and bare loops (spawned); speed cells run in a backend's worker (harness.engine.workers); and what every
+"""Work that runs in a process of its own: exports (forked from the preloaded server) and accuracy passes
+(spawned); speed cells and `harness overhead`'s passes run in workers (harness.engine.workers); and what every
 such process sets up first.
 
 One process per unit means a backend's threads, allocator state or crash (segfault, OOM kill)
@@ -40,8 +40,8 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAY
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 TIMED = ("speed", "bare")  # units whose numbers are timings
 # Units forked from the preloaded server instead of a new interpreter: an export pays no imports (3-9 s on
-# 2 cores). A bare loop stays spawned (the independent reference for `harness overhead`), and so does an
-# accuracy pass (it may read evaluation sets from the Hub; the server is offline).
+# 2 cores). An accuracy pass stays spawned (it may read evaluation sets from the Hub; the server is offline).
+# Speed cells and `harness overhead`'s passes run in workers forked from the same server (harness.engine.workers).
 FORKED = ("export", "bare")  # forked from the preloaded server: imports done, no runtime created
 PRELOAD = ["harness.engine.preload"]
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

@@ -99,12 +99,14 @@ class AccuracySpec:
 
 @dataclass(frozen=True)
 class BareSpec:
-    """`harness overhead`'s reference: a plain loop over the same texts, `passes` times."""
+    """One side of `harness overhead`'s interleaved passes over the same texts: `side` "harness" (the harness's
+    loading and pass loop) or "plain" (a user's `SentenceTransformer(...)` and `encode`), `passes` per call."""
 
     job: JobSpec
     batch_size: int
     texts: tuple[str, ...]
     passes: int
+    side: str = "plain"
 
 
 @dataclass
