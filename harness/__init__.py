@@ -3,13 +3,13 @@
 The package is in layers; each imports only from those below it (`import-linter` contracts in
 pyproject.toml, run by tests/test_architecture.py):
 
-    cli/         one thin module per subcommand (sweep, report, recommend, compare, export, overhead) and
-                 the sweep's progress display; the only layer that prints
+    cli/         one thin module per subcommand (sweep, report, recommend, compare, export, overhead, duel)
+                 and the sweep's progress display; the only layer that prints
     report/      pure DataFrame -> Figure chart functions, HTML / Markdown pages   } independent of
     recommend/   the docs' flowcharts, this machine's evidence, the decision, code } each other
     engine/      checks and plans a sweep (overrides, grid, preflight, plan, cells), runs its jobs (sweep),
                  isolates units in processes (isolation, workers, preload) and measures them (units,
-                 measure, rounds, serving)
+                 measure, rounds, serving; interleave: neighbouring passes of two workers)
     store/       row types, the store of atomic JSON rows, labels, analysis (pairing, contention,
                  accuracy), comparison of runs
     evaluation/  STS, retrieval, fidelity and agreement, on an encode / predict protocol only

@@ -73,6 +73,8 @@ def test_a_noisy_round_times_pairs_until_its_ratio_is_known_or_the_cap():
     swing = [1.0, 1.4] * 40
     run, _ = fake_sides({"harness": swing, "plain": [1.0] * 80})
     assert len(timed_pairs(run, ("harness", "plain"), MEASURE)[0]) == MAX_PAIRS
+    run, _ = fake_sides({"harness": swing, "plain": [1.0] * 80})
+    assert len(timed_pairs(run, ("harness", "plain"), MEASURE, max_pairs=30)[0]) == 30  # --max-pairs
     mild = [1.0, 1.02] * 40
     run, _ = fake_sides({"harness": mild, "plain": [1.0] * 80})
     pairs = timed_pairs(run, ("harness", "plain"), MEASURE)[0]
@@ -173,3 +175,24 @@ def test_a_duel_reads_its_interval_as_the_sweep_reads_a_verdict():
     assert "undecided" in verdict_line("A", "B", [math.log(1.3), math.log(0.8)], "here")
     assert "decided: B is faster" in verdict_line("A", "B", [math.log(0.5), math.log(0.52)], "here")
     assert "no interval" in verdict_line("A", "B", [0.1], "here")
+
+
+def test_the_sweep_names_the_duel_that_settles_an_undecided_bulk_group():
+    from harness.cli.progress import duel_commands
+    from harness.store.intervals import Verdict
+    from harness.store.stats import Estimate
+
+    group = ("r", "m", "all-MiniLM-L6-v2", "short", 32, 2, "cpu")
+    e = Estimate(0.98, 0.87, 1.1, 2)
+    bulk = Verdict(group, "bulk", "openvino-qint8", "openvino-qint8 [ov_precision=f32]", e)
+    online = Verdict(group[:4] + (1,) + group[5:], "online", "onnx-qint8", "openvino", e)
+    (line,) = duel_commands([bulk, online])  # a duel times bulk passes: not an online (p99) verdict
+    assert "harness duel openvino-qint8 'openvino-qint8 [ov_precision=f32]' dataset=short batch_sizes=[32]" in line
+
+
+def test_too_few_pairs_is_a_one_line_error(capsys):
+    from harness.cli import duel, overhead
+
+    assert overhead.main(["--max-pairs", "2"]) == 2 and duel.main(["onnx", "openvino", "--max-pairs", "1"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("error: --max-pairs: 2 is too few") and len(out) == 2

@@ -49,21 +49,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("b", help="another, e.g. 'openvino-qint8 [ov_precision=f32]'")
     parser.add_argument("overrides", nargs="*", help="sweep overrides: model=..., dataset=short, batch_sizes=[32]")
     parser.add_argument("--rounds", type=int, default=3, help="rounds in fresh processes (default 3)")
+    parser.add_argument(
+        "--max-pairs",
+        type=int,
+        default=None,
+        help="pairs of passes a round times at most (default 24; more for a runtime whose passes swing)",
+    )
     args = parser.parse_args(argv)
+    if args.max_pairs is not None and args.max_pairs < 3:
+        print(f"error: --max-pairs: {args.max_pairs} is too few; use 3 or more (default 24).")
+        return 2
     if args.rounds < 1:
         print(f"error: --rounds: {args.rounds} is not a round count; use 1 or more.")
         return 2
     sides = {"a": label_overrides(args.a), "b": label_overrides(args.b)}
-    line = _duel(args.a, args.b, sides, args.overrides, args.rounds)
+    line = _duel(args.a, args.b, sides, args.overrides, args.rounds, args.max_pairs)
     if line is None:
         return 1
     print(line)
     return 0
 
 
-def _duel(label_a: str, label_b: str, sides: dict[str, list[str]], overrides: list[str], rounds: int) -> str | None:
+def _duel(label_a: str, label_b: str, sides: dict[str, list[str]], overrides: list[str], rounds: int,
+          max_pairs: int | None = None) -> str | None:  # fmt: skip
     from harness.engine.cells import batch_sizes
-    from harness.engine.interleave import speed_ratio, timed_pairs
+    from harness.engine.interleave import MAX_PAIRS, speed_ratio, timed_pairs
     from harness.engine.specs import BareSpec
     from harness.engine.sweep import dataset_texts, prepare
     from harness.engine.workers import POOL
@@ -88,7 +98,7 @@ def _duel(label_a: str, label_b: str, sides: dict[str, list[str]], overrides: li
 
         order = ("a", "b") if i % 2 == 0 else ("b", "a")
         try:
-            pairs, _, why = timed_pairs(run, order, m)
+            pairs, _, why = timed_pairs(run, order, m, max_pairs or MAX_PAIRS)
         finally:
             POOL.close()  # the next round starts in new processes
         if why:

@@ -31,7 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="sweep overrides, e.g. backend=onnx dataset=medium")
     parser.add_argument("--rounds", type=int, default=3, help="rounds in fresh processes (default 3; 9 to check)")
     parser.add_argument("--backends", help="comma-separated backends, each measured in turn (default: backend=)")
+    parser.add_argument(
+        "--max-pairs",
+        type=int,
+        default=None,
+        help="pairs of passes a round times at most (default 24; more for a runtime whose passes swing)",
+    )
     args = parser.parse_args(argv)
+    if args.max_pairs is not None and args.max_pairs < 3:
+        print(f"error: --max-pairs: {args.max_pairs} is too few; use 3 or more (default 24).")
+        return 2
     names = args.backends.split(",") if args.backends else [None]
     for name in names:
         if name is not None and name not in backends.names():
@@ -44,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = []
     for name in names:
         overrides = [*args.overrides, f"backend={name}"] if name else args.overrides
-        line = _one(overrides, args.rounds)
+        line = _one(overrides, args.rounds, args.max_pairs)
         if line is None:
             return 1
         lines.append(line)
@@ -52,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _one(overrides: list[str], rounds: int) -> str | None:
+def _one(overrides: list[str], rounds: int, max_pairs: int | None = None) -> str | None:
     from harness.engine.cells import batch_sizes
-    from harness.engine.interleave import speed_ratio, timed_pairs
+    from harness.engine.interleave import MAX_PAIRS, speed_ratio, timed_pairs
     from harness.engine.specs import BareSpec
     from harness.engine.sweep import dataset_texts, prepare
     from harness.engine.workers import POOL
@@ -77,7 +86,9 @@ def _one(overrides: list[str], rounds: int) -> str | None:
                             cfg.measure.cell_timeout_s)  # fmt: skip
 
         try:
-            pairs, busy, why = timed_pairs(run, SIDES if i % 2 == 0 else SIDES[::-1], cfg.measure)
+            pairs, busy, why = timed_pairs(
+                run, SIDES if i % 2 == 0 else SIDES[::-1], cfg.measure, max_pairs or MAX_PAIRS
+            )
         finally:
             POOL.close()  # the next round starts in new processes
         if why:

@@ -5,6 +5,7 @@ basic launcher); with other launchers the bar moves per job."""
 from __future__ import annotations
 
 import math
+import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -99,7 +100,23 @@ def _verdict_lines(df: pd.DataFrame) -> list[str]:
         names = "; ".join("/".join(str(g) for g in v.group[2:5]) + f" {v.scenario}" for v in undecided)
         lines.append(f"undecided after the effort cap: {names} (the rounds up to the cap could not settle them at "
                      "this machine's spread between processes; rounds=N with a larger N measures more)")  # fmt: skip
+        lines += [f"  {command}" for command in duel_commands(undecided)]
     return lines
+
+
+def duel_commands(undecided: list[Any]) -> list[str]:
+    """For each undecided bulk verdict, the `harness duel` that settles it with neighbouring passes (README,
+    "How steady are the ratios"): the sweep's paired rounds were measured seconds apart, in other host phases.
+    Online verdicts rank by p99, which a duel's bulk passes do not measure."""
+    out = []
+    for v in undecided:
+        if v.scenario != "bulk" or v.runner_up is None:
+            continue
+        model, dataset, batch_size = v.group[2:5]
+        out.append(f"settle {model}/{dataset}/{batch_size}: harness duel {shlex.quote(v.leader)} "
+                   f"{shlex.quote(v.runner_up)} dataset={dataset} batch_sizes=[{batch_size}] --rounds 6 "
+                   "(and the sweep's model=)")  # fmt: skip
+    return out
 
 
 def _identity(rows: pd.DataFrame, keys: list[str]) -> list[str]:

@@ -21,11 +21,12 @@ MAX_PAIRS = 24  # ... or this many pairs (ONNX Runtime's passes swing +-15-35 % 
 SETTLE_S = 0.1  # a pause before each timed pass: the other side's runtime threads stop spinning (not timed)
 
 
-def timed_pairs(run: Any, order: tuple[str, str], m: Any) -> tuple[list[tuple[float, float]], int, str | None]:
+def timed_pairs(run: Any, order: tuple[str, str], m: Any,
+                max_pairs: int = MAX_PAIRS) -> tuple[list[tuple[float, float]], int, str | None]:  # fmt: skip
     """One round: both sides loaded and warmed (`order[0]` first: `run(side)`'s first call times nothing), then
     neighbouring timed passes, the order turning each pair, each after a pause of SETTLE_S (with none,
     OpenVINO's threads still busy from the pass before showed as another process's CPU in 10 of ~55 pairs),
-    until MIN_PAIRS pairs, PAIR_TIME_S of `order[0]`'s passes and a ratio known to TARGET_SE (MAX_PAIRS at
+    until MIN_PAIRS pairs, PAIR_TIME_S of `order[0]`'s passes and a ratio known to TARGET_SE (`max_pairs` at
     most). Returns each pair's seconds as (order[0], order[1]), how many pairs were timed again because another
     process used the CPU (`m.contention_threshold`; up to `m.contention_retries` a round), and why the round
     failed (None if it did not)."""
@@ -35,7 +36,7 @@ def timed_pairs(run: Any, order: tuple[str, str], m: Any) -> tuple[list[tuple[fl
             return [], 0, f"{side} side {status}: {reason}"
     pairs: list[tuple[float, float]] = []
     retried = 0
-    while len(pairs) < MAX_PAIRS and (len(pairs) < MIN_PAIRS or sum(a for a, _ in pairs) < PAIR_TIME_S
+    while len(pairs) < max_pairs and (len(pairs) < MIN_PAIRS or sum(a for a, _ in pairs) < PAIR_TIME_S
                                       or standard_error(pairs) > TARGET_SE):  # fmt: skip
         seconds, busy = {}, 0.0
         for side in order if len(pairs) % 2 == 0 else order[::-1]:
