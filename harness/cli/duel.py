@@ -19,6 +19,7 @@ import statistics
 from typing import Any
 
 from harness import backends
+from harness.cli.overhead import add_max_pairs, too_few_pairs
 from harness.core.usage import ConfigError, did_you_mean
 from harness.engine.grid import compose
 from harness.engine.preflight import check_config
@@ -49,15 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("b", help="another, e.g. 'openvino-qint8 [ov_precision=f32]'")
     parser.add_argument("overrides", nargs="*", help="sweep overrides: model=..., dataset=short, batch_sizes=[32]")
     parser.add_argument("--rounds", type=int, default=3, help="rounds in fresh processes (default 3)")
-    parser.add_argument(
-        "--max-pairs",
-        type=int,
-        default=None,
-        help="pairs of passes a round times at most (default 24; more for a runtime whose passes swing)",
-    )
+    add_max_pairs(parser)
     args = parser.parse_args(argv)
-    if args.max_pairs is not None and args.max_pairs < 3:
-        print(f"error: --max-pairs: {args.max_pairs} is too few; use 3 or more (default 24).")
+    if too_few_pairs(args.max_pairs):
         return 2
     if args.rounds < 1:
         print(f"error: --rounds: {args.rounds} is not a round count; use 1 or more.")

@@ -31,15 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="sweep overrides, e.g. backend=onnx dataset=medium")
     parser.add_argument("--rounds", type=int, default=3, help="rounds in fresh processes (default 3; 9 to check)")
     parser.add_argument("--backends", help="comma-separated backends, each measured in turn (default: backend=)")
-    parser.add_argument(
-        "--max-pairs",
-        type=int,
-        default=None,
-        help="pairs of passes a round times at most (default 24; more for a runtime whose passes swing)",
-    )
+    add_max_pairs(parser)
     args = parser.parse_args(argv)
-    if args.max_pairs is not None and args.max_pairs < 3:
-        print(f"error: --max-pairs: {args.max_pairs} is too few; use 3 or more (default 24).")
+    if too_few_pairs(args.max_pairs):
         return 2
     names = args.backends.split(",") if args.backends else [None]
     for name in names:
@@ -59,6 +53,20 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(line)
     print("\n".join(lines))
     return 0
+
+
+def add_max_pairs(parser: argparse.ArgumentParser) -> None:
+    """`--max-pairs`, as `harness overhead` and `harness duel` both take it."""
+    parser.add_argument("--max-pairs", type=int, default=None,
+                        help="pairs of passes a round times at most (default 24; more where passes swing)")  # fmt: skip
+
+
+def too_few_pairs(max_pairs: int | None) -> bool:
+    """A `--max-pairs` below the rounds' minimum, said in one line."""
+    if max_pairs is not None and max_pairs < 3:
+        print(f"error: --max-pairs: {max_pairs} is too few; use 3 or more (default 24).")
+        return True
+    return False
 
 
 def _one(overrides: list[str], rounds: int, max_pairs: int | None = None) -> str | None:
