@@ -19,9 +19,16 @@ SLOW = ["rounds=1", "dataset=short", "dataset.samples=16", "batch_sizes=[2,4]", 
         "backend=torch-fp32,onnx", "measure.contention_threshold=64"]  # fmt: skip
 
 
-def _command(tiny_models, tmp_path, *extra):
-    return [sys.executable, "-m", "harness.cli", "sweep", *SLOW, "model.name=tiny", f"model.source={tiny_models[0]}",
+def _command(tiny_models, tmp_path, *extra, slow=tuple(SLOW)):
+    return [sys.executable, "-m", "harness.cli", "sweep", *slow, "model.name=tiny", f"model.source={tiny_models[0]}",
             f"results_dir={tmp_path / 'r'}", "run=s", f"hydra.sweep.dir={tmp_path / 'multirun'}", *extra]  # fmt: skip
+
+
+# The first sweep must still be measuring when the second has started and planned (imports and a plan take
+# 10-20 s on a 2-core machine that the first sweep keeps busy): with four cells of ~5 s it once had finished
+# them all, and the second found "nothing to run" (exit 0). Eight cells of ~10 s leave a minute.
+SLOWER = [o for o in SLOW if not o.startswith(("batch_sizes=", "measure.min_time_s="))]
+SLOWER += ["batch_sizes=[1,2,4,8]", "measure.min_time_s=5"]
 
 
 def _env(tmp_path):
@@ -68,12 +75,11 @@ def test_sigterm_ends_the_sweep_and_its_processes_keeps_rows_and_the_rerun_compl
 
 
 def test_a_second_sweep_on_the_same_run_is_refused_in_one_line(tiny_models, tmp_path):
-    first = subprocess.Popen(_command(tiny_models, tmp_path), env=_env(tmp_path), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)  # fmt: skip
+    command = _command(tiny_models, tmp_path, slow=tuple(SLOWER))
+    first = subprocess.Popen(command, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_rows(tmp_path, 1, first)
-        second = subprocess.run(_command(tiny_models, tmp_path), env=_env(tmp_path), capture_output=True,
-                                text=True, timeout=300)  # fmt: skip
+        second = subprocess.run(command, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
     finally:
         first.kill()
         first.wait()
