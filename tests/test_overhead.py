@@ -196,3 +196,28 @@ def test_too_few_pairs_is_a_one_line_error(capsys):
     assert overhead.main(["--max-pairs", "2"]) == 2 and duel.main(["onnx", "openvino", "--max-pairs", "1"]) == 2
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("error: --max-pairs: 2 is too few") and len(out) == 2
+
+
+def test_a_worker_round_alternates_who_goes_first_and_returns_pairs_in_the_specs_order(monkeypatch):
+    """Round 1 loads and times the second side first; its pairs still come back as (first spec, second spec),
+    and the round's workers are closed after it, whatever happened."""
+    from harness.engine import workers
+
+    calls, closed = [], []
+    seconds = {"harness": 1.0, "plain": 2.0}
+
+    class Pool:
+        def run(self, key, round_, threads, task, spec, timeout):
+            calls.append(key)
+            first = sum(k == key for k in calls) == 1
+            return "ok", {"seconds": None} if first else {"seconds": seconds[spec], "cpu_other": 0.0}, None
+
+        def close(self):
+            closed.append(True)
+
+    monkeypatch.setattr(workers, "POOL", Pool())
+    specs = {"harness": "harness", "plain": "plain"}
+    pairs, retried, why = interleave.worker_round("overhead-x", specs, 1, 2, MEASURE)
+    assert why is None and retried == 0 and closed == [True]
+    assert calls[:2] == ["overhead-x-plain-r1", "overhead-x-harness-r1"]
+    assert set(pairs) == {(1.0, 2.0)}

@@ -16,12 +16,12 @@ import argparse
 import math
 import re
 import statistics
-from typing import Any
 
 from harness import backends
 from harness.cli.overhead import add_max_pairs, too_few_pairs
 from harness.core.usage import ConfigError, did_you_mean
 from harness.engine.grid import compose
+from harness.engine.interleave import MAX_PAIRS
 from harness.engine.preflight import check_config
 
 LABEL = re.compile(r"^\s*([\w.-]+)\s*(?:\[([^\]]*)\])?\s*$")
@@ -66,12 +66,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _duel(label_a: str, label_b: str, sides: dict[str, list[str]], overrides: list[str], rounds: int,
-          max_pairs: int | None = None) -> str | None:  # fmt: skip
+          max_pairs: int = MAX_PAIRS) -> str | None:  # fmt: skip
     from harness.engine.cells import batch_sizes
-    from harness.engine.interleave import MAX_PAIRS, speed_ratio, timed_pairs
+    from harness.engine.interleave import speed_ratio, worker_round
     from harness.engine.specs import BareSpec
     from harness.engine.sweep import dataset_texts, prepare
-    from harness.engine.workers import POOL
 
     specs, jobs = {}, {}
     for side, picks in sides.items():
@@ -87,19 +86,10 @@ def _duel(label_a: str, label_b: str, sides: dict[str, list[str]], overrides: li
     m, threads = cfg.measure, jobs["a"].threads
     logs: list[float] = []
     for i in range(rounds):
-
-        def run(side: str, i: int = i) -> tuple[str, dict[str, Any] | None, str | None]:
-            return POOL.run(f"duel-{side}-r{i}", i, threads, "bare", specs[side], m.cell_timeout_s)
-
-        order = ("a", "b") if i % 2 == 0 else ("b", "a")
-        try:
-            pairs, _, why = timed_pairs(run, order, m, max_pairs or MAX_PAIRS)
-        finally:
-            POOL.close()  # the next round starts in new processes
+        pairs, _, why = worker_round("duel", specs, i, threads, m, max_pairs)
         if why:
             print(f"error: {why}")
             return None
-        pairs = pairs if i % 2 == 0 else [(a, b) for b, a in pairs]
         ratio, spread = speed_ratio(pairs)  # A's throughput / B's
         logs.append(math.log(ratio))
         print(f"round {i + 1}: {len(pairs)} pairs, {label_a} {statistics.median(a for a, _ in pairs):.3f} s/pass, "

@@ -7,20 +7,21 @@ batch_size=B)` with one clock around it, in a worker of its own) are both loaded
 time whole passes over the same texts in turn: harness, plain, plain, harness, ... Each pair of neighbouring
 passes ran within a second or two of each other, so the host's swings (±10-30 % on a shared VM, over seconds)
 cancel in their ratio; the round's ratio is the geometric mean of its pairs, the answer the median of the
-rounds' (processes differ too: ONNX Runtime's int8 and fp32 sessions settle in a fast or a slow state per
-process). Both sides meter the CPU: a pair that shared it with another process is timed again
-(`measure.contention_retries` per round).
+rounds'. What neighbouring passes cannot cancel is a runtime's own pass-to-pass swing (ONNX Runtime's on 2
+vCPUs: README, "How steady are the ratios"); a round times more pairs while its ratio is uncertain. Both
+sides meter the CPU: a pair that shared it with another process is timed again (`measure.contention_retries`
+per round).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-from typing import Any
 
 from harness import backends
 from harness.core.usage import did_you_mean
 from harness.engine.grid import compose
+from harness.engine.interleave import MAX_PAIRS, MIN_PAIRS
 from harness.engine.preflight import check_config
 
 SIDES = ("harness", "plain")
@@ -57,24 +58,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_max_pairs(parser: argparse.ArgumentParser) -> None:
     """`--max-pairs`, as `harness overhead` and `harness duel` both take it."""
-    parser.add_argument("--max-pairs", type=int, default=None,
-                        help="pairs of passes a round times at most (default 24; more where passes swing)")  # fmt: skip
+    more = "more where passes swing"
+    parser.add_argument("--max-pairs", type=int, default=MAX_PAIRS,
+                        help=f"pairs of passes a round times at most (default {MAX_PAIRS}; {more})")  # fmt: skip
 
 
-def too_few_pairs(max_pairs: int | None) -> bool:
+def too_few_pairs(max_pairs: int) -> bool:
     """A `--max-pairs` below the rounds' minimum, said in one line."""
-    if max_pairs is not None and max_pairs < 3:
-        print(f"error: --max-pairs: {max_pairs} is too few; use 3 or more (default 24).")
+    if max_pairs < MIN_PAIRS:
+        print(f"error: --max-pairs: {max_pairs} is too few; use {MIN_PAIRS} or more (default {MAX_PAIRS}).")
         return True
     return False
 
 
-def _one(overrides: list[str], rounds: int, max_pairs: int | None = None) -> str | None:
+def _one(overrides: list[str], rounds: int, max_pairs: int = MAX_PAIRS) -> str | None:
     from harness.engine.cells import batch_sizes
-    from harness.engine.interleave import MAX_PAIRS, speed_ratio, timed_pairs
+    from harness.engine.interleave import speed_ratio, worker_round
     from harness.engine.specs import BareSpec
     from harness.engine.sweep import dataset_texts, prepare
-    from harness.engine.workers import POOL
 
     cfg = compose(overrides)
     check_config(cfg)
@@ -88,23 +89,11 @@ def _one(overrides: list[str], rounds: int, max_pairs: int | None = None) -> str
     specs = {side: BareSpec(job.spec, bs, texts, 1, side) for side in SIDES}
     ratios, spreads, contended = [], [], 0
     for i in range(rounds):
-
-        def run(side: str, i: int = i) -> tuple[str, dict[str, Any] | None, str | None]:
-            return POOL.run(f"overhead-{cfg.backend.name}-{side}-r{i}", i, job.threads, "bare", specs[side],
-                            cfg.measure.cell_timeout_s)  # fmt: skip
-
-        try:
-            pairs, busy, why = timed_pairs(
-                run, SIDES if i % 2 == 0 else SIDES[::-1], cfg.measure, max_pairs or MAX_PAIRS
-            )
-        finally:
-            POOL.close()  # the next round starts in new processes
+        pairs, busy, why = worker_round(f"overhead-{cfg.backend.name}", specs, i, job.threads, cfg.measure, max_pairs)
         if why:
             print(f"error: {why}")
             return None
         contended += busy
-        if i % 2:
-            pairs = [(h, p) for p, h in pairs]  # (harness, plain) seconds whichever went first
         ratio, spread = speed_ratio(pairs)  # harness throughput / plain
         ratios.append(ratio)
         spreads.append(spread)

@@ -52,6 +52,27 @@ def timed_pairs(run: Any, order: tuple[str, str], m: Any,
     return pairs, retried, None
 
 
+def worker_round(name: str, specs: dict[str, Any], round_: int, threads: int, m: Any,
+                 max_pairs: int = MAX_PAIRS) -> tuple[list[tuple[float, float]], int, str | None]:  # fmt: skip
+    """`timed_pairs` between two fresh workers running `units.bare` with `specs` (side -> spec, in the order the
+    pairs are returned); which side loads and times first alternates with `round_`. The workers are closed
+    after the round: the next one starts in new processes."""
+    from harness.engine.workers import POOL
+
+    sides = tuple(specs)
+
+    def run(side: str) -> tuple[str, dict[str, Any] | None, str | None]:
+        return POOL.run(f"{name}-{side}-r{round_}", round_, threads, "bare", specs[side], m.cell_timeout_s)
+
+    try:
+        pairs, retried, why = timed_pairs(run, sides if round_ % 2 == 0 else sides[::-1], m, max_pairs)
+    finally:
+        POOL.close()
+    if round_ % 2:
+        pairs = [(a, b) for b, a in pairs]  # in `specs` order, whichever went first
+    return pairs, retried, why
+
+
 def standard_error(pairs: list[tuple[float, float]]) -> float:
     """The standard error of the mean log ratio of `pairs` (two or more)."""
     return speed_ratio(pairs)[1] / math.sqrt(len(pairs))

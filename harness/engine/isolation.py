@@ -38,11 +38,11 @@ log = logging.getLogger(__name__)
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS")
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-TIMED = ("speed", "bare")  # units whose numbers are timings
+TIMED = ("speed",)  # units whose numbers are timings
 # Units forked from the preloaded server instead of a new interpreter: an export pays no imports (3-9 s on
 # 2 cores). An accuracy pass stays spawned (it may read evaluation sets from the Hub; the server is offline).
 # Speed cells and `harness overhead`'s passes run in workers forked from the same server (harness.engine.workers).
-FORKED = ("export", "bare")  # forked from the preloaded server: imports done, no runtime created
+FORKED = ("export",)  # forked from the preloaded server: imports done, no runtime created
 PRELOAD = ["harness.engine.preload"]
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
