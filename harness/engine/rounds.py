@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.engine.cells import slug
 from harness.store import kernels, stats
+from harness.store.intervals import DUEL
 from harness.store.labels import BASELINE
 from harness.store.labels import label as label_of_row
 from harness.store.stats import Spread
@@ -46,8 +48,13 @@ LEADER_WIDTH = 0.10  # a leader is measured again while its own interval reaches
 
 @dataclass(frozen=True)
 class Decision:
-    skip: bool
+    skip: bool  # the configuration's full round is not needed
     why: str
+    duels: tuple[tuple[str, str], ...] = ()  # (opponent label, scenario): duels this round runs for it
+
+
+DUEL_PRIOR = Spread(0.03, 4)  # duels' spread before any pair has duelled twice: only decides what to measure
+DUEL_ROUNDS = 2  # duel rounds (each in two fresh workers) a pair gets per sweep round (harness.engine.duels)
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,15 @@ BULK = Scenario("bulk", "throughput", True)
 ONLINE = Scenario("online", "latency_p99_ms", False)
 
 
+def for_cell(cfg: Any, cell: Any, machine: str, threads: int, label: str) -> Decision | None:
+    """With rounds=auto, whether this round of the cell's configuration is needed in full and which duels it
+    runs (None: fixed rounds, it always is)."""
+    group = slug("speed", cfg.model.name, cfg.dataset.name, f"bs{cell.batch_size}") + "-"
+    match = {"machine": machine, "threads": threads, "model_source": cfg.model.source, "model": cfg.model.name}
+    prefixes = (group, slug("speed", cfg.model.name) + "-")
+    return decide(cfg, prefixes, match, BASELINE, label, int(cell.batch_size or 0))
+
+
 def decide(cfg: Any, prefixes: tuple[str, str], match: dict[str, Any], baseline: str, label: str,
            batch_size: int) -> Decision | None:  # fmt: skip
     """Whether configuration `label`'s round `cfg.round` of the group is needed; None when rounds are fixed.
@@ -72,7 +88,8 @@ def decide(cfg: Any, prefixes: tuple[str, str], match: dict[str, Any], baseline:
     folder = Path(cfg.results_dir) / cfg.run
     group_prefix, model_prefix = prefixes
     group = [r for r in _rows(folder, group_prefix, round_) if all(r.get(k) == v for k, v in match.items())]
-    stopped = [r for r in group if r.get("kind") == "round" and _label(r) == label and r.get("status") == "ok"]
+    stopped = [r for r in group if r.get("kind") == "round" and _label(r) == label and r.get("status") == "ok"
+               and not r.get("duels")]  # fmt: skip
     if stopped:
         return Decision(True, str(stopped[-1].get("reason")))
     spreads = run_spreads(_rows(folder, model_prefix, round_), match, baseline)
@@ -89,48 +106,96 @@ def judge(rows: list[dict[str, Any]], label: str, baseline: str, batch_size: int
         spreads = dict.fromkeys((BULK.metric, ONLINE.metric), spreads)
     scenarios = [BULK, ONLINE] if batch_size == 1 else [BULK]
     left = None if cap is None else max(cap - round_, 0)
-    needed: dict[str, str] = {}
+    needed: dict[str, str] = {}  # label -> why its full round is needed
+    duels: dict[str, list[tuple[str, str, str]]] = {}  # label -> (opponent, scenario, why) it duels this round
     for scenario in scenarios:
         spread = spreads.get(scenario.metric) or PRIOR
-        for name, why in open_places(values, scenario, spread, left).items():
-            needed.setdefault(name, why)
+        duel_spread = spreads.get(DUEL + scenario.metric) or DUEL_PRIOR
+        for q in open_questions(values, scenario, spread, left, duel_spread):
+            if q.against is None:
+                needed.setdefault(q.label, q.why)
+            else:
+                duels.setdefault(q.label, []).append((q.against, scenario.name, q.why))
+    mine = tuple((against, name) for against, name, _ in duels.get(label, []))
     if label in needed:
-        return Decision(False, f"round {round_ + 1}: {needed[label]}")
+        return Decision(False, f"round {round_ + 1}: {needed[label]}", mine)
     if label == baseline and needed:
-        return Decision(False, f"round {round_ + 1}: the group's ratios rest on {baseline} ({len(needed)} undecided)")
+        why = f"round {round_ + 1}: the group's ratios rest on {baseline} ({len(needed)} undecided)"
+        return Decision(False, why, mine)
+    if mine:
+        return Decision(True, f"round {round_ + 1}: {duels[label][0][2]}", mine)
     own = values.get(BULK.metric, {}).get(label)
     if not own:
         return Decision(False, f"round {round_ + 1}: {label} has no ok round yet")
+    if any(against == label for d in duels.values() for against, _, _ in d):
+        return Decision(True, f"round {round_ + 1}: not measured in full; its place is settled by duels")
     place = _place(values, label, baseline, spreads.get(BULK.metric) or PRIOR)
     return Decision(True, f"decided after {len(own)} round(s): {place}")
 
 
-def open_places(values: dict[str, dict[str, dict[int, float]]], scenario: Scenario, spread: Spread,
-                left: int | None = None) -> dict[str, str]:  # fmt: skip
-    """label -> why it needs another round in `scenario`: undecided against a leader (and that leader).
-    `left`: the rounds the sweep still measures; with a measured spread (not the PRIOR), a question that
-    cannot be settled within them (`settles`) gets none: more rounds would end undecided all the same."""
+@dataclass(frozen=True)
+class Question:
+    """What is still open in a scenario: `label`'s place against `against` (a duel between the two, run by
+    `label`'s job), or, with `against` None, a leader's own interval too wide to place (a full round)."""
+
+    label: str
+    against: str | None
+    why: str
+
+
+def open_questions(values: dict[str, Any], scenario: Scenario, spread: Spread, left: int | None = None,
+                   duel_spread: Spread = DUEL_PRIOR) -> list[Question]:  # fmt: skip
+    """The questions a round must answer in `scenario`: each configuration undecided against a leader (asked
+    once per pair, of the one ranked lower: its job runs their duels, harness.engine.duels), and each leader
+    whose own interval against torch-fp32 is too wide. A pair that has duelled is judged by its duels (with
+    `duel_spread`), else by its rounds (with `spread`). `left`: the rounds the sweep still measures; with a
+    measured spread (not a prior), a question that cannot be settled within them (`settles`) is not asked:
+    more rounds would end undecided all the same."""
     per = values.get(scenario.metric, {})
     if len(per) < 2:
-        return {}
+        return []
     leaders = _leaders(per, values.get("precision", {}), scenario)
     runs = values.get("signature", {})  # what each configuration executes: the same kernels are tied
     measured = None if spread is PRIOR else spread  # the prior decides what to measure, it never gives up
-    out: dict[str, str] = {}
+    out: list[Question] = []
+    asked: set[frozenset[str]] = set()
     base = next((per[n] for n in per if n == BASELINE), None)
     for leader in leaders:
         own = stats.paired(per[leader], base, spread) if base and leader != BASELINE else None
         if own is not None and not own.within_of_itself(LEADER_WIDTH) and _narrows(own, measured, left):
-            out[leader] = f"leads in {scenario.name} at {stats.fmt(own)}: too wide to place"
+            out.append(Question(leader, None, f"leads in {scenario.name} at {stats.fmt(own)}: too wide to place"))
         for name in per:
-            if name == leader or (runs.get(name) is not None and runs.get(name) == runs.get(leader)):
+            pair = frozenset((name, leader))
+            if name == leader or pair in asked or (runs.get(name) is not None and runs.get(name) == runs.get(leader)):
                 continue
-            e = stats.paired(per[name], per[leader], spread)
-            if e is not None and not e.decided and settles(e, measured, left):
-                why = f"undecided against {leader} in {scenario.name}: {stats.fmt(e)}"
-                out.setdefault(name, why)
-                out.setdefault(leader, f"undecided against {name} in {scenario.name}: {stats.fmt(e)}")
+            asked.add(pair)
+            logs = duel_logs(values, name, leader, scenario.metric)
+            # not duelled yet: always asked (a first duel is cheap and tells more than rounds seconds apart)
+            e = stats.rerun_interval(logs, duel_spread) if logs else stats.paired(per[name], per[leader], spread)
+            s = None if not logs or duel_spread is DUEL_PRIOR else duel_spread
+            if e is not None and not e.decided and settles(e, s, None if left is None else left * DUEL_ROUNDS):
+                how = "duels" if logs else "rounds"
+                why = f"undecided against {leader} in {scenario.name}: {stats.fmt(e)} over {e.n} {how}"
+                out.append(Question(name, leader, why))
     return out
+
+
+def open_places(values: dict[str, Any], scenario: Scenario, spread: Spread, left: int | None = None,
+                duel_spread: Spread = DUEL_PRIOR) -> dict[str, str]:  # fmt: skip
+    """label -> why it is still open in `scenario` (both sides of an open pair)."""
+    out: dict[str, str] = {}
+    for q in open_questions(values, scenario, spread, left, duel_spread):
+        out.setdefault(q.label, q.why)
+        if q.against is not None:
+            out.setdefault(q.against, q.why.replace(f"against {q.against}", f"against {q.label}", 1))
+    return out
+
+
+def duel_logs(values: dict[str, Any], a: str, b: str, metric: str) -> list[float]:
+    """log(A / B) of every duel round between `a` and `b` in `metric`, whichever side recorded it."""
+    duels = values.get("duels", {})
+    own = duels.get((a, b), {}).get(metric, [])
+    return [*own, *(-v for v in duels.get((b, a), {}).get(metric, []))]
 
 
 def settles(e: stats.Estimate, spread: Spread | None, left: int | None) -> bool:
@@ -183,12 +248,19 @@ def run_spreads(rows: list[dict[str, Any]], match: dict[str, Any], baseline: str
         if r.get("kind") == "speed" and all(r.get(k) == v for k, v in match.items()):
             groups.setdefault((r.get("dataset"), r.get("batch_size")), []).append(r)
     logs: dict[str, list[list[float]]] = {BULK.metric: [], ONLINE.metric: []}
+    duelled: dict[str, list[list[float]]] = {BULK.metric: [], ONLINE.metric: []}
+    for r in rows:
+        if r.get("kind") == "round" and r.get("duels") and all(r.get(k) == v for k, v in match.items()):
+            for metrics in r["duels"].values():
+                for metric, lists in duelled.items():
+                    lists.append([math.log(v) for v in metrics.get(metric) or [] if v and v > 0])
     for group in groups.values():
         values = _values(group)
         for metric, lists in logs.items():
             base = values[metric].get(baseline, {})
             lists += [list(stats.log_ratios(v, base).values()) for n, v in values[metric].items() if n != baseline]
-    return {metric: stats.pooled(lists) for metric, lists in logs.items()}
+    return {**{metric: stats.pooled(lists) for metric, lists in logs.items()},
+            **{DUEL + metric: stats.pooled(lists) for metric, lists in duelled.items()}}  # fmt: skip
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -199,8 +271,13 @@ def _values(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """metric -> label -> {round: value} over ok speed rows (p99 only where 100+ requests support it),
     "precision" -> label -> its read-back precision and "signature" -> label -> what it executes (None:
     unknown; harness.store.kernels)."""
-    out: dict[str, Any] = {BULK.metric: {}, ONLINE.metric: {}, "precision": {}, "signature": {}}
+    out: dict[str, Any] = {BULK.metric: {}, ONLINE.metric: {}, "precision": {}, "signature": {}, "duels": {}}
     for row in rows:
+        if row.get("kind") == "round" and row.get("duels"):  # (label, opponent) -> metric -> [log ratio]
+            for opponent, metrics in row["duels"].items():
+                for metric, ratios in metrics.items():
+                    logs = out["duels"].setdefault((_label(row), opponent), {}).setdefault(metric, [])
+                    logs += [math.log(v) for v in ratios if v and v > 0]
         if row.get("kind") != "speed" or row.get("status") != "ok" or not row.get("throughput"):
             continue
         label, round_ = _label(row), int(row.get("round") or 0)
