@@ -134,10 +134,10 @@ def test_a_sweep_duels_the_pair_its_first_round_left_undecided(tiny_models, tmp_
     raw = results.read_rows(tmp_path / "results")
     (duel,) = [r for r in raw if r["kind"] == results.ROUND_KIND and r["round"] == 1 and r.get("duels")]
     assert duel["backend"] == "torch-fp32" and duel["cell_id"].endswith("-duel") and duel["status"] == "ok"
-    from harness.engine.rounds import DUEL_ROUNDS
+    from harness.engine.rounds import FIRST_DUEL_ROUNDS as FIRST
 
     for metric in ("throughput", "latency_p99_ms"):
         ratios = duel["duels"]["onnx"][metric]
-        assert len(ratios) == DUEL_ROUNDS and all(math.isfinite(v) and v > 0 for v in ratios)
+        assert len(ratios) == FIRST and all(math.isfinite(v) and v > 0 for v in ratios)
     pooled = results.load(tmp_path / "results").set_index("backend")
-    assert pooled.loc["torch-fp32", "duels"]["onnx"]["throughput"][:DUEL_ROUNDS] == duel["duels"]["onnx"]["throughput"]
+    assert pooled.loc["torch-fp32", "duels"]["onnx"]["throughput"][:FIRST] == duel["duels"]["onnx"]["throughput"]

@@ -87,4 +87,4 @@ def test_the_effort_rule_spends_no_round_on_twins(tmp_path, same):
     if same:
         assert decision.skip and "decided after 1 round" in decision.why
     else:
-        assert decision.duels == (("onnx-O1", "bulk"),) and "undecided against onnx-O1" in decision.why
+        assert decision.duels == (("onnx-O1", "bulk", 1),) and "undecided against onnx-O1" in decision.why

@@ -38,7 +38,7 @@ def test_after_one_round_the_dominated_stop_and_the_close_go_on():
     assert fp16.skip and not fp16.duels  # 0.25x: decided
     # close to the best non-int8: the lower-ranked of the pair duels it (no full round of either for that)
     onnx = _judge(ROUND0, "onnx")
-    assert onnx.skip and onnx.duels == (("onnx-O1", "bulk"),) and "undecided against onnx-O1" in onnx.why
+    assert onnx.skip and onnx.duels == (("onnx-O1", "bulk", 1),) and "undecided against onnx-O1" in onnx.why
     assert not _judge(ROUND0, "onnx-O1").duels  # the pair's duels are run once, by onnx's job
     leader = _judge(ROUND0, "openvino-qint8")  # far ahead, but its one round's interval is too wide to place
     assert not leader.skip and "too wide to place" in leader.why
@@ -70,14 +70,14 @@ def test_online_latency_is_a_scenario_of_its_own_at_batch_size_1():
         r["latency_p99_ms"] = {"torch-fp32": 10.0, "a": 6.0, "b": 6.0 * (1.2 if r["round"] else 0.85)}[r["backend"]]
     assert rounds.judge(rows, "b", BASE, 32, spread, 2).skip
     online = rounds.judge(rows, "b", BASE, 1, spread, 2)
-    assert online.duels == (("a", "online"),)  # settled by per-request duels (their p99s), not bulk passes
+    assert online.duels == (("a", "online", 1),)  # settled by per-request duels (their p99s), not bulk passes
 
 
 def test_the_best_non_int8_is_a_leader_too():
     # int8 leads by far; onnx and openvino are close to each other: their order matters when int8 is ruled out
     rows = {BASE: [100], "onnx-qint8": [400], "onnx": [150], "openvino": [155]}
     precision = {"onnx-qint8": "int8"}
-    assert _judge(rows, "onnx", precision=precision).duels == (("openvino", "bulk"),)
+    assert _judge(rows, "onnx", precision=precision).duels == (("openvino", "bulk", 1),)
     assert not _judge(rows, "openvino", precision=precision).skip  # a leader too wide to place: a full round
 
 
@@ -152,12 +152,13 @@ def test_a_question_the_rounds_left_cannot_settle_gets_no_more():
     rows_ = _rows(rows)
     for r in rows_:
         r["precision"] = "fp32"
-    assert rounds.judge(rows_, "b", BASE, 32, spreads, 2, cap=4).duels == (("a", "bulk"),)  # never duelled: asked
+    assert rounds.judge(rows_, "b", BASE, 32, spreads, 2, cap=4).duels == (("a", "bulk", 1),)  # never duelled: asked
     rows_.append({"kind": "round", "status": "ok", "backend": "b", "variant": "", "round": 1,
                   "duels": {"a": {"throughput": [0.97, 0.97]}}})  # fmt: skip
     gave_up = rounds.judge(rows_, "b", BASE, 32, spreads, 2, cap=4)
     assert gave_up.skip and not gave_up.duels
-    assert rounds.judge(rows_, "b", BASE, 32, spreads, 2).duels == (("a", "bulk"),)  # no cap known: asked
+    # no cap known: asked, now for DUEL_ROUNDS (a pair that has duelled is close: one duel round did not settle it)
+    assert rounds.judge(rows_, "b", BASE, 32, spreads, 2).duels == (("a", "bulk", rounds.DUEL_ROUNDS),)
     assert rounds.settles(stats.Estimate(1.4, 1.0, 1.9, 2), spread, 2)
     assert not rounds.settles(stats.Estimate(1.03, 0.8, 1.3, 2), spread, 2)
     assert rounds.settles(stats.Estimate(1.03, 0.8, 1.3, 2), None, 2)  # the prior never gives up
@@ -171,7 +172,7 @@ def test_duels_settle_a_pair_the_rounds_left_open():
     rows = _rows({BASE: [100, 100], "a": [300, 300], "b": [294, 294]})
     for r in rows:
         r["precision"] = "fp32"
-    assert rounds.judge(rows, "b", BASE, 32, spreads, 2, cap=4).duels == (("a", "bulk"),)
+    assert rounds.judge(rows, "b", BASE, 32, spreads, 2, cap=4).duels == (("a", "bulk", 1),)
     rows.append({"kind": "round", "status": "ok", "backend": "b", "variant": "", "round": 2,
                  "duels": {"a": {"throughput": [0.99, 0.98, 0.99]}}})  # fmt: skip
     for label in ("a", "b", BASE):
@@ -201,4 +202,4 @@ def test_torch_fp32_measured_for_the_group_still_runs_its_own_duels():
     # onnx leads torch-fp32 by 1 % after one round (too wide to place: both measured in full) and the two are
     # undecided: torch-fp32, the lower-ranked, runs their duel beside its full round
     decision = _judge({BASE: [100], "onnx": [101]}, BASE)
-    assert not decision.skip and decision.duels == (("onnx", "bulk"),)
+    assert not decision.skip and decision.duels == (("onnx", "bulk", 1),)

@@ -25,9 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 from harness import backends
 from harness.core.files import digest
 from harness.engine.interleave import speed_ratio, worker_round
-from harness.engine.rounds import BULK, DUEL_ROUNDS, ONLINE
+from harness.engine.rounds import BULK, DUEL_ROUNDS, FIRST_DUEL_ROUNDS, ONLINE
 from harness.engine.specs import BareSpec, JobSpec
 from harness.store.stats import MIN_P99_SAMPLES
+
+# pairs of passes in a duel round at most (`harness duel` times up to interleave.MAX_PAIRS): ONNX Runtime's
+# passes swing +-15-35 % here, and past 8 pairs its rounds cost more than another round tells
+MAX_PAIRS = 8
 
 
 def backend_config(label: str) -> DictConfig:
@@ -41,22 +45,23 @@ def backend_config(label: str) -> DictConfig:
     return cfg
 
 
-def run(me: JobSpec, opponents: dict[str, JobSpec], asked: tuple[tuple[str, str], ...], batch_size: int,
+def run(me: JobSpec, opponents: dict[str, JobSpec], asked: tuple[tuple[str, str, int], ...], batch_size: int,
         texts: tuple[str, ...], round_: int) -> tuple[dict[str, dict[str, list[float]]], list[str]]:  # fmt: skip
-    """`asked`'s duels ((opponent, scenario) pairs) of one cell in sweep round `round_`, DUEL_ROUNDS duel rounds
-    each: opponent -> metric -> each duel round's ratio of `me` over the opponent (throughput: above 1 faster;
-    latency_p99_ms: below 1 answers faster), and the reasons of the duels that failed."""
+    """`asked`'s duels ((opponent, scenario, duel rounds)) of one cell in sweep round `round_`: opponent ->
+    metric -> each duel round's ratio of `me` over the opponent (throughput: above 1 faster; latency_p99_ms:
+    below 1 answers faster), and the reasons of the duels that failed."""
     found: dict[str, dict[str, list[float]]] = {}
     failed: list[str] = []
     m = me.measure
-    for opponent, scenario in asked:
+    for opponent, scenario, count in asked:
         online = scenario == ONLINE.name
         specs = {side: BareSpec(job, batch_size, texts, 1, "harness", per_request=online)
                  for side, job in (("me", me), ("them", opponents[opponent]))}  # fmt: skip
         name = f"duel-{digest([dataclasses.asdict(me.model), me.backend, opponents[opponent].backend, batch_size])}"
-        for i in range(DUEL_ROUNDS):
+        for i in range(count):
             latencies: dict[str, list[float]] = {}
-            pairs, _, why = worker_round(name, specs, round_ * DUEL_ROUNDS + i, me.threads, m, latencies=latencies)
+            key = round_ * (DUEL_ROUNDS + FIRST_DUEL_ROUNDS) + i  # fresh workers' keys, the first side turning
+            pairs, _, why = worker_round(name, specs, key, me.threads, m, MAX_PAIRS, latencies)
             if why or not pairs:
                 failed.append(f"duel against {opponent}: {why or 'no pair timed'}")
                 break

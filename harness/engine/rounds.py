@@ -50,11 +50,14 @@ LEADER_WIDTH = 0.10  # a leader is measured again while its own interval reaches
 class Decision:
     skip: bool  # the configuration's full round is not needed
     why: str
-    duels: tuple[tuple[str, str], ...] = ()  # (opponent label, scenario): duels this round runs for it
+    duels: tuple[tuple[str, str, int], ...] = ()  # (opponent label, scenario, duel rounds) this round runs for it
 
 
 DUEL_PRIOR = Spread(0.03, 4)  # duels' spread before any pair has duelled twice: only decides what to measure
-DUEL_ROUNDS = 2  # duel rounds (each in two fresh workers) a pair gets per sweep round (harness.engine.duels)
+# duel rounds (each in two fresh workers, harness.engine.duels) a pair gets in a sweep round: one the first time
+# (most pairs the first round leaves open are 10-20 % apart, which one duel round settles), then DUEL_ROUNDS
+FIRST_DUEL_ROUNDS = 1
+DUEL_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def judge(rows: list[dict[str, Any]], label: str, baseline: str, batch_size: int
     scenarios = [BULK, ONLINE] if batch_size == 1 else [BULK]
     left = None if cap is None else max(cap - round_, 0)
     needed: dict[str, str] = {}  # label -> why its full round is needed
-    duels: dict[str, list[tuple[str, str, str]]] = {}  # label -> (opponent, scenario, why) it duels this round
+    duels: dict[str, list[tuple[str, str, int, str]]] = {}  # label -> (opponent, scenario, rounds, why) to duel
     for scenario in scenarios:
         spread = spreads.get(scenario.metric) or PRIOR
         duel_spread = spreads.get(DUEL + scenario.metric) or DUEL_PRIOR
@@ -115,19 +118,19 @@ def judge(rows: list[dict[str, Any]], label: str, baseline: str, batch_size: int
             if q.against is None:
                 needed.setdefault(q.label, q.why)
             else:
-                duels.setdefault(q.label, []).append((q.against, scenario.name, q.why))
-    mine = tuple((against, name) for against, name, _ in duels.get(label, []))
+                duels.setdefault(q.label, []).append((q.against, scenario.name, q.rounds, q.why))
+    mine = tuple((against, name, n) for against, name, n, _ in duels.get(label, []))
     if label in needed:
         return Decision(False, f"round {round_ + 1}: {needed[label]}", mine)
     if label == baseline and needed:
         why = f"round {round_ + 1}: the group's ratios rest on {baseline} ({len(needed)} undecided)"
         return Decision(False, why, mine)
     if mine:
-        return Decision(True, f"round {round_ + 1}: {duels[label][0][2]}", mine)
+        return Decision(True, f"round {round_ + 1}: {duels[label][0][3]}", mine)
     own = values.get(BULK.metric, {}).get(label)
     if not own:
         return Decision(False, f"round {round_ + 1}: {label} has no ok round yet")
-    if any(against == label for d in duels.values() for against, _, _ in d):
+    if any(d[0] == label for asked in duels.values() for d in asked):
         return Decision(True, f"round {round_ + 1}: not measured in full; its place is settled by duels")
     place = _place(values, label, baseline, spreads.get(BULK.metric) or PRIOR)
     return Decision(True, f"decided after {len(own)} round(s): {place}")
@@ -141,42 +144,45 @@ class Question:
     label: str
     against: str | None
     why: str
+    rounds: int = 0  # the duel rounds asked for (a duel)
 
 
 def open_questions(values: dict[str, Any], scenario: Scenario, spread: Spread, left: int | None = None,
                    duel_spread: Spread = DUEL_PRIOR) -> list[Question]:  # fmt: skip
-    """The questions a round must answer in `scenario`: each configuration undecided against a leader (asked
-    once per pair, of the one ranked lower: its job runs their duels, harness.engine.duels), and each leader
-    whose own interval against torch-fp32 is too wide. A pair that has duelled is judged by its duels (with
-    `duel_spread`), else by its rounds (with `spread`). `left`: the rounds the sweep still measures; with a
-    measured spread (not a prior), a question that cannot be settled within them (`settles`) is not asked:
-    more rounds would end undecided all the same."""
+    """The questions a round must answer in `scenario`, for the group's answer and its answer without int8
+    (the one a tolerance that rules quantization out gets): whether its leader is ahead of its runner-up - the
+    best configuration that does not run the leader's kernels - while that is undecided (a duel, run by the
+    runner-up's job: harness.engine.duels), and the leader's own interval against torch-fp32 while too wide
+    (a full round). A pair that has duelled is judged by its duels (with `duel_spread`), else by its rounds
+    (with `spread`); duels that put the runner-up ahead make it the leader. `left`: the rounds the sweep still
+    measures; with a measured spread (not a prior), a question that cannot be settled within them (`settles`)
+    is not asked: more rounds would end undecided all the same."""
     per = values.get(scenario.metric, {})
     if len(per) < 2:
         return []
-    leaders = _leaders(per, values.get("precision", {}), scenario)
-    runs = values.get("signature", {})  # what each configuration executes: the same kernels are tied
+    ranked = _ranked(values, scenario, duel_spread)
+    precision, runs = values.get("precision", {}), values.get("signature", {})  # the same kernels are tied
     measured = None if spread is PRIOR else spread  # the prior decides what to measure, it never gives up
     out: list[Question] = []
-    asked: set[frozenset[str]] = set()
-    base = next((per[n] for n in per if n == BASELINE), None)
-    for leader in leaders:
+    base = per.get(BASELINE)
+    for pool in (ranked, [n for n in ranked if precision.get(n) != "int8"]):
+        if not pool or any(q.label == pool[0] and q.against is None for q in out):
+            continue
+        leader = pool[0]
         own = stats.paired(per[leader], base, spread) if base and leader != BASELINE else None
         if own is not None and not own.within_of_itself(LEADER_WIDTH) and _narrows(own, measured, left):
             out.append(Question(leader, None, f"leads in {scenario.name} at {stats.fmt(own)}: too wide to place"))
-        for name in per:
-            pair = frozenset((name, leader))
-            if name == leader or pair in asked or (runs.get(name) is not None and runs.get(name) == runs.get(leader)):
-                continue
-            asked.add(pair)
-            logs = duel_logs(values, name, leader, scenario.metric)
-            # not duelled yet: always asked (a first duel is cheap and tells more than rounds seconds apart)
-            e = stats.rerun_interval(logs, duel_spread) if logs else stats.paired(per[name], per[leader], spread)
-            s = None if not logs or duel_spread is DUEL_PRIOR else duel_spread
-            if e is not None and not e.decided and settles(e, s, None if left is None else left * DUEL_ROUNDS):
-                how = "duels" if logs else "rounds"
-                why = f"undecided against {leader} in {scenario.name}: {stats.fmt(e)} over {e.n} {how}"
-                out.append(Question(name, leader, why))
+        runner = next((n for n in pool[1:] if runs.get(n) is None or runs.get(n) != runs.get(leader)), None)
+        if runner is None or any(q.label == runner and q.against == leader for q in out):
+            continue
+        logs = duel_logs(values, runner, leader, scenario.metric)
+        # not duelled yet: always asked (a first duel tells more than rounds measured seconds apart)
+        e = stats.rerun_interval(logs, duel_spread) if logs else stats.paired(per[runner], per[leader], spread)
+        s = None if not logs or duel_spread is DUEL_PRIOR else duel_spread
+        if e is not None and not e.decided and settles(e, s, None if left is None else left * DUEL_ROUNDS):
+            how = "duel rounds" if logs else "rounds"
+            why = f"undecided against {leader} in {scenario.name}: {stats.fmt(e)} over {e.n} {how}"
+            out.append(Question(runner, leader, why, DUEL_ROUNDS if logs else FIRST_DUEL_ROUNDS))
     return out
 
 
@@ -217,16 +223,26 @@ def _narrows(own: stats.Estimate, spread: Spread | None, left: int | None) -> bo
     return spread.half_width(own.n + left) <= math.log(1.0 + LEADER_WIDTH)
 
 
-def _leaders(per: dict[str, dict[int, float]], precision: dict[str, str], scenario: Scenario) -> list[str]:
-    """The best configuration, and the best that is not int8 (when it differs)."""
+def _ranked(values: dict[str, Any], scenario: Scenario, duel_spread: Spread) -> list[str]:
+    """The configurations best first by their rounds, each pair whose duels say otherwise (the interval
+    excludes 1) in the duels' order."""
+    per = values.get(scenario.metric, {})
 
     def score(name: str) -> float:
         mean = sum(math.log(v) for v in per[name].values()) / len(per[name])
         return -mean if scenario.higher_is_better else mean
 
     ranked = sorted(per, key=score)
-    not_int8 = [n for n in ranked if precision.get(n) != "int8"]
-    return list(dict.fromkeys([ranked[0], *not_int8[:1]]))
+    for _ in range(len(ranked)):
+        swapped = False
+        for i in range(len(ranked) - 1):
+            logs = duel_logs(values, ranked[i + 1], ranked[i], scenario.metric)  # the lower over the higher
+            e = stats.rerun_interval(logs, duel_spread) if logs else None
+            if e is not None and (e.low > 1.0 if scenario.higher_is_better else e.high < 1.0):
+                ranked[i], ranked[i + 1], swapped = ranked[i + 1], ranked[i], True
+        if not swapped:
+            break
+    return ranked
 
 
 def _place(values: dict[str, Any], label: str, baseline: str, spread: Spread) -> str:

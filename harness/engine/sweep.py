@@ -320,7 +320,7 @@ def _duel_cells(cfg: DictConfig, job: Job, cells: list[Cell], decisions: dict[st
     for cell in cells:
         decision = decisions[cell.cell_id]
         start, failed = time.monotonic(), []
-        for against, _ in decision.duels:
+        for against, *_ in decision.duels:
             if against not in opponents:
                 other = prepare(cfg, duels.backend_config(against))
                 status, reason = other.export(cfg.measure.export_timeout_s)
