@@ -29,9 +29,10 @@ from harness.engine.rounds import BULK, DUEL_ROUNDS, FIRST_DUEL_ROUNDS, ONLINE
 from harness.engine.specs import BareSpec, JobSpec
 from harness.store.stats import MIN_P99_SAMPLES
 
-# pairs of passes in a duel round at most (`harness duel` times up to interleave.MAX_PAIRS): ONNX Runtime's
-# passes swing +-15-35 % here, and past 8 pairs its rounds cost more than another round tells
-MAX_PAIRS = 8
+# pairs of passes in a duel round at most (`harness duel` times up to interleave.MAX_PAIRS): measured in a
+# default sweep, duel rounds of one pair differ by ~3-4 % (the processes differ), pairs within one by ~1-2 %
+# (OpenVINO), so time goes to more duel rounds in fresh processes, not to more pairs in one
+MAX_PAIRS = 4
 
 
 def backend_config(label: str) -> DictConfig:

@@ -275,7 +275,7 @@ def _verdict(group: tuple, scenario: str, ranked: pd.DataFrame, metric: str) -> 
     second = others[0]
     # as a ratio above 1 when the leader is ahead: throughput leader / runner-up, p99 runner-up / leader
     e = compare(first, second, metric) if metric == "throughput" else compare(second, first, metric)
-    if e is not None and e.high < 1.0:  # their duels put the runner-up ahead (outside the interval: faster)
+    if e is not None and e.ratio < 1.0:  # paired (or in their duels) the runner-up is ahead: it leads
         first, second = second, first
         e = Estimate(1.0 / e.ratio, 1.0 / e.high, 1.0 / e.low, e.n)
     return [Verdict(group, scenario, str(first["_label"]), str(second["_label"]), e, tuple(named))]
