@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import backends
 from harness.core.files import digest
-from harness.engine.interleave import speed_ratio, worker_round
+from harness.engine.interleave import MIN_PAIRS, speed_ratio, worker_round
 from harness.engine.rounds import BULK, DUEL_ROUNDS, FIRST_DUEL_ROUNDS, ONLINE
 from harness.engine.specs import BareSpec, JobSpec
 from harness.store.stats import MIN_P99_SAMPLES
@@ -56,7 +56,9 @@ def run(me: JobSpec, opponents: dict[str, JobSpec], asked: tuple[tuple[str, str,
     m = me.measure
     for opponent, scenario, count in asked:
         online = scenario == ONLINE.name
-        specs = {side: BareSpec(job, batch_size, texts, 1, "harness", per_request=online)
+        # online: enough passes a call that the fewest pairs a round times give each side a p99's requests
+        passes = math.ceil(MIN_P99_SAMPLES / (MIN_PAIRS * math.ceil(len(texts) / batch_size))) if online else 1
+        specs = {side: BareSpec(job, batch_size, texts, passes, "harness", per_request=online)
                  for side, job in (("me", me), ("them", opponents[opponent]))}  # fmt: skip
         name = f"duel-{digest([dataclasses.asdict(me.model), me.backend, opponents[opponent].backend, batch_size])}"
         for i in range(count):

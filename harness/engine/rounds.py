@@ -1,29 +1,34 @@
-"""Effort where the answer is undecided (`rounds=auto`, the default): after the first round, a configuration is
-measured again - a new round, in a fresh process - only while its place in its group is still open.
+"""Effort where the answer is undecided (`rounds=auto`, the default): after the first round, a group's place
+is settled only where it is still open - by duels between two configurations, or a new full round.
 
 A group is the configurations measured on the same (machine, threads, model, dataset, batch size). After
-round r - 1 every configuration's per-round values are compared with the group's leaders, paired by round
-(harness.store.stats: torch-fp32 and the round's host phase cancel), in each scenario the group serves:
-bulk (throughput) and, at batch size 1, online (p99 latency). The leaders are the best configuration and the
-best one that is not int8 (the answer when a tolerance rules quantization out). Round r is measured for
+round r - 1, in each scenario the group serves - bulk (throughput) and, at batch size 1, online (p99
+latency) - the configurations are ranked by their rounds (paired with torch-fp32 per round: the round's host
+phase cancels; harness.store.stats), a pair whose duels say otherwise in the duels' order. For the group's
+answer, and its answer without int8 (the one a tolerance that rules quantization out gets), round r asks:
 
-- a configuration whose paired interval with a leader is *undecided* (it contains 1 and is wider than +-5 %),
-  and that leader - unless the two run the same kernels (harness.store.kernels: tied, nothing to measure);
-- a leader whose own interval (against torch-fp32) reaches beyond +-LEADER_WIDTH: its number is the answer;
-- torch-fp32, whenever anything of its group is measured (every ratio of the round rests on it).
+- the leader against its runner-up (the best configuration that does not run the leader's kernels,
+  harness.store.kernels) while their interval is *undecided* (it contains 1 and reaches beyond +-5 %): a
+  *duel* (harness.engine.duels: neighbouring passes of the two in fresh workers, which the host's swings over
+  seconds cancel in), run by the runner-up's job - one duel round the first time, DUEL_ROUNDS later. A pair
+  that has duelled is judged by its duels, with the spread pooled over the run's duels;
+- the leader's own interval against torch-fp32 while it reaches beyond +-LEADER_WIDTH: a full round of the
+  leader, and of torch-fp32 (every ratio of the round rests on it).
 
-Neither is measured again when the rounds left before the cap cannot settle it (`settles`: at the measured
-spread, the interval around the ratio so far would still contain 1 and reach beyond +-5 % at the cap): on a
-noisy machine more rounds would end undecided all the same, and the sweep names the group so.
+Neither is asked again when what the sweep still measures before its cap cannot settle it (`settles`: at the
+measured spread, the interval around the ratio so far would still contain 1 and reach beyond +-5 % at the
+cap): on a noisy machine more would end undecided all the same, and the sweep names the group so.
 Everything else stops and says why (`round_reason`): "decided after 1 round(s): 0.26x (0.22-0.31) of onnx".
 The sweep's last round (`rounds=N`, default 4) is the cap; a group still undecided there is named by the
-sweep's summary. The spread behind the intervals is pooled over the run's configurations of the model
+sweep's summary. The spread behind the rounds' intervals is pooled over the run's configurations of the model
 measured in two or more rounds (stats.pooled); before anything has two rounds it is PRIOR, a deliberately wide
-guess (+-30 % at one round) that only decides what to measure next, never a reported interval.
+guess (+-30 % at one round) that only decides what to measure next, never a reported interval (DUEL_PRIOR
+likewise for duels).
 
 A round that is not needed is recorded as a row of kind "round" (results.ROUND_KIND) with the reason, so a
-resumed sweep does not decide again and the pooled row says how many rounds it got and why. Once a
-configuration has stopped it stays stopped.
+resumed sweep does not decide again and the pooled row says how many rounds it got and why; once a
+configuration has stopped it stays stopped. A round of duels is a row of that kind too, with its `duels`
+(it stops nothing).
 """
 
 from __future__ import annotations
