@@ -9,8 +9,7 @@ pyproject.toml, run by tests/test_architecture.py):
     recommend/   the docs' flowcharts, this machine's evidence, the decision, code } each other
     engine/      checks and plans a sweep (overrides, grid, preflight, plan, cells), runs its jobs (sweep),
                  isolates units in processes (isolation, workers, preload) and measures them (units,
-                 measure, rounds, serving; interleave: neighbouring passes of two workers;
-                 duels: a sweep's duels between two configurations)
+                 measure, rounds, serving; interleave: neighbouring passes of two workers)
     store/       row types, the store of atomic JSON rows, labels, analysis (pairing, contention,
                  accuracy), comparison of runs
     evaluation/  STS, retrieval, fidelity and agreement, on an encode / predict protocol only

@@ -114,16 +114,12 @@ def test_each_side_loads_once_then_times_its_passes(monkeypatch):
     for side in ("harness", "plain"):
         encoded.clear()
         state = work.State()
-        spec = SimpleNamespace(job=job, passes=2, side=side, per_request=False)
+        spec = SimpleNamespace(job=job, passes=2, side=side)
         assert work.bare(spec, state) == {"seconds": None}
         assert len(encoded) == 4 + len(texts)  # one warm-up batch, then every batch (shape) once
         out = work.bare(spec, state)
         assert out["seconds"] > 0 and out["cpu_other"] >= 0 and out["throughput"] == 2 * len(texts) / out["seconds"]
-        assert len(encoded) == 4 + 3 * len(texts) and out["latencies_ms"] == []
-        # a duel's online side: the per-request loop, one call per batch, each call's latency back
-        out = work.bare(SimpleNamespace(job=job, passes=2, side=side, per_request=True), state)
-        assert len(out["latencies_ms"]) == 2 * 3 and out["seconds"] == pytest.approx(sum(out["latencies_ms"]) / 1000)
-        assert len(encoded) == 4 + 5 * len(texts)
+        assert len(encoded) == 4 + 3 * len(texts)
     assert loads == ["harness", "plain"]
 
 

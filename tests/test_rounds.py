@@ -34,12 +34,8 @@ ROUND0 = {BASE: [100], "torch-fp16": [25], "onnx": [120], "onnx-O1": [125], "ope
 
 def test_after_one_round_the_dominated_stop_and_the_close_go_on():
     # with the prior spread (+-30 % at one round) only what is within reach of a leader is measured again
-    fp16 = _judge(ROUND0, "torch-fp16")
-    assert fp16.skip and not fp16.duels  # 0.25x: decided
-    # close to the best non-int8: the lower-ranked of the pair duels it (no full round of either for that)
-    onnx = _judge(ROUND0, "onnx")
-    assert onnx.skip and onnx.duels == (("onnx-O1", "bulk", 1),) and "undecided against onnx-O1" in onnx.why
-    assert not _judge(ROUND0, "onnx-O1").duels  # the pair's duels are run once, by onnx's job
+    assert _judge(ROUND0, "torch-fp16").skip  # 0.25x: decided
+    assert not _judge(ROUND0, "onnx").skip and not _judge(ROUND0, "onnx-O1").skip  # close to the best non-int8
     leader = _judge(ROUND0, "openvino-qint8")  # far ahead, but its one round's interval is too wide to place
     assert not leader.skip and "too wide to place" in leader.why
     assert not _judge(ROUND0, BASE).skip  # the round's ratios rest on it
@@ -69,16 +65,14 @@ def test_online_latency_is_a_scenario_of_its_own_at_batch_size_1():
         r["latencies_ms"] = [1.0] * 300
         r["latency_p99_ms"] = {"torch-fp32": 10.0, "a": 6.0, "b": 6.0 * (1.2 if r["round"] else 0.85)}[r["backend"]]
     assert rounds.judge(rows, "b", BASE, 32, spread, 2).skip
-    online = rounds.judge(rows, "b", BASE, 1, spread, 2)
-    assert online.duels == (("a", "online", 1),)  # settled by per-request duels (their p99s), not bulk passes
+    assert not rounds.judge(rows, "b", BASE, 1, spread, 2).skip
 
 
 def test_the_best_non_int8_is_a_leader_too():
     # int8 leads by far; onnx and openvino are close to each other: their order matters when int8 is ruled out
     rows = {BASE: [100], "onnx-qint8": [400], "onnx": [150], "openvino": [155]}
     precision = {"onnx-qint8": "int8"}
-    assert _judge(rows, "onnx", precision=precision).duels == (("openvino", "bulk", 1),)
-    assert not _judge(rows, "openvino", precision=precision).skip  # a leader too wide to place: a full round
+    assert not _judge(rows, "onnx", precision=precision).skip and not _judge(rows, "openvino", precision=precision).skip
 
 
 def _cfg(tmp_path, round_: int, adaptive: bool = True):
@@ -147,59 +141,12 @@ def test_a_question_the_rounds_left_cannot_settle_gets_no_more():
     spent on them. A 40 % gap still gets its rounds while they can decide it, and without a known cap nothing
     is given up."""
     spread = Spread(0.15, 30)
-    spreads = {"throughput": spread, "duel:throughput": spread}  # duels as noisy as the rounds (ORT here)
     rows = {BASE: [100, 100], "a": [200, 200], "b": [194, 194], "c": [120, 120]}
     rows_ = _rows(rows)
     for r in rows_:
         r["precision"] = "fp32"
-    assert rounds.judge(rows_, "b", BASE, 32, spreads, 2, cap=4).duels == (("a", "bulk", 1),)  # never duelled: asked
-    rows_.append({"kind": "round", "status": "ok", "backend": "b", "variant": "", "round": 1,
-                  "duels": {"a": {"throughput": [0.97, 0.97]}}})  # fmt: skip
-    gave_up = rounds.judge(rows_, "b", BASE, 32, spreads, 2, cap=4)
-    assert gave_up.skip and not gave_up.duels
-    # no cap known: asked, now for DUEL_ROUNDS (a pair that has duelled is close: one duel round did not settle it)
-    assert rounds.judge(rows_, "b", BASE, 32, spreads, 2).duels == (("a", "bulk", rounds.DUEL_ROUNDS),)
+    assert rounds.judge(rows_, "b", BASE, 32, spread, 2, cap=4).skip
+    assert not rounds.judge(rows_, "b", BASE, 32, spread, 2).skip  # no cap known: measured as before
     assert rounds.settles(stats.Estimate(1.4, 1.0, 1.9, 2), spread, 2)
     assert not rounds.settles(stats.Estimate(1.03, 0.8, 1.3, 2), spread, 2)
     assert rounds.settles(stats.Estimate(1.03, 0.8, 1.3, 2), None, 2)  # the prior never gives up
-
-
-def test_duels_settle_a_pair_the_rounds_left_open():
-    """#22: two configurations 2 % apart, measured seconds apart in two rounds on a noisy VM (+-15 % between
-    processes), are undecided; their duels (neighbouring passes, 1 % apart each round) tie them within +-5 %:
-    neither duels again, and nothing else is left to measure."""
-    spreads = {"throughput": Spread(0.15, 30), "duel:throughput": Spread(0.01, 10)}
-    rows = _rows({BASE: [100, 100], "a": [300, 300], "b": [294, 294]})
-    for r in rows:
-        r["precision"] = "fp32"
-    assert rounds.judge(rows, "b", BASE, 32, spreads, 2, cap=4).duels == (("a", "bulk", 1),)
-    rows.append({"kind": "round", "status": "ok", "backend": "b", "variant": "", "round": 2,
-                 "duels": {"a": {"throughput": [0.99, 0.98, 0.99]}}})  # fmt: skip
-    for label in ("a", "b", BASE):
-        decision = rounds.judge(rows, label, BASE, 32, spreads, 3, cap=4)
-        assert decision.skip and not decision.duels, (label, decision)
-    # the other way round: a's job recorded them (a over b), read inverted
-    rows[-1] = {**rows[-1], "backend": "a", "duels": {"b": {"throughput": [1.01, 1.02, 1.01]}}}
-    assert rounds.judge(rows, "b", BASE, 32, spreads, 3, cap=4).skip
-
-
-def test_a_round_of_duels_does_not_stop_the_configuration(tmp_path):
-    _store(tmp_path, {BASE: [100], "onnx": [150]})
-    base = next(r for r in results.read_rows(tmp_path) if r["backend"] == "onnx")
-    identity = {k: v for k, v in base.items() if k in RoundRow.columns()}
-    duel = results.new_row(**{**identity, "cell_id": base["cell_id"] + "-r1", "kind": results.ROUND_KIND, "round": 1,
-                              "reason": "round 2: undecided", "duels": {BASE: {"throughput": [1.4, 1.5]}}})  # fmt: skip
-    results.write_row(tmp_path, duel)
-    decision = rounds.decide(_cfg(tmp_path, 2), ("speed-tiny-short-bs4-", "speed-tiny-"), {"machine": "m1"}, BASE,
-                             "onnx", 4)  # fmt: skip
-    assert not decision.why.startswith("round 2: undecided")  # judged again from its rows, not read as stopped
-    df = results.load(tmp_path).set_index("backend")
-    assert df.loc["onnx", "duels"] == {BASE: {"throughput": [1.4, 1.5]}}  # gathered on the pooled row
-    assert df.loc["onnx", "rounds"] == 1 and df.loc["onnx", "round_reason"] is None  # not a round of its own
-
-
-def test_torch_fp32_measured_for_the_group_still_runs_its_own_duels():
-    # onnx leads torch-fp32 by 1 % after one round (too wide to place: both measured in full) and the two are
-    # undecided: torch-fp32, the lower-ranked, runs their duel beside its full round
-    decision = _judge({BASE: [100], "onnx": [101]}, BASE)
-    assert not decision.skip and decision.duels == (("onnx", "bulk", 1),)

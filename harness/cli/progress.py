@@ -93,16 +93,13 @@ def _verdict_lines(df: pd.DataFrame) -> list[str]:
     found = verdicts(df)
     if not found:
         return []
-    lines = [
-        "\nleader vs runner-up (in their duels where they duelled, else paired per round; 95 % rerun interval; "
-        "tied: within ±5 %):"
-    ]
+    lines = ["\nleader vs runner-up (paired per round, 95 % rerun interval; tied: within the resolution):"]
     lines += [f"  {v.line()}" for v in found]
     undecided = [v for v in found if v.status == "undecided"]
     if undecided:
         names = "; ".join("/".join(str(g) for g in v.group[2:5]) + f" {v.scenario}" for v in undecided)
-        lines.append(f"undecided after the effort cap: {names} (the rounds and duels up to the cap could not "
-                     "settle them at this machine's spread between processes; rounds=N measures more)")  # fmt: skip
+        lines.append(f"undecided after the effort cap: {names} (the rounds up to the cap could not settle them at "
+                     "this machine's spread between processes; rounds=N with a larger N measures more)")  # fmt: skip
         lines += [f"  {command}" for command in duel_commands(undecided)]
     return lines
 

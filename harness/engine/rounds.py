@@ -1,34 +1,29 @@
-"""Effort where the answer is undecided (`rounds=auto`, the default): after the first round, a group's place
-is settled only where it is still open - by duels between two configurations, or a new full round.
+"""Effort where the answer is undecided (`rounds=auto`, the default): after the first round, a configuration is
+measured again - a new round, in a fresh process - only while its place in its group is still open.
 
 A group is the configurations measured on the same (machine, threads, model, dataset, batch size). After
-round r - 1, in each scenario the group serves - bulk (throughput) and, at batch size 1, online (p99
-latency) - the configurations are ranked by their rounds (paired with torch-fp32 per round: the round's host
-phase cancels; harness.store.stats), a pair whose duels say otherwise in the duels' order. For the group's
-answer, and its answer without int8 (the one a tolerance that rules quantization out gets), round r asks:
+round r - 1 every configuration's per-round values are compared with the group's leaders, paired by round
+(harness.store.stats: torch-fp32 and the round's host phase cancel), in each scenario the group serves:
+bulk (throughput) and, at batch size 1, online (p99 latency). The leaders are the best configuration and the
+best one that is not int8 (the answer when a tolerance rules quantization out). Round r is measured for
 
-- the leader against its runner-up (the best configuration that does not run the leader's kernels,
-  harness.store.kernels) while their interval is *undecided* (it contains 1 and reaches beyond +-5 %): a
-  *duel* (harness.engine.duels: neighbouring passes of the two in fresh workers, which the host's swings over
-  seconds cancel in), run by the runner-up's job - one duel round the first time, DUEL_ROUNDS later. A pair
-  that has duelled is judged by its duels, with the spread pooled over the run's duels;
-- the leader's own interval against torch-fp32 while it reaches beyond +-LEADER_WIDTH: a full round of the
-  leader, and of torch-fp32 (every ratio of the round rests on it).
+- a configuration whose paired interval with a leader is *undecided* (it contains 1 and is wider than +-5 %),
+  and that leader - unless the two run the same kernels (harness.store.kernels: tied, nothing to measure);
+- a leader whose own interval (against torch-fp32) reaches beyond +-LEADER_WIDTH: its number is the answer;
+- torch-fp32, whenever anything of its group is measured (every ratio of the round rests on it).
 
-Neither is asked again when what the sweep still measures before its cap cannot settle it (`settles`: at the
-measured spread, the interval around the ratio so far would still contain 1 and reach beyond +-5 % at the
-cap): on a noisy machine more would end undecided all the same, and the sweep names the group so.
+Neither is measured again when the rounds left before the cap cannot settle it (`settles`: at the measured
+spread, the interval around the ratio so far would still contain 1 and reach beyond +-5 % at the cap): on a
+noisy machine more rounds would end undecided all the same, and the sweep names the group so.
 Everything else stops and says why (`round_reason`): "decided after 1 round(s): 0.26x (0.22-0.31) of onnx".
 The sweep's last round (`rounds=N`, default 4) is the cap; a group still undecided there is named by the
-sweep's summary. The spread behind the rounds' intervals is pooled over the run's configurations of the model
+sweep's summary. The spread behind the intervals is pooled over the run's configurations of the model
 measured in two or more rounds (stats.pooled); before anything has two rounds it is PRIOR, a deliberately wide
-guess (+-30 % at one round) that only decides what to measure next, never a reported interval (DUEL_PRIOR
-likewise for duels).
+guess (+-30 % at one round) that only decides what to measure next, never a reported interval.
 
 A round that is not needed is recorded as a row of kind "round" (results.ROUND_KIND) with the reason, so a
-resumed sweep does not decide again and the pooled row says how many rounds it got and why; once a
-configuration has stopped it stays stopped. A round of duels is a row of that kind too, with its `duels`
-(it stops nothing).
+resumed sweep does not decide again and the pooled row says how many rounds it got and why. Once a
+configuration has stopped it stays stopped.
 """
 
 from __future__ import annotations
@@ -40,9 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.engine.cells import slug
 from harness.store import kernels, stats
-from harness.store.intervals import DUEL
 from harness.store.labels import BASELINE
 from harness.store.labels import label as label_of_row
 from harness.store.stats import Spread
@@ -53,16 +46,8 @@ LEADER_WIDTH = 0.10  # a leader is measured again while its own interval reaches
 
 @dataclass(frozen=True)
 class Decision:
-    skip: bool  # the configuration's full round is not needed
+    skip: bool
     why: str
-    duels: tuple[tuple[str, str, int], ...] = ()  # (opponent label, scenario, duel rounds) this round runs for it
-
-
-DUEL_PRIOR = Spread(0.03, 4)  # duels' spread before any pair has duelled twice: only decides what to measure
-# duel rounds (each in two fresh workers, harness.engine.duels) a pair gets in a sweep round: one the first time
-# (most pairs the first round leaves open are 10-20 % apart, which one duel round settles), then DUEL_ROUNDS
-FIRST_DUEL_ROUNDS = 1
-DUEL_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -76,15 +61,6 @@ BULK = Scenario("bulk", "throughput", True)
 ONLINE = Scenario("online", "latency_p99_ms", False)
 
 
-def for_cell(cfg: Any, cell: Any, machine: str, threads: int, label: str) -> Decision | None:
-    """With rounds=auto, whether this round of the cell's configuration is needed in full and which duels it
-    runs (None: fixed rounds, it always is)."""
-    group = slug("speed", cfg.model.name, cfg.dataset.name, f"bs{cell.batch_size}") + "-"
-    match = {"machine": machine, "threads": threads, "model_source": cfg.model.source, "model": cfg.model.name}
-    prefixes = (group, slug("speed", cfg.model.name) + "-")
-    return decide(cfg, prefixes, match, BASELINE, label, int(cell.batch_size or 0))
-
-
 def decide(cfg: Any, prefixes: tuple[str, str], match: dict[str, Any], baseline: str, label: str,
            batch_size: int) -> Decision | None:  # fmt: skip
     """Whether configuration `label`'s round `cfg.round` of the group is needed; None when rounds are fixed.
@@ -96,8 +72,7 @@ def decide(cfg: Any, prefixes: tuple[str, str], match: dict[str, Any], baseline:
     folder = Path(cfg.results_dir) / cfg.run
     group_prefix, model_prefix = prefixes
     group = [r for r in _rows(folder, group_prefix, round_) if all(r.get(k) == v for k, v in match.items())]
-    stopped = [r for r in group if r.get("kind") == "round" and _label(r) == label and r.get("status") == "ok"
-               and not r.get("duels")]  # fmt: skip
+    stopped = [r for r in group if r.get("kind") == "round" and _label(r) == label and r.get("status") == "ok"]
     if stopped:
         return Decision(True, str(stopped[-1].get("reason")))
     spreads = run_spreads(_rows(folder, model_prefix, round_), match, baseline)
@@ -114,99 +89,48 @@ def judge(rows: list[dict[str, Any]], label: str, baseline: str, batch_size: int
         spreads = dict.fromkeys((BULK.metric, ONLINE.metric), spreads)
     scenarios = [BULK, ONLINE] if batch_size == 1 else [BULK]
     left = None if cap is None else max(cap - round_, 0)
-    needed: dict[str, str] = {}  # label -> why its full round is needed
-    duels: dict[str, list[tuple[str, str, int, str]]] = {}  # label -> (opponent, scenario, rounds, why) to duel
+    needed: dict[str, str] = {}
     for scenario in scenarios:
         spread = spreads.get(scenario.metric) or PRIOR
-        duel_spread = spreads.get(DUEL + scenario.metric) or DUEL_PRIOR
-        for q in open_questions(values, scenario, spread, left, duel_spread):
-            if q.against is None:
-                needed.setdefault(q.label, q.why)
-            else:
-                duels.setdefault(q.label, []).append((q.against, scenario.name, q.rounds, q.why))
-    mine = tuple((against, name, n) for against, name, n, _ in duels.get(label, []))
+        for name, why in open_places(values, scenario, spread, left).items():
+            needed.setdefault(name, why)
     if label in needed:
-        return Decision(False, f"round {round_ + 1}: {needed[label]}", mine)
+        return Decision(False, f"round {round_ + 1}: {needed[label]}")
     if label == baseline and needed:
-        why = f"round {round_ + 1}: the group's ratios rest on {baseline} ({len(needed)} undecided)"
-        return Decision(False, why, mine)
-    if mine:
-        return Decision(True, f"round {round_ + 1}: {duels[label][0][3]}", mine)
+        return Decision(False, f"round {round_ + 1}: the group's ratios rest on {baseline} ({len(needed)} undecided)")
     own = values.get(BULK.metric, {}).get(label)
     if not own:
         return Decision(False, f"round {round_ + 1}: {label} has no ok round yet")
-    if any(d[0] == label for asked in duels.values() for d in asked):
-        return Decision(True, f"round {round_ + 1}: not measured in full; its place is settled by duels")
     place = _place(values, label, baseline, spreads.get(BULK.metric) or PRIOR)
     return Decision(True, f"decided after {len(own)} round(s): {place}")
 
 
-@dataclass(frozen=True)
-class Question:
-    """What is still open in a scenario: `label`'s place against `against` (a duel between the two, run by
-    `label`'s job), or, with `against` None, a leader's own interval too wide to place (a full round)."""
-
-    label: str
-    against: str | None
-    why: str
-    rounds: int = 0  # the duel rounds asked for (a duel)
-
-
-def open_questions(values: dict[str, Any], scenario: Scenario, spread: Spread, left: int | None = None,
-                   duel_spread: Spread = DUEL_PRIOR) -> list[Question]:  # fmt: skip
-    """The questions a round must answer in `scenario`, for the group's answer and its answer without int8
-    (the one a tolerance that rules quantization out gets): whether its leader is ahead of its runner-up - the
-    best configuration that does not run the leader's kernels - while that is undecided (a duel, run by the
-    runner-up's job: harness.engine.duels), and the leader's own interval against torch-fp32 while too wide
-    (a full round). A pair that has duelled is judged by its duels (with `duel_spread`), else by its rounds
-    (with `spread`); duels that put the runner-up ahead make it the leader. `left`: the rounds the sweep still
-    measures; with a measured spread (not a prior), a question that cannot be settled within them (`settles`)
-    is not asked: more rounds would end undecided all the same."""
+def open_places(values: dict[str, dict[str, dict[int, float]]], scenario: Scenario, spread: Spread,
+                left: int | None = None) -> dict[str, str]:  # fmt: skip
+    """label -> why it needs another round in `scenario`: undecided against a leader (and that leader).
+    `left`: the rounds the sweep still measures; with a measured spread (not the PRIOR), a question that
+    cannot be settled within them (`settles`) gets none: more rounds would end undecided all the same."""
     per = values.get(scenario.metric, {})
     if len(per) < 2:
-        return []
-    ranked = _ranked(values, scenario, duel_spread)
-    precision, runs = values.get("precision", {}), values.get("signature", {})  # the same kernels are tied
+        return {}
+    leaders = _leaders(per, values.get("precision", {}), scenario)
+    runs = values.get("signature", {})  # what each configuration executes: the same kernels are tied
     measured = None if spread is PRIOR else spread  # the prior decides what to measure, it never gives up
-    out: list[Question] = []
-    base = per.get(BASELINE)
-    for pool in (ranked, [n for n in ranked if precision.get(n) != "int8"]):
-        if not pool or any(q.label == pool[0] and q.against is None for q in out):
-            continue
-        leader = pool[0]
+    out: dict[str, str] = {}
+    base = next((per[n] for n in per if n == BASELINE), None)
+    for leader in leaders:
         own = stats.paired(per[leader], base, spread) if base and leader != BASELINE else None
         if own is not None and not own.within_of_itself(LEADER_WIDTH) and _narrows(own, measured, left):
-            out.append(Question(leader, None, f"leads in {scenario.name} at {stats.fmt(own)}: too wide to place"))
-        runner = next((n for n in pool[1:] if runs.get(n) is None or runs.get(n) != runs.get(leader)), None)
-        if runner is None or any(q.label == runner and q.against == leader for q in out):
-            continue
-        logs = duel_logs(values, runner, leader, scenario.metric)
-        # not duelled yet: always asked (a first duel tells more than rounds measured seconds apart)
-        e = stats.rerun_interval(logs, duel_spread) if logs else stats.paired(per[runner], per[leader], spread)
-        s = None if not logs or duel_spread is DUEL_PRIOR else duel_spread
-        if e is not None and not e.decided and settles(e, s, None if left is None else left * DUEL_ROUNDS):
-            how = "duel rounds" if logs else "rounds"
-            why = f"undecided against {leader} in {scenario.name}: {stats.fmt(e)} over {e.n} {how}"
-            out.append(Question(runner, leader, why, DUEL_ROUNDS if logs else FIRST_DUEL_ROUNDS))
+            out[leader] = f"leads in {scenario.name} at {stats.fmt(own)}: too wide to place"
+        for name in per:
+            if name == leader or (runs.get(name) is not None and runs.get(name) == runs.get(leader)):
+                continue
+            e = stats.paired(per[name], per[leader], spread)
+            if e is not None and not e.decided and settles(e, measured, left):
+                why = f"undecided against {leader} in {scenario.name}: {stats.fmt(e)}"
+                out.setdefault(name, why)
+                out.setdefault(leader, f"undecided against {name} in {scenario.name}: {stats.fmt(e)}")
     return out
-
-
-def open_places(values: dict[str, Any], scenario: Scenario, spread: Spread, left: int | None = None,
-                duel_spread: Spread = DUEL_PRIOR) -> dict[str, str]:  # fmt: skip
-    """label -> why it is still open in `scenario` (both sides of an open pair)."""
-    out: dict[str, str] = {}
-    for q in open_questions(values, scenario, spread, left, duel_spread):
-        out.setdefault(q.label, q.why)
-        if q.against is not None:
-            out.setdefault(q.against, q.why.replace(f"against {q.against}", f"against {q.label}", 1))
-    return out
-
-
-def duel_logs(values: dict[str, Any], a: str, b: str, metric: str) -> list[float]:
-    """log(A / B) of every duel round between `a` and `b` in `metric`, whichever side recorded it."""
-    duels = values.get("duels", {})
-    own = duels.get((a, b), {}).get(metric, [])
-    return [*own, *(-v for v in duels.get((b, a), {}).get(metric, []))]
 
 
 def settles(e: stats.Estimate, spread: Spread | None, left: int | None) -> bool:
@@ -228,26 +152,16 @@ def _narrows(own: stats.Estimate, spread: Spread | None, left: int | None) -> bo
     return spread.half_width(own.n + left) <= math.log(1.0 + LEADER_WIDTH)
 
 
-def _ranked(values: dict[str, Any], scenario: Scenario, duel_spread: Spread) -> list[str]:
-    """The configurations best first by their rounds, each pair whose duels say otherwise (the interval
-    excludes 1) in the duels' order."""
-    per = values.get(scenario.metric, {})
+def _leaders(per: dict[str, dict[int, float]], precision: dict[str, str], scenario: Scenario) -> list[str]:
+    """The best configuration, and the best that is not int8 (when it differs)."""
 
     def score(name: str) -> float:
         mean = sum(math.log(v) for v in per[name].values()) / len(per[name])
         return -mean if scenario.higher_is_better else mean
 
     ranked = sorted(per, key=score)
-    for _ in range(len(ranked)):
-        swapped = False
-        for i in range(len(ranked) - 1):
-            logs = duel_logs(values, ranked[i + 1], ranked[i], scenario.metric)  # the lower over the higher
-            e = stats.rerun_interval(logs, duel_spread) if logs else None
-            if e is not None and (e.low > 1.0 if scenario.higher_is_better else e.high < 1.0):
-                ranked[i], ranked[i + 1], swapped = ranked[i + 1], ranked[i], True
-        if not swapped:
-            break
-    return ranked
+    not_int8 = [n for n in ranked if precision.get(n) != "int8"]
+    return list(dict.fromkeys([ranked[0], *not_int8[:1]]))
 
 
 def _place(values: dict[str, Any], label: str, baseline: str, spread: Spread) -> str:
@@ -269,19 +183,12 @@ def run_spreads(rows: list[dict[str, Any]], match: dict[str, Any], baseline: str
         if r.get("kind") == "speed" and all(r.get(k) == v for k, v in match.items()):
             groups.setdefault((r.get("dataset"), r.get("batch_size")), []).append(r)
     logs: dict[str, list[list[float]]] = {BULK.metric: [], ONLINE.metric: []}
-    duelled: dict[str, list[list[float]]] = {BULK.metric: [], ONLINE.metric: []}
-    for r in rows:
-        if r.get("kind") == "round" and r.get("duels") and all(r.get(k) == v for k, v in match.items()):
-            for metrics in r["duels"].values():
-                for metric, lists in duelled.items():
-                    lists.append([math.log(v) for v in metrics.get(metric) or [] if v and v > 0])
     for group in groups.values():
         values = _values(group)
         for metric, lists in logs.items():
             base = values[metric].get(baseline, {})
             lists += [list(stats.log_ratios(v, base).values()) for n, v in values[metric].items() if n != baseline]
-    return {**{metric: stats.pooled(lists) for metric, lists in logs.items()},
-            **{DUEL + metric: stats.pooled(lists) for metric, lists in duelled.items()}}  # fmt: skip
+    return {metric: stats.pooled(lists) for metric, lists in logs.items()}
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -292,13 +199,8 @@ def _values(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """metric -> label -> {round: value} over ok speed rows (p99 only where 100+ requests support it),
     "precision" -> label -> its read-back precision and "signature" -> label -> what it executes (None:
     unknown; harness.store.kernels)."""
-    out: dict[str, Any] = {BULK.metric: {}, ONLINE.metric: {}, "precision": {}, "signature": {}, "duels": {}}
+    out: dict[str, Any] = {BULK.metric: {}, ONLINE.metric: {}, "precision": {}, "signature": {}}
     for row in rows:
-        if row.get("kind") == "round" and row.get("duels"):  # (label, opponent) -> metric -> [log ratio]
-            for opponent, metrics in row["duels"].items():
-                for metric, ratios in metrics.items():
-                    logs = out["duels"].setdefault((_label(row), opponent), {}).setdefault(metric, [])
-                    logs += [math.log(v) for v in ratios if v and v > 0]
         if row.get("kind") != "speed" or row.get("status") != "ok" or not row.get("throughput"):
             continue
         label, round_ = _label(row), int(row.get("round") or 0)

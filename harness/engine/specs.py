@@ -99,16 +99,14 @@ class AccuracySpec:
 
 @dataclass(frozen=True)
 class BareSpec:
-    """One side of interleaved passes over the same texts (`harness overhead`, `harness duel`, a sweep's duels):
-    `side` "harness" (the harness's loading and pass loop) or "plain" (a user's `SentenceTransformer(...)` and
-    `encode`), `passes` per call; `per_request`: the harness's per-request loop (its latencies come back too)."""
+    """One side of `harness overhead`'s interleaved passes over the same texts: `side` "harness" (the harness's
+    loading and pass loop) or "plain" (a user's `SentenceTransformer(...)` and `encode`), `passes` per call."""
 
     job: JobSpec
     batch_size: int
     texts: tuple[str, ...]
     passes: int
     side: str = "plain"
-    per_request: bool = False  # time one call per batch (each request's latency) instead of one call over all
 
 
 @dataclass

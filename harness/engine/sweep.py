@@ -29,7 +29,7 @@ from harness.config import MeasureConfig
 from harness.core.files import digest
 from harness.core.hardware import detect
 from harness.core.usage import ConfigError
-from harness.engine import duels, identity, rounds, server
+from harness.engine import identity, rounds, server
 from harness.engine.accuracy import run_accuracy
 from harness.engine.cells import (
     Cell,
@@ -41,6 +41,7 @@ from harness.engine.cells import (
     job_cells,
     label_of,
     model_identity,
+    slug,
     variant,
 )
 from harness.engine.isolation import run_isolated
@@ -242,15 +243,13 @@ def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int,
     if not pending:
         return []
     record = Recorder(cfg, backend_cfg, hw, threads, progress)
-    decisions = {c.cell_id: rounds.for_cell(cfg, c, hw.fingerprint, threads, label_of(backend_cfg))
+    decisions = {c.cell_id: round_decision(cfg, c, hw.fingerprint, threads, label_of(backend_cfg))
                  for c in pending if c.kind == "speed"}  # fmt: skip
-    duelling = [c for c in pending if decisions.get(c.cell_id) and decisions[c.cell_id].duels]
     for cell in [c for c in pending if decisions.get(c.cell_id) and decisions[c.cell_id].skip]:
         why = decisions[cell.cell_id].why
-        if cell not in duelling:
-            record(cell, "ok", why, {"round_reason": why}, 0.0, kind=results.ROUND_KIND)
+        record(cell, "ok", why, {"round_reason": why}, 0.0, kind=results.ROUND_KIND)
         pending.remove(cell)
-    if not pending and not duelling:
+    if not pending:
         return record.written
     job = prepare(cfg, backend_cfg)
     reason = job.backend.unsupported_reason()
@@ -261,7 +260,6 @@ def _run_configuration(cfg: DictConfig, backend_cfg: Any, hw: Any, threads: int,
     if status != "ok":
         return record.all(pending, status, f"export: {reason}", time.monotonic() - start)
     _speed_cells(cfg, job, backend_cfg, [c for c in pending if c.kind == "speed"], decisions, record)
-    _duel_cells(cfg, job, duelling, decisions, record)
     _accuracy_cells(cfg, job, backend_cfg, [c for c in pending if c.kind == "accuracy"], record)
     if any(c.kind == "server" for c in pending):
         server.run_cells(cfg, job, backend_cfg, [c for c in pending if c.kind == "server"], record, dataset_texts(cfg))
@@ -312,29 +310,6 @@ def _speed_cells(cfg: DictConfig, job: Job, backend_cfg: Any, cells: list[Cell],
         record(cell, status, reason, out, time.monotonic() - start)
 
 
-def _duel_cells(cfg: DictConfig, job: Job, cells: list[Cell], decisions: dict[str, Any], record: Recorder) -> None:
-    """This round's duels of each cell against the configurations its place is still open against
-    (harness.engine.duels), recorded in a row of kind "round": the cell's own when its full round was not
-    needed, else one beside its speed row."""
-    opponents: dict[str, Any] = {}
-    for cell in cells:
-        decision = decisions[cell.cell_id]
-        start, failed = time.monotonic(), []
-        for against, *_ in decision.duels:
-            if against not in opponents:
-                other = prepare(cfg, duels.backend_config(against))
-                status, reason = other.export(cfg.measure.export_timeout_s)
-                opponents[against] = other.spec if status == "ok" else f"{against}: export {status}: {reason}"
-        ready = tuple(d for d in decision.duels if not isinstance(opponents[d[0]], str))
-        failed = [opponents[d[0]] for d in decision.duels if isinstance(opponents[d[0]], str)]
-        found, lost = duels.run(job.spec, opponents, ready, int(cell.batch_size or 1), tuple(dataset_texts(cfg)),
-                                cfg.round)  # fmt: skip
-        reason = "; ".join([decision.why, *failed, *lost])
-        row = cell if decision.skip else dataclasses.replace(cell, cell_id=f"{cell.cell_id}-duel")
-        record(row, "ok" if found else "failed", reason, {"round_reason": decision.why, "duels": found or None},
-               time.monotonic() - start, kind=results.ROUND_KIND)  # fmt: skip
-
-
 def _accuracy_cells(cfg: DictConfig, job: Job, backend_cfg: Any, cells: list[Cell], record: Recorder) -> None:
     """Every accuracy task of the configuration in one process; a model that cannot be scored (a stand-in with
     random weights: speed only) is recorded as unsupported, never a number."""
@@ -349,6 +324,14 @@ def _accuracy_cells(cfg: DictConfig, job: Job, backend_cfg: Any, cells: list[Cel
     seconds = (time.monotonic() - start) / len(cells)
     for cell in cells:
         record(cell, *outcomes[cell.cell_id], seconds)
+
+
+def round_decision(cfg: DictConfig, cell: Cell, machine: str, threads: int, label: str) -> rounds.Decision | None:
+    """With rounds=auto, whether this round of the cell's configuration is needed (None: it always is)."""
+    group = slug("speed", cfg.model.name, cfg.dataset.name, f"bs{cell.batch_size}") + "-"
+    match = {"machine": machine, "threads": threads, "model_source": cfg.model.source, "model": cfg.model.name}
+    prefixes = (group, slug("speed", cfg.model.name) + "-")
+    return rounds.decide(cfg, prefixes, match, results.BASELINE, label, int(cell.batch_size or 0))
 
 
 @functools.cache

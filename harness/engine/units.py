@@ -111,7 +111,7 @@ class State:
         self.loaded: dict[str, Loaded] = {}
         self.cells = 0
         self.agreements: dict[str, dict[str, Any]] = {}  # the label-free task metric, once per model and texts
-        self.overhead: tuple[Any, ...] | None = None  # `bare`'s workload: texts per pass, bulk call, call, batches
+        self.overhead: tuple[int, Any] | None = None  # `bare`'s loaded workload: texts per pass, the bulk call
 
     def load(self, job: JobSpec) -> Loaded:
         key = digest(job.key())
@@ -179,25 +179,18 @@ def bare(spec: BareSpec, state: State | None = None) -> dict[str, Any]:
     user's code does (`load_plain`, none of the harness's loading code) with one clock around `encode(texts)`.
     The first call puts the process in the state the harness times (a process that has encoded these texts
     before: the runtime warmed up, then every shape once, untimed) and times nothing; each later call times
-    `spec.passes` whole passes (`per_request`: one call per batch, each call's latency returned too) and meters
-    the CPU over them."""
+    `spec.passes` whole passes and meters the CPU over them."""
     state = state or State()
     if state.overhead is None:
         model = state.load(spec.job).model if spec.side == "harness" else load_plain(spec.job)
         texts, inputs, batches, call, call_all = _workload(spec, model)
         measure.warm_up(call, batches, spec.job.measure.warmup_batches)
         measure.warm_up(call, batches, len(batches))  # every shape once, as a cell runs every batch before timing
-        state.overhead = (len(inputs), call_all, call, batches)
+        state.overhead = (len(inputs), call_all)
         return {"seconds": None}
-    n, call_all, call_one, batches = state.overhead
-    latencies: list[float] = []
+    n, call_all = state.overhead
     with measure.CpuMeter() as meter:
-        if spec.per_request:  # the cells' per-request loop: one call per batch, each call timed
-            timing = measure.Passes(texts_per_pass=n)
-            measure.request_passes(call_one, batches, timing, 0.0, spec.passes, spec.passes)
-            latencies = [v * 1000.0 for v in timing.latencies]
-            seconds = sum(timing.latencies)
-        elif spec.side == "harness":
+        if spec.side == "harness":
             timing = measure.Passes(texts_per_pass=n)
             measure.bulk_passes(call_all, timing, 0.0, spec.passes, spec.passes)
             seconds = sum(timing.pass_seconds)
@@ -206,12 +199,7 @@ def bare(spec: BareSpec, state: State | None = None) -> dict[str, Any]:
             for _ in range(spec.passes):
                 call_all()
             seconds = time.perf_counter() - start
-    return {
-        "seconds": seconds,
-        "throughput": n * spec.passes / seconds,
-        "cpu_other": meter.cpu_other,
-        "latencies_ms": latencies,
-    }
+    return {"seconds": seconds, "throughput": n * spec.passes / seconds, "cpu_other": meter.cpu_other}
 
 
 def speed(spec: SpeedSpec, state: State | None = None) -> dict[str, Any]:

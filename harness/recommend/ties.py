@@ -20,8 +20,8 @@ from typing import Any
 import pandas as pd
 
 from harness import backends
-from harness.store import intervals, kernels, stats
-from harness.store.intervals import DUEL, by_round, spread_of
+from harness.store import kernels, stats
+from harness.store.intervals import by_round, spread_of
 from harness.store.stats import Estimate
 
 CELL = ["model", "dataset", "batch_size", "machine", "threads", "device"]
@@ -34,8 +34,7 @@ def cells_of(rows: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     for _, r in rows.iterrows():
         out.append({"cell": tuple(str(r.get(k)) for k in CELL), "per_round": r.get("per_round"),
-                    "spread": r.get("spread"), "signature": kernels.signature(r.get("runtime")),
-                    "backend": r.get("backend"), "variant": r.get("variant"), "duels": r.get("duels")})  # fmt: skip
+                    "spread": r.get("spread"), "signature": kernels.signature(r.get("runtime"))})  # fmt: skip
     return out
 
 
@@ -48,19 +47,15 @@ def same_kernels(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
 
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]], scenario: str) -> Estimate | None:
     """A / B over the cells both have (bulk: throughput, above 1 = A faster; online: B's p99 / A's, above 1 =
-    A answers faster): from their duels where every shared cell has them (harness.engine.duels), else paired
-    per round; None when they share no measured round."""
+    A answers faster), paired per round; None when they share no measured round."""
     metric = METRIC[scenario]
     theirs = {c["cell"]: c for c in b}
-    shared = [(mine, theirs[mine["cell"]]) for mine in a if mine["cell"] in theirs]
-    duelled = [intervals.duel_logs(mine, other, metric) for mine, other in shared]
-    if shared and all(duelled):  # every shared cell settled by duels: their neighbouring passes decide
-        spreads = [spread_of(c, DUEL + metric) for pair in shared for c in pair]
-        signed = [-v if scenario == "online" else v for d in duelled for v in d]
-        return stats.rerun_interval(signed, next((s for s in spreads if s is not None), None))
     logs: list[float] = []
     spread = None
-    for mine, other in shared:
+    for mine in a:
+        other = theirs.get(mine["cell"])
+        if other is None:
+            continue
         x, y = by_round(mine, metric), by_round(other, metric)
         pair = stats.log_ratios(x, y) if scenario == "bulk" else stats.log_ratios(y, x)
         logs += pair.values()
@@ -96,13 +91,9 @@ def order(candidates: list[Any], scenario: str, preferred: str, score: Any) -> l
     if not qualifying:
         return ranked
     best = qualifying[0]
-    for c in qualifying[1:]:  # duels (neighbouring passes) can put one ahead of the better pooled number
-        e = compare(c.cells, best.cells, scenario)
-        if e is not None and e.low > 1.0:
-            best = c
     tied = [best]
-    for c in qualifying:
-        if c is not best and is_tied(c, best, scenario, score):
+    for c in qualifying[1:]:
+        if is_tied(c, best, scenario, score):
             tied.append(c)
     # not the measured number: inside a tie it is noise, and a rerun would flip the answer
     chosen = min(tied, key=lambda c: (effort(c.label), c.label != preferred, c.label))

@@ -25,7 +25,7 @@ import pandas as pd
 
 from harness.store import kernels, stats
 from harness.store.analysis import SPEED_PAIRING, baselines, with_keys
-from harness.store.labels import BASELINE, label
+from harness.store.labels import BASELINE
 from harness.store.stats import Estimate, Spread
 
 # metric (a per_round key) -> (estimate column, low column, high column)
@@ -124,51 +124,9 @@ def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
                 df.at[i, "paired_rounds"] = e.n
             s = borrowed.get(i)
             spreads.setdefault(i, {})[metric] = [s.s, s.df] if s else None
-    for i, value in _duel_spreads(df).items():
-        spreads.setdefault(i, {}).update(value)
     for i, value in spreads.items():
         df.at[i, "spread"] = value
     return df
-
-
-DUEL = "duel:"  # the spread of a metric's duel ratios is kept under "duel:<metric>" in a row's `spread`
-
-
-def _duel_spreads(df: pd.DataFrame) -> dict[Any, dict[str, list[float]]]:
-    """row index -> {"duel:<metric>": [s, df]}: the spread of duel rounds' log ratios, pooled over every pair
-    of the run and machine that duelled in two or more rounds (harness.engine.duels)."""
-    if "duels" not in df:
-        return {}
-    out: dict[Any, dict[str, list[float]]] = {}
-    for _, rows in df[df["kind"] == "speed"].groupby(WIDE_SCOPE, dropna=False, sort=False):
-        duelled = [d for d in rows["duels"] if isinstance(d, dict)]
-        for metric in DUEL_METRICS:
-            ratios = [m.get(metric) or [] for d in duelled for m in d.values()]
-            spread = stats.pooled([math.log(v) for v in r if _number(v)] for r in ratios)
-            if spread is not None:
-                for i in rows.index:
-                    out.setdefault(i, {})[DUEL + metric] = [spread.s, spread.df]
-    return out
-
-
-DUEL_METRICS = ("throughput", "latency_p99_ms")
-
-
-def duel_logs(a: Any, b: Any, metric: str) -> list[float]:
-    """log(A / B) of every duel round between two rows of one cell, whichever side recorded it (A's
-    throughput over B's; for `latency_p99_ms` A's p99 over B's)."""
-    out: list[float] = []
-    for mine, theirs, sign in ((a, b, 1.0), (b, a, -1.0)):
-        duels = mine.get("duels") if hasattr(mine, "get") else None
-        if isinstance(duels, dict):
-            ratios = (duels.get(_label(theirs)) or {}).get(metric) or []
-            out += [sign * math.log(v) for v in ratios if _number(v)]
-    return out
-
-
-def _label(row: Any) -> str:
-    variant = row.get("variant")
-    return label(str(row.get("backend")), variant if isinstance(variant, str) else "")
 
 
 def _is_base(df: pd.DataFrame) -> pd.Series:
@@ -192,13 +150,9 @@ def spread_of(row: Any, metric: str = "throughput") -> Spread | None:
 
 
 def compare(a: Any, b: Any, metric: str = "throughput") -> Estimate | None:
-    """A / B for two rows of one group (same dataset, batch size, machine): from their duels where they
-    duelled (neighbouring passes, harness.engine.duels), else paired by round (torch-fp32 cancels). For
-    latency (`latency_p99_ms`) the ratio is A's p99 over B's (below 1: A answers faster). None when they
-    share no round and never duelled."""
-    logs = duel_logs(a, b, metric)
-    if logs:
-        return stats.rerun_interval(logs, spread_of(a, DUEL + metric) or spread_of(b, DUEL + metric))
+    """A / B for two rows of one group (same dataset, batch size, machine), paired by round: torch-fp32
+    cancels. For latency (`latency_p99_ms`) the ratio is A's p99 over B's (below 1: A answers faster).
+    None when they share no round."""
     spread = spread_of(a, metric) or spread_of(b, metric)
     return stats.paired(by_round(a, metric), by_round(b, metric), spread)
 
@@ -275,7 +229,4 @@ def _verdict(group: tuple, scenario: str, ranked: pd.DataFrame, metric: str) -> 
     second = others[0]
     # as a ratio above 1 when the leader is ahead: throughput leader / runner-up, p99 runner-up / leader
     e = compare(first, second, metric) if metric == "throughput" else compare(second, first, metric)
-    if e is not None and e.ratio < 1.0:  # paired (or in their duels) the runner-up is ahead: it leads
-        first, second = second, first
-        e = Estimate(1.0 / e.ratio, 1.0 / e.high, 1.0 / e.low, e.n)
     return [Verdict(group, scenario, str(first["_label"]), str(second["_label"]), e, tuple(named))]

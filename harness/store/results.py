@@ -163,22 +163,14 @@ def load(results_dir: Path | str, runs: list[str] | None = None) -> pd.DataFrame
 
 def pool_rounds(stored: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per speed cell: interleaved rounds of the same cell pooled by `rows.SpeedRow.aggregate`
-    (from their raw values); a cell whose later round was not needed says why in `round_reason`, and the
-    duels its rounds ran (round rows with `duels`) are gathered in its `duels`."""
+    (from their raw values); a cell whose later round was not needed says why in `round_reason`."""
     groups: dict[tuple, list[rows.SpeedRow]] = {}
     not_needed: dict[tuple, str] = {}  # rounds=auto: cells whose later round was not needed, and why
-    duels: dict[tuple, dict[str, dict[str, list[float]]]] = {}  # cell -> opponent -> metric -> duel rounds' ratios
     out: list[dict[str, Any] | tuple] = []
     for row in stored:
         row = {**dict.fromkeys(COLUMNS), **row}
         if row["kind"] == ROUND_KIND:
-            where = (row["run"], row["machine"], row["cell_key"])
-            if row.get("duels"):
-                for opponent, metrics in row["duels"].items():
-                    for metric, ratios in metrics.items():
-                        duels.setdefault(where, {}).setdefault(opponent, {}).setdefault(metric, []).extend(ratios)
-            else:
-                not_needed[where] = row["reason"]
+            not_needed[(row["run"], row["machine"], row["cell_key"])] = row["reason"]
             continue
         if row["kind"] != "speed" or row["status"] != "ok" or not row.get("cell_key") or not row.get("pass_s"):
             out.append(row)
@@ -193,5 +185,5 @@ def pool_rounds(stored: list[dict[str, Any]]) -> pd.DataFrame:
         if key[:3] in not_needed:
             pooled.timing.round_reason = not_needed[key[:3]]
         groups[key] = [pooled]
-    flat = [{**groups[r][0].to_flat(), "duels": duels.get(r[:3])} if isinstance(r, tuple) else r for r in out]
+    flat = [groups[r][0].to_flat() if isinstance(r, tuple) else r for r in out]
     return pd.DataFrame(flat, columns=list(COLUMNS))

@@ -302,15 +302,11 @@ class AccuracyRow(Row):
 @dataclass(kw_only=True)
 class RoundNote:
     round_reason: str | None = None
-    # this round's duels (harness.engine.duels): opponent label -> metric -> each duel round's ratio, this
-    # configuration over the opponent ("throughput": above 1 faster; "latency_p99_ms": below 1 answers faster)
-    duels: dict[str, dict[str, list[float]]] | None = None
 
 
 @dataclass
 class RoundRow(Row):
-    """A later round of a speed cell that was not needed (rounds=auto, harness.engine.rounds), and why; or,
-    with `duels`, the round's duels of the cell against the configurations its place is open against."""
+    """A later round of a speed cell that was not needed (rounds=auto, harness.engine.rounds), and why."""
 
     KIND = "round"
     PARTS = {"identity": Identity, "outcome": Outcome, "note": RoundNote, "context": Context}
