@@ -85,6 +85,8 @@ class BackendConfig:
 class MeasureConfig:
     threads: Optional[int] = None  # None: physical cores; the same budget for every runtime
     warmup_batches: int = 2
+    # before each cell's timed passes: one batch of every shape they run, then its batches until this long
+    warm_min_s: float = 0.5
     # bulk passes (one encode call over all texts): at least this long in all and at least this many passes.
     # Short on purpose: the spread that matters is between processes (the host's phase moves a 2-core VM by
     # 10-20 % within seconds), so time goes to more rounds where a place is open, not to longer cells
@@ -157,9 +159,9 @@ class SweepConfig:
     backend: Any = MISSING  # a `harness.backends.schema()` node: BackendConfig with every family's knobs
     batch_sizes: Optional[list[int]] = None  # None: model.batch_sizes
     run: str = "default"
-    round: int = 0  # this job's interleaved round; conf/config.yaml sweeps 0..3 outermost (`rounds=N` to change)
+    round: int = 0  # this job's interleaved round; conf/config.yaml sweeps 0..2 outermost (`rounds=N` to change)
     adaptive_rounds: bool = True  # rounds=auto: a round after the first only where a place is undecided
-    round_cap: int = 4  # the rounds a sweep measures at most (`rounds=N` sets it): what is left to settle a place
+    round_cap: int = 3  # the rounds a sweep measures at most (`rounds=N` sets it): what is left to settle a place
     # a rerun measures timeouts, killed processes and damaged rows again by itself; other failures (an export
     # that cannot be made, a configuration error) only with this (`harness sweep --retry-failed`)
     retry_failed: bool = False
@@ -264,6 +266,7 @@ def validate(cfg: Any) -> None:
             f"it must be >= measure.min_repeats ({m.min_repeats})."
         )
     check_non_negative("measure.warmup_batches", m.warmup_batches)
+    check_non_negative("measure.warm_min_s", m.warm_min_s)
     check_non_negative("measure.min_time_s", m.min_time_s)
     check_non_negative("measure.max_time_s", m.max_time_s)
     check_non_negative("measure.request_min_time_s", m.request_min_time_s)

@@ -37,4 +37,4 @@ def test_default_sweep_measures_in_up_to_four_interleaved_rounds(capsys):
     assert main(["sweep", "--cfg", "hydra"]) == 0
     out = capsys.readouterr().out
     params = out[out.index("params:") :].splitlines()[1:3]
-    assert params[0].strip() == "round: 0,1,2,3", params
+    assert params[0].strip() == "round: 0,1,2", params

@@ -63,17 +63,18 @@ def test_every_batch_shape_runs_untimed_before_the_timed_passes(monkeypatch):
     from harness.engine import units
 
     batches = [["a" * n] * 2 for n in (9, 7, 5, 3)]
+    inputs = [t for b in batches for t in b]
     calls: list[int] = []
     seen_before_timing: list[set[int]] = []
 
     def fake_workload(spec, model):
-        return ["t"] * 8, ["t"] * 8, batches, lambda b: calls.append(len(b[0])), lambda: None
+        return inputs, inputs, batches, lambda b: calls.append(len(b[0])), lambda: None
 
     def fake_timed(call, call_all, batches_, n, m, bs):
         seen_before_timing.append(set(calls))
         raise RuntimeError("stop after the warm-up")
 
-    loaded = SimpleNamespace(model=None, kind="bi-encoder", warm=True)
+    loaded = SimpleNamespace(model=_chars_model(), kind="bi-encoder", warm=True)
     state = SimpleNamespace(load=lambda job: loaded, cells=0)
     monkeypatch.setattr(units, "_workload", fake_workload)
     monkeypatch.setattr(units, "_timed", fake_timed)
@@ -81,3 +82,45 @@ def test_every_batch_shape_runs_untimed_before_the_timed_passes(monkeypatch):
     with pytest.raises(RuntimeError, match="stop after"):
         units.speed(spec, state)
     assert seen_before_timing == [{9, 7, 5, 3}]  # a later cell of the process too (loaded.warm already)
+
+
+def _chars_model(limit: int = 512):
+    """A stand-in whose tokenizer counts one token per character (plus two special tokens)."""
+    from types import SimpleNamespace
+
+    def tokenizer(texts, truncation=False):
+        return {"input_ids": [[0] * (len(t) + 2) for t in texts]}
+
+    return SimpleNamespace(tokenizer=tokenizer, max_seq_length=limit)
+
+
+def test_warm_up_runs_one_batch_of_each_shape_the_timed_passes_run():
+    """#22: warming every batch of a batch-1 cell ran each of 256 short texts once (1.5 s of torch-fp32 a
+    round); a shape is the batch's length and its longest input's tokens (capped at the limit), so one of
+    each warms every timed shape."""
+    from harness.engine import measure
+    from harness.engine.units import warm_shapes
+
+    texts = ["abc", "xyz", "abcd", "ab", "qq", "abcdefgh", "abcdefghij"]
+    warm = warm_shapes(_chars_model(), "bi-encoder", texts, 1)
+    assert [len(b[0]) for b in warm] == [3, 4, 2, 8, 10]  # the first text of each length, in order
+    capped = warm_shapes(_chars_model(limit=6), "bi-encoder", texts, 1)
+    assert [len(b[0]) for b in capped] == [3, 4, 2]  # 6, 10 and 12 tokens all run as 6: one shape
+    pairs = measure.one_per_shape([["a", "b"], ["c", "d"], ["e"]], [[5, 3], [4, 5], [5]], 512)
+    assert pairs == [["a", "b"], ["e"]]  # (2, 5) twice, then a batch of one: another shape
+
+
+def test_warm_shapes_runs_each_shape_then_batches_until_the_minimum_time(monkeypatch):
+    """A warm-up of a few milliseconds left the first timed pass 1-2 % slower than the next (short texts, batch
+    1): after every shape, the cell's batches run until `min_s` has passed, never more than one pass."""
+    from harness.engine import measure
+
+    clock = iter(range(100))
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: float(next(clock)))
+    calls: list[str] = []
+    batches = [["a"], ["b"], ["c"], ["d"]]
+    assert measure.warm_shapes(calls.extend, [["x"], ["y"]], batches, 2.5) == 4  # shapes, then 2 batches
+    assert calls == ["x", "y", "a", "b"]
+    calls.clear()
+    assert measure.warm_shapes(calls.extend, [["x"]], batches, 100.0) == 5  # one pass at most
+    assert measure.warm_shapes(calls.extend, [["x"]], batches, 0.0) == 1  # no minimum: the shapes alone

@@ -110,11 +110,13 @@ def test_each_side_loads_once_then_times_its_passes(monkeypatch):
     monkeypatch.setattr(work.State, "load", lambda self, job: loads.append("harness") or SimpleNamespace(model=None))
     workload = (texts, texts, [texts[:4], texts[4:8], texts[8:]], encode, lambda: encode(texts))
     monkeypatch.setattr(work, "_workload", lambda spec, model: workload)
-    job = SimpleNamespace(measure=SimpleNamespace(warmup_batches=1))
+    monkeypatch.setattr(work, "warm_shapes", lambda model, kind, inputs, bs: workload[2])  # 3 shapes
+    measure = SimpleNamespace(warmup_batches=1, warm_min_s=0.0)
+    job = SimpleNamespace(measure=measure, model=SimpleNamespace(kind="bi-encoder"))
     for side in ("harness", "plain"):
         encoded.clear()
         state = work.State()
-        spec = SimpleNamespace(job=job, passes=2, side=side)
+        spec = SimpleNamespace(job=job, passes=2, side=side, batch_size=4)
         assert work.bare(spec, state) == {"seconds": None}
         assert len(encoded) == 4 + len(texts)  # one warm-up batch, then every batch (shape) once
         out = work.bare(spec, state)

@@ -147,13 +147,13 @@ def with_default_experiment(args: list[str]) -> list[str]:
     return [*args[:at], "+experiment=default", *args[at:]]
 
 
-AUTO_ROUNDS = 4  # rounds=auto: one round, then more (up to 4) only where a configuration's place is undecided
+AUTO_ROUNDS = 3  # rounds=auto: one round, then more (up to 3) only where a configuration's place is undecided
 
 
 def _rounds(arg: str) -> list[str]:
     """`rounds=N` -> N interleaved rounds: `round` swept outermost, so every backend of a group is
     measured once before any is measured again (slow drift hits all alike). `rounds=auto` (the
-    default): up to four, those after the first only for configurations whose place is undecided
+    default): up to three, those after the first only for configurations whose place is undecided
     (harness.engine.rounds)."""
     if not arg.startswith("rounds="):
         return [arg]

@@ -95,9 +95,36 @@ def batched(items: Sequence[Any], size: int) -> list[list[Any]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+def one_per_shape(batches: list[list[Any]], tokens: list[list[int]], limit: int) -> list[list[Any]]:
+    """The first batch of each distinct padded shape, in order: (inputs in the batch, its longest input's tokens
+    up to the model's limit) is what the runtime is given (sentence-transformers pads a batch to its longest
+    input and truncates at the limit), so these are every shape the timed passes run."""
+    seen: dict[tuple[int, int], list[Any]] = {}
+    for batch, counts in zip(batches, tokens, strict=True):
+        seen.setdefault((len(batch), min(max(counts), limit)), batch)
+    return list(seen.values())
+
+
 def warm_up(call: Callable[[list[Any]], Any], batches: list[list[Any]], n: int) -> None:
     for batch in (batches * n)[:n]:
         call(batch)
+
+
+def warm_shapes(call: Callable[[list[Any]], Any], shapes: list[list[Any]], batches: list[list[Any]],
+                min_s: float) -> int:  # fmt: skip
+    """Every shape once (`one_per_shape`), then the cell's batches in order until `min_s` of warm-up have passed
+    (one pass at most): a few dozen shapes run in milliseconds, and a first timed pass that follows an idle
+    moment ran 1-2 % slower than the next. Returns the calls made."""
+    start = time.perf_counter()
+    for batch in shapes:
+        call(batch)
+    calls = len(shapes)
+    for batch in batches:
+        if time.perf_counter() - start >= min_s:
+            break
+        call(batch)
+        calls += 1
+    return calls
 
 
 def _enough(seconds: list[float], min_time_s: float, min_repeats: int, max_repeats: int, max_time_s: float) -> bool:

@@ -16,7 +16,7 @@ Neither is measured again when the rounds left before the cap cannot settle it (
 spread, the interval around the ratio so far would still contain 1 and reach beyond +-5 % at the cap): on a
 noisy machine more rounds would end undecided all the same, and the sweep names the group so.
 Everything else stops and says why (`round_reason`): "decided after 1 round(s): 0.26x (0.22-0.31) of onnx".
-The sweep's last round (`rounds=N`, default 4) is the cap; a group still undecided there is named by the
+The sweep's last round (`rounds=N`, default 3) is the cap; a group still undecided there is named by the
 sweep's summary. The spread behind the intervals is pooled over the run's configurations of the model
 measured in two or more rounds (stats.pooled); before anything has two rounds it is PRIOR, a deliberately wide
 guess (+-30 % at one round) that only decides what to measure next, never a reported interval.

@@ -62,13 +62,25 @@ def _max_len(model: Any, kind: str) -> int:
     return int(model.max_seq_length if kind == "bi-encoder" else model.max_length)
 
 
-def text_stats(model: Any, kind: str, texts: list[str], inputs: list[Any]) -> dict[str, Any]:
-    chars = np.array([len(t) for t in texts])
+def token_counts(model: Any, kind: str, inputs: list[Any]) -> list[int]:
+    """Each input's tokens as the model's tokenizer counts them (special tokens included, not truncated)."""
     if kind == "bi-encoder":
-        ids = model.tokenizer(texts, truncation=False)["input_ids"]
+        ids = model.tokenizer(list(inputs), truncation=False)["input_ids"]
     else:
         ids = model.tokenizer([a for a, _ in inputs], [b for _, b in inputs], truncation=False)["input_ids"]
-    tokens = np.array([len(x) for x in ids])
+    return [len(x) for x in ids]
+
+
+def warm_shapes(model: Any, kind: str, inputs: list[Any], batch_size: int) -> list[list[Any]]:
+    """One batch of each distinct shape the timed passes run (harness.engine.measure.one_per_shape): a batch-1
+    cell of 256 short texts has ~20, not 256 (measure.warm_shapes runs them, untimed)."""
+    counts = measure.batched(token_counts(model, kind, inputs), batch_size)
+    return measure.one_per_shape(measure.batched(inputs, batch_size), counts, _max_len(model, kind))
+
+
+def text_stats(model: Any, kind: str, texts: list[str], inputs: list[Any]) -> dict[str, Any]:
+    chars = np.array([len(t) for t in texts])
+    tokens = np.array(token_counts(model, kind, inputs))
     limit = _max_len(model, kind)
     return {
         "n_texts": len(inputs),
@@ -185,7 +197,8 @@ def bare(spec: BareSpec, state: State | None = None) -> dict[str, Any]:
         model = state.load(spec.job).model if spec.side == "harness" else load_plain(spec.job)
         texts, inputs, batches, call, call_all = _workload(spec, model)
         measure.warm_up(call, batches, spec.job.measure.warmup_batches)
-        measure.warm_up(call, batches, len(batches))  # every shape once, as a cell runs every batch before timing
+        shapes = warm_shapes(model, spec.job.model.kind, inputs, spec.batch_size)
+        measure.warm_shapes(call, shapes, batches, spec.job.measure.warm_min_s)  # as a cell does before timing
         state.overhead = (len(inputs), call_all)
         return {"seconds": None}
     n, call_all = state.overhead
@@ -206,10 +219,9 @@ def speed(spec: SpeedSpec, state: State | None = None) -> dict[str, Any]:
     """One speed cell: bulk passes (throughput) and per-request passes (latency) under one CPU meter,
     re-measured while another process used the CPU; then fidelity of the timed outputs to torch-fp32's.
 
-    In a worker the model, its runtime read-back and the text statistics are reused across cells. Before
-    timing, the process's first cell warms the runtime up (`warmup_batches`) and every cell runs each of its
-    batches once, untimed, so no shape is first run inside a timed pass (README, "How numbers are kept honest").
-    """
+    A worker reuses the model and its read-back across cells. Before timing, its first cell warms the runtime up
+    (`warmup_batches`) and every cell runs a batch of each shape once, untimed (`warm_shapes`): no shape is first
+    run inside a timed pass (README, "How numbers are kept honest")."""
     state = state or State()
     loaded = state.load(spec.job)
     state.cells += 1
@@ -219,7 +231,7 @@ def speed(spec: SpeedSpec, state: State | None = None) -> dict[str, Any]:
     if not loaded.warm:  # the process's first call: runtime set-up, allocator, thread pools
         measure.warm_up(call, batches, m.warmup_batches)
         loaded.warm = True
-    measure.warm_up(call, batches, len(batches))  # every shape the timed passes will run, once, untimed
+    measure.warm_shapes(call, warm_shapes(model, kind, inputs, spec.batch_size), batches, m.warm_min_s)  # untimed
     timing, discarded, timed_window = _timed(call, call_all, batches, len(inputs), m, spec.batch_size)
     # what the user's process holds for this model: read before the runtime read-back (which may build a
     # second session) and the fidelity comparison, neither of which a user's process does
