@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -174,15 +175,18 @@ def test_a_sweep_writes_the_task_agreement_in_round_0_only(tiny_models, tmp_path
     proc = subprocess.run(
         [sys.executable, "-m", "harness.cli", "sweep", "rounds=2", "model.name=tiny", f"model.source={tiny_models[0]}",
          "backend=torch-fp32,onnx", "accuracy.enabled=false", f"results_dir={tmp_path / 'results'}", "run=a",
-         "dataset=short", "dataset.samples=8", "batch_sizes=[4]", "measure.min_time_s=0", "measure.min_repeats=2",
+         "dataset=short", "dataset.samples=8", "batch_sizes=[2,4]", "measure.min_time_s=0", "measure.min_repeats=2",
          "measure.warmup_batches=1", "measure.max_time_s=5"],
         capture_output=True, text=True, env=env, timeout=1200,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     raw = [r for r in results.read_rows(tmp_path / "results") if r["kind"] == "speed"]
-    assert sorted((r["round"], r["agreement"] is not None) for r in raw) == [(0, True), (0, True), (1, False),
-                                                                             (1, False)]  # fmt: skip
-    pooled = results.load(tmp_path / "results").query("kind == 'speed'").set_index("backend")
+    measured = sorted((r["round"], r["batch_size"], r["agreement"] is not None) for r in raw)
+    assert measured == [(0, 2, False), (0, 2, False), (0, 4, True), (0, 4, True)] + [(1, 2, False), (1, 2, False),
+                        (1, 4, False), (1, 4, False)]  # the dataset's last round-0 cell measures it  # fmt: skip
+    every = results.load(tmp_path / "results").query("kind == 'speed'")
+    assert every["agreement_n"].notna().all()  # the store gives batch size 2's rows batch size 4's numbers
+    pooled = every[every["batch_size"] == 4].set_index("backend")
     assert pooled.loc["torch-fp32", "agreement"] == 1.0 and pooled.loc["torch-fp32", "agreement_loss"] == 0.0
     assert (pooled["agreement_n"] >= 500).all() and (pooled["agreement_metric"] == "pair_similarity_spearman").all()
     assert pooled.loc["onnx", "agreement_loss"] < 0.05  # the same fp32 weights through ONNX Runtime
@@ -230,3 +234,51 @@ def test_the_reports_accuracy_table_has_the_label_free_rows_beside_the_labelled_
     assert free["onnx-qint8"][2:6] == ["stsb texts, label-free (n=1000)", "neighbour_ndcg@10", "0.9940", "99.40%"]
     assert any(r[3] == "sts_spearman" and r[1] == "onnx-qint8" for r in table.rows)
     assert accuracy_table(frame(*label_free_rows()), "bi-encoder") is not None  # no labels: still a table
+
+
+def _round0_row(folder, label_, dataset, bs, throughput, p99=None):
+    backend, _, variant = label_.partition(" ")
+    row = {"kind": "speed", "status": "ok", "round": 0, "backend": backend, "variant": variant.strip("[]"),
+           "machine": "m", "threads": 2, "model_source": "s", "model": "tiny", "dataset": dataset,
+           "batch_size": bs, "throughput": throughput, "latency_p99_ms": p99,
+           "latencies_ms": [1.0] * (150 if p99 else 0)}  # fmt: skip
+    name = f"speed-tiny-{dataset}-bs{bs}-{backend}-{abs(hash(label_)) % 10**8}.json"
+    (folder / name).write_text(json.dumps(row))
+
+
+def test_a_configuration_decisively_slower_everywhere_skips_the_label_free_task(tmp_path):
+    """#22: torch-fp16 at 0.28-0.33x of torch-fp32 on a CPU without fp16 spent ~25 s of every default sweep
+    encoding 500 medium texts for a loss no tolerance could act on (torch-fp32 is faster and loses nothing)."""
+    from harness.engine import agreement_unit, rounds
+
+    groups = {1: "speed-tiny-medium-bs1-", 32: "speed-tiny-medium-bs32-"}
+    match = {"machine": "m", "threads": 2, "model_source": "s", "model": "tiny"}
+    _round0_row(tmp_path, "torch-fp32", "medium", 1, 70.0, p99=20.0)
+    _round0_row(tmp_path, "torch-fp32", "medium", 32, 70.0)
+    _round0_row(tmp_path, "torch-fp16", "medium", 1, 23.0, p99=60.0)
+    _round0_row(tmp_path, "onnx", "medium", 1, 60.0, p99=22.0)  # within the one-round interval: not decisive
+    limits = rounds.decisively_slower(tmp_path, groups, match, "torch-fp16", 32)
+    assert limits is not None and limits["throughput"] == pytest.approx(70.0 / 1.369, rel=0.01)
+    assert rounds.decisively_slower(tmp_path, groups, match, "onnx", 32) is None
+    assert rounds.decisively_slower(tmp_path, groups, match, "openvino", 32) is None  # bs 1 not measured yet
+    spec = SimpleNamespace(agreement=AgreementSpec(("t",), "500 built-in medium texts", "ref.npy", 32,
+                                                   slower_than=limits))  # fmt: skip
+    skipped = agreement_unit.task_agreement(spec, None, None, {"throughput": 20.0})
+    assert skipped == {"agreement_source": "500 built-in medium texts: not measured: decisively slower than "
+                       "torch-fp32 at every batch size of these texts in round 0, so no tolerance makes it an answer"}
+    with pytest.raises(AttributeError):  # not slower at its last batch size: measured (here: no model to run)
+        agreement_unit.task_agreement(spec, None, None, {"throughput": 65.0})
+
+
+def test_every_batch_size_row_gets_the_datasets_label_free_task(tmp_path):
+    """The task is measured in the dataset's last round-0 cell only; the store gives the other rows its numbers."""
+    base = {"kind": "speed", "status": "ok", "run": "a", "machine": "m", "model": "tiny", "backend": "onnx",
+            "variant": "", "dataset": "short"}  # fmt: skip
+    none = {"agreement_source": None, "agreement_loss": None}
+    df = pd.DataFrame([{**base, "batch_size": 1, **none},
+                       {**base, "batch_size": 32, "agreement_source": "s", "agreement_loss": 0.01},
+                       {**base, "batch_size": 1, "dataset": "medium", **none}])  # fmt: skip
+    for column in results.AGREEMENT:
+        df[column] = df.get(column)
+    out = results.share_agreement(df)
+    assert list(out["agreement_loss"].fillna(-1)) == [0.01, 0.01, -1] and out.loc[0, "agreement_source"] == "s"

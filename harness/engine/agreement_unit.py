@@ -16,12 +16,17 @@ from harness.engine.specs import AgreementSpec, SpeedSpec
 from harness.inputs.texts import PAIR_SEP, as_pairs
 
 
-def task_agreement(spec: SpeedSpec, loaded: Any, state: Any) -> dict[str, Any]:
-    """Round 0's label-free task metric (harness.evaluation.agreement), outside the timed window: measured
-    once per worker and texts, so every batch size's row of the dataset carries the same numbers. A failure
+def task_agreement(spec: SpeedSpec, loaded: Any, state: Any, timed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Round 0's label-free task metric (harness.evaluation.agreement), outside the timed window, in the
+    dataset's last cell (the store gives every batch size's row its numbers). Not measured where the cell, like
+    every other of the dataset, is decisively slower than torch-fp32 (`timed`: its fields): torch-fp32 is
+    faster and, by the metric's definition, loses nothing, so no tolerance makes it an answer. A failure
     leaves the speed cell standing and says why in `agreement_source`."""
     if spec.agreement is None:
         return {}
+    if spec.agreement.slower_than and _slower(timed or {}, spec.agreement.slower_than):
+        return {"agreement_source": f"{spec.agreement.source}: not measured: decisively slower than torch-fp32 at "
+                                    f"every batch size of these texts in round 0, so no tolerance makes it an answer"}
     key = digest([spec.job.key(), spec.agreement.ref_path])
     if key not in state.agreements:
         try:
@@ -62,3 +67,12 @@ def _agreement(a: AgreementSpec, loaded: Any, is_reference: bool) -> dict[str, A
     result = task_agreement(base, outputs, queries, pool=POOL)
     return {"agreement": result.value, "agreement_loss": result.loss, "agreement_n": result.n,
             "agreement_metric": result.metric, "agreement_source": f"{a.source}; {result.note}"}  # fmt: skip
+
+
+def _slower(timed: dict[str, Any], limits: dict[str, float]) -> bool:
+    """Whether every limited metric of the timed fields lies past its limit (throughput below, p99 above)."""
+    for metric, limit in limits.items():
+        value = timed.get(metric)
+        if value is None or not (value < limit if metric == "throughput" else value > limit):
+            return False
+    return True

@@ -175,6 +175,34 @@ def _place(values: dict[str, Any], label: str, baseline: str, spread: Spread) ->
     return f"{where} of {baseline} in bulk; nothing left open against the leaders"
 
 
+def decisively_slower(folder: Path, groups: dict[int, str], match: dict[str, Any], label: str,
+                      last: int) -> dict[str, float] | None:  # fmt: skip
+    """For round 0's label-free task (harness.engine.agreement_unit): when `label` was decisively slower than
+    torch-fp32 in round 0 at every batch size of a dataset but the `last` (its cell still to run) - bulk
+    throughput, and p99 at batch size 1, beyond the PRIOR's one-round interval (x0.73) - the limits its last
+    cell's numbers are judged against; None when any was not (or is not known yet): the task is measured.
+    `groups`: batch size -> the cell-id prefix of its group (harness.engine.sweep.round_decision's)."""
+    factor = math.exp(PRIOR.half_width(1))
+    limits_last: dict[str, float] | None = None
+    for bs, prefix in groups.items():
+        values = _values([r for r in _rows(folder, prefix, 1) if all(r.get(k) == v for k, v in match.items())])
+        limits: dict[str, float] = {}
+        for scenario in [BULK, ONLINE] if bs == 1 else [BULK]:
+            base = values[scenario.metric].get(BASELINE, {}).get(0)
+            if base is not None:
+                limits[scenario.metric] = base / factor if scenario.higher_is_better else base * factor
+        if BULK.metric not in limits:
+            return None
+        if bs == last:
+            limits_last = limits
+            continue
+        for metric, limit in limits.items():
+            own = values[metric].get(label, {}).get(0)
+            if own is None or not (own < limit if metric == BULK.metric else own > limit):
+                return None
+    return limits_last
+
+
 def run_spreads(rows: list[dict[str, Any]], match: dict[str, Any], baseline: str) -> dict[str, Spread | None]:
     """metric -> the spread pooled over the run's configurations of this model measured in two or more
     rounds (log ratios to their group's torch-fp32 per round), torch-fp32 itself not counted."""

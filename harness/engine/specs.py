@@ -60,6 +60,9 @@ class AgreementSpec:
     source: str  # what the texts are, for the row ("the dataset's 1000 texts", "1000 built-in short texts")
     ref_path: str
     batch_size: int  # the accuracy passes' batch size: the same batches for every backend
+    # metric -> the value past which the cell is decisively slower than torch-fp32 (throughput below it, p99 above
+    # it), set when every other batch size of the dataset already was (harness.engine.rounds.decisively_slower)
+    slower_than: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

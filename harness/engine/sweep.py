@@ -36,6 +36,7 @@ from harness.engine.cells import (
     accuracy_name,
     accuracy_skipped,
     backend_identity,
+    batch_sizes,
     configurations,
     is_baseline,
     job_cells,
@@ -297,11 +298,14 @@ def _speed_cells(cfg: DictConfig, job: Job, backend_cfg: Any, cells: list[Cell],
     # same in every round, so the first round measures it and the pooled row keeps that one.
     breakdown = cfg.measure.breakdown and cfg.round == 0
     is_reference = is_baseline(backend_cfg)
-    # every round-0 cell carries it (the worker measures it once), so each batch size's row has it after a resume
+    # round 0's label-free task: measured in the dataset's last cell (the store gives every batch size's row it)
     agreement = _agreement(cfg, job.machine, texts) if cfg.round == 0 and cfg.measure.agreement_texts else None
     for cell in cells:
+        last = agreement if cell is cells[-1] else None
+        if last is not None and not is_reference:
+            last = dataclasses.replace(last, slower_than=_slower_than(cfg, job, backend_cfg, cell))
         spec = SpeedSpec(job=job.spec, batch_size=cell.batch_size, texts=tuple(texts), fidelity_ref=str(reference),
-                         is_reference=is_reference, breakdown=breakdown, agreement=agreement)  # fmt: skip
+                         is_reference=is_reference, breakdown=breakdown, agreement=last)  # fmt: skip
         start = time.monotonic()
         status, out, reason = POOL.run(key, cfg.round, job.threads, "speed", spec, cfg.measure.cell_timeout_s,
                                        what=f"{cfg.model.name} {label_of(backend_cfg)}")  # fmt: skip
@@ -324,6 +328,14 @@ def _accuracy_cells(cfg: DictConfig, job: Job, backend_cfg: Any, cells: list[Cel
     seconds = (time.monotonic() - start) / len(cells)
     for cell in cells:
         record(cell, *outcomes[cell.cell_id], seconds)
+
+
+def _slower_than(cfg: DictConfig, job: Job, backend_cfg: Any, cell: Cell) -> dict[str, float] | None:
+    """rounds.decisively_slower for the dataset's last round-0 cell of this configuration."""
+    group = {bs: slug("speed", cfg.model.name, cfg.dataset.name, f"bs{bs}") + "-" for bs in batch_sizes(cfg)}
+    match = {"machine": job.machine, "threads": job.threads, "model_source": cfg.model.source, "model": cfg.model.name}
+    return rounds.decisively_slower(Path(cfg.results_dir) / cfg.run, group, match, label_of(backend_cfg),
+                                    int(cell.batch_size or 0))  # fmt: skip
 
 
 def round_decision(cfg: DictConfig, cell: Cell, machine: str, threads: int, label: str) -> rounds.Decision | None:

@@ -238,8 +238,9 @@ def speed(spec: SpeedSpec, state: State | None = None) -> dict[str, Any]:
     peak_mb = measure.peak_rss_mb()
     check_finite(timing.outputs)
     runtime = loaded.runtime()
+    timed = timing.fields()
     fields = {
-        **timing.fields(),
+        **timed,
         "timed_window": timed_window,
         **loaded.text_stats(digest(texts), texts, inputs),
         "tries": len(discarded) + 1,
@@ -250,7 +251,7 @@ def speed(spec: SpeedSpec, state: State | None = None) -> dict[str, Any]:
         "settings": {**loaded.settings, "load_s": round(loaded.load_s, 3), "process_cell": state.cells},
         "peak_memory_mb": peak_mb,
         **timed_fidelity(spec, kind, timing.outputs),
-        **task_agreement(spec, loaded, state),  # untimed: after the timed window closed
+        **task_agreement(spec, loaded, state, timed),  # untimed: after the timed window closed
     }
     if spec.breakdown:
         fields.update(measure.breakdown(model, batches, timing))

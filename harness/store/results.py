@@ -156,9 +156,27 @@ def load(results_dir: Path | str, runs: list[str] | None = None) -> pd.DataFrame
     the same kernels: `harness.store.kernels`) and `usd_per_million_texts` where the machine's
     price is known (`harness.store.cost`); speedups are paired per round with their rerun intervals
     (`harness.store.intervals`)."""
-    df = pool_rounds(read_rows(results_dir, runs))
+    df = share_agreement(pool_rounds(read_rows(results_dir, runs)))
     df["variant"] = df["variant"].map(current_variant)
     return with_cost(with_twins(with_labels(with_intervals(derive(with_identity(df))))))
+
+
+AGREEMENT = ("agreement", "agreement_loss", "agreement_n", "agreement_metric", "agreement_source")
+_ONE_PER_DATASET = ("run", "machine", "model", "backend", "variant", "dataset")
+
+
+def share_agreement(df: pd.DataFrame) -> pd.DataFrame:
+    """The label-free task metric is one per configuration and dataset, measured in the dataset's last round-0
+    cell (harness.engine.agreement_unit): every batch size's speed row of it gets those numbers."""
+    if df.empty or "agreement_source" not in df:
+        return df
+    speed = df["kind"] == "speed"
+    keys = df[list(_ONE_PER_DATASET)].astype(str).apply(tuple, axis=1)
+    found = {k: df.loc[i, list(AGREEMENT)] for i, k in keys[speed & df["agreement_source"].notna()].items()}
+    for i in df.index[speed & df["agreement_source"].isna()]:
+        if keys[i] in found:
+            df.loc[i, list(AGREEMENT)] = found[keys[i]].to_numpy()
+    return df
 
 
 def pool_rounds(stored: list[dict[str, Any]]) -> pd.DataFrame:
