@@ -25,8 +25,10 @@ def task_agreement(spec: SpeedSpec, loaded: Any, state: Any, timed: dict[str, An
     if spec.agreement is None:
         return {}
     if spec.agreement.slower_than and _slower(timed or {}, spec.agreement.slower_than):
-        return {"agreement_source": f"{spec.agreement.source}: not measured: decisively slower than torch-fp32 at "
-                                    f"every batch size of these texts in round 0, so no tolerance makes it an answer"}
+        return {
+            "agreement_source": f"{spec.agreement.source}: not measured: decisively slower than torch-fp32 at "
+            f"every batch size of these texts in round 0, so no tolerance makes it an answer"
+        }
     key = digest([spec.job.key(), spec.agreement.ref_path])
     if key not in state.agreements:
         try:
