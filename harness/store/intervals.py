@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness import backends
 from harness.store import kernels, stats
 from harness.store.analysis import SPEED_PAIRING, baselines, with_keys
 from harness.store.labels import BASELINE
@@ -90,6 +91,41 @@ def _spreads(df: pd.DataFrame, logs: dict[Any, dict[int, float]], is_base: pd.Se
     return out
 
 
+def _family_spreads(df: pd.DataFrame, logs: dict[Any, dict[int, float]], is_base: pd.Series) -> dict[Any, Spread]:
+    """row index -> its runtime family's spread over the run at its batch size (torch / onnx / openvino), where
+    that has stats.MIN_DF degrees of freedom: from its configurations measured in two or more rounds, and from its
+    same-kernel twins measured in the same round (log(A_r / B_r) is the processes' noise alone: half its square
+    per degree of freedom). ONNX Runtime's rows moved between processes by s 0.14-0.27 where OpenVINO's and
+    torch's moved by 0.04-0.08: a one-round ONNX row must not borrow the leaders' steadier spread."""
+    family = {i: backends.family_of(str(df.at[i, "backend"])) for i in logs if not is_base.get(i, False)}
+    ss: dict[tuple, list[float]] = {}
+
+    def key_of(i: Any) -> tuple:
+        return (*map(str, df.loc[i, [*WIDE_SCOPE, "batch_size"]]), family[i])
+
+    def add(i: Any, square: float) -> None:
+        ss.setdefault(key_of(i), []).append(square)
+
+    for i, values in logs.items():
+        if i in family and len(values) >= 2:
+            mean = sum(values.values()) / len(values)
+            square = sum((x - mean) ** 2 for x in values.values()) / (len(values) - 1)
+            for _ in range(len(values) - 1):  # n - 1 degrees of freedom, the sum of squares spread over them
+                add(i, square)
+    twins = df.loc[[i for i in family if kernels.signature(df.at[i, "runtime"]) is not None]]
+    for _, group in twins.groupby([*kernels.CELL, twins["runtime"].map(kernels.signature)], dropna=False):
+        first, *others = list(group.index)
+        for j in others:
+            for r in set(logs[first]) & set(logs[j]):
+                add(j, (logs[first][r] - logs[j][r]) ** 2 / 2)
+    out: dict[Any, Spread] = {}
+    for i in family:
+        squares = ss.get(key_of(i), [])
+        if len(squares) >= stats.MIN_DF:
+            out[i] = Spread(math.sqrt(sum(squares) / len(squares)), len(squares))
+    return out
+
+
 def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
     """`df` (with `analysis.with_ratios`' columns) with the paired estimates and rerun intervals above."""
     df = with_keys(df.copy())
@@ -106,6 +142,9 @@ def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
     for metric, logs in _logs(df).items():
         estimate, low, high = METRICS[metric]
         borrowed = _spreads(df, logs, is_base)
+        for i, floor in _family_spreads(df, logs, is_base).items():  # never narrower than the row's family's
+            if borrowed.get(i) is None or floor.s > borrowed[i].s:
+                borrowed[i] = floor
         for i, values in logs.items():
             e = stats.rerun_interval(values, borrowed.get(i))
             if e is None:
