@@ -12,7 +12,9 @@ from cell_ids import GRIDS, SNAPSHOT, grid_ids
 
 @pytest.mark.parametrize("grid", list(GRIDS))
 def test_grid_cell_ids_are_unchanged(grid, tmp_path, monkeypatch):
-    expected = json.loads(SNAPSHOT.read_text())[grid]
+    # the snapshot was taken when rounds=auto measured up to 4 rounds; it measures up to 3 now (stop 32), so the
+    # 4th round's ids (-r3) are no longer in the grid and every other id is what it was
+    expected = [i for i in json.loads(SNAPSHOT.read_text())[grid] if not i.endswith("-r3")]
     got = grid_ids(GRIDS[grid], tmp_path, monkeypatch)
     assert len(got) == len(expected)
     assert got == expected, f"{len(set(got) - set(expected))} ids renamed, e.g. {sorted(set(got) - set(expected))[:3]}"

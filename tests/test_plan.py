@@ -34,7 +34,9 @@ def test_docs_cpu_grid_is_planned_offline_in_seconds(tmp_path):
     from harness.backends.openvino import default_precision
 
     configurations = 11 + (2 if default_precision() not in (None, "fp32") else 0)
-    rounds = 4  # rounds=auto's cap: every round's cells are counted, later ones timed at their expected share
+    from harness.cli.sweep import AUTO_ROUNDS
+
+    rounds = AUTO_ROUNDS  # rounds=auto's cap (3): every round's cells are counted, later ones timed at their share
     cells = rounds * configurations * 3 * sum(len(model_batch_sizes(CONF_DIR, m)) for m in models)
     assert re.search(rf"\b{cells} cells \({cells} speed, 0 accuracy\)", proc.stdout), proc.stdout
     assert "estimated duration:" in proc.stdout and "no timing on this machine" in proc.stdout
