@@ -28,7 +28,7 @@ from harness.engine.specs import AgreementSpec, JobSpec, ModelSpec, SpeedSpec
 from harness.inputs.texts import AGREEMENT_SEED, agreement_texts, builtin_texts
 from harness.recommend import Query
 from harness.store import analysis, results
-from harness.store.rows import SpeedRow
+from harness.store.rows import AGREEMENT, SpeedRow
 
 NDCG = {"agreement_metric": "neighbour_ndcg@10", "agreement_n": 1000}
 TIMED = {"fidelity_source": "timed texts"}
@@ -278,7 +278,7 @@ def test_every_batch_size_row_gets_the_datasets_label_free_task(tmp_path):
     df = pd.DataFrame([{**base, "batch_size": 1, **none},
                        {**base, "batch_size": 32, "agreement_source": "s", "agreement_loss": 0.01},
                        {**base, "batch_size": 1, "dataset": "medium", **none}])  # fmt: skip
-    for column in results.AGREEMENT:
+    for column in AGREEMENT:
         df[column] = df.get(column)
     out = results.share_agreement(df)
     assert list(out["agreement_loss"].fillna(-1)) == [0.01, 0.01, -1] and out.loc[0, "agreement_source"] == "s"

@@ -98,32 +98,17 @@ def _family_spreads(df: pd.DataFrame, logs: dict[Any, dict[int, float]], is_base
     per degree of freedom). ONNX Runtime's rows moved between processes by s 0.14-0.27 where OpenVINO's and
     torch's moved by 0.04-0.08: a one-round ONNX row must not borrow the leaders' steadier spread."""
     family = {i: backends.family_of(str(df.at[i, "backend"])) for i in logs if not is_base.get(i, False)}
-    ss: dict[tuple, list[float]] = {}
-
-    def key_of(i: Any) -> tuple:
-        return (*map(str, df.loc[i, [*WIDE_SCOPE, "batch_size"]]), family[i])
-
-    def add(i: Any, square: float) -> None:
-        ss.setdefault(key_of(i), []).append(square)
-
-    for i, values in logs.items():
-        if i in family and len(values) >= 2:
-            mean = sum(values.values()) / len(values)
-            square = sum((x - mean) ** 2 for x in values.values()) / (len(values) - 1)
-            for _ in range(len(values) - 1):  # n - 1 degrees of freedom, the sum of squares spread over them
-                add(i, square)
+    key = {i: (*map(str, df.loc[i, [*WIDE_SCOPE, "batch_size"]]), family[i]) for i in family}
+    groups: dict[tuple, list[list[float]]] = {}
+    for i in family:  # each configuration's rounds, around their own mean (stats.pooled)
+        groups.setdefault(key[i], []).append(list(logs[i].values()))
     twins = df.loc[[i for i in family if kernels.signature(df.at[i, "runtime"]) is not None]]
-    for _, group in twins.groupby([*kernels.CELL, twins["runtime"].map(kernels.signature)], dropna=False):
-        first, *others = list(group.index)
-        for j in others:
-            for r in set(logs[first]) & set(logs[j]):
-                add(j, (logs[first][r] - logs[j][r]) ** 2 / 2)
-    out: dict[Any, Spread] = {}
-    for i in family:
-        squares = ss.get(key_of(i), [])
-        if len(squares) >= stats.MIN_DF:
-            out[i] = Spread(math.sqrt(sum(squares) / len(squares)), len(squares))
-    return out
+    for _, cell in twins.groupby([*kernels.CELL, twins["runtime"].map(kernels.signature)], dropna=False):
+        first, *others = list(cell.index)
+        for j in others:  # a twin pair in one round: two values around their mean, 1 df, (l_A - l_B)^2 / 2
+            groups[key[j]] += [[logs[first][r], logs[j][r]] for r in set(logs[first]) & set(logs[j])]
+    spreads = {k: stats.pooled(g) for k, g in groups.items()}
+    return {i: s for i in family if (s := spreads[key[i]]) is not None and s.df >= stats.MIN_DF}
 
 
 def with_intervals(df: pd.DataFrame) -> pd.DataFrame:

@@ -161,7 +161,6 @@ def load(results_dir: Path | str, runs: list[str] | None = None) -> pd.DataFrame
     return with_cost(with_twins(with_labels(with_intervals(derive(with_identity(df))))))
 
 
-AGREEMENT = ("agreement", "agreement_loss", "agreement_n", "agreement_metric", "agreement_source")
 _ONE_PER_DATASET = ("run", "machine", "model", "backend", "variant", "dataset")
 
 
@@ -172,10 +171,11 @@ def share_agreement(df: pd.DataFrame) -> pd.DataFrame:
         return df
     speed = df["kind"] == "speed"
     keys = df[list(_ONE_PER_DATASET)].astype(str).apply(tuple, axis=1)
-    found = {k: df.loc[i, list(AGREEMENT)] for i, k in keys[speed & df["agreement_source"].notna()].items()}
+    columns = list(rows.AGREEMENT)
+    found = {k: df.loc[i, columns] for i, k in keys[speed & df["agreement_source"].notna()].items()}
     for i in df.index[speed & df["agreement_source"].isna()]:
         if keys[i] in found:
-            df.loc[i, list(AGREEMENT)] = found[keys[i]].to_numpy()
+            df.loc[i, columns] = found[keys[i]].to_numpy()
     return df
 
 
