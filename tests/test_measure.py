@@ -99,12 +99,12 @@ def test_warm_up_runs_one_batch_of_each_shape_the_timed_passes_run():
     round); a shape is the batch's length and its longest input's tokens (capped at the limit), so one of
     each warms every timed shape."""
     from harness.engine import measure
-    from harness.engine.units import warm_shapes
+    from harness.engine.units import shapes_of
 
     texts = ["abc", "xyz", "abcd", "ab", "qq", "abcdefgh", "abcdefghij"]
-    warm = warm_shapes(_chars_model(), "bi-encoder", texts, 1)
+    warm = shapes_of(_chars_model(), "bi-encoder", texts, 1)
     assert [len(b[0]) for b in warm] == [3, 4, 2, 8, 10]  # the first text of each length, in order
-    capped = warm_shapes(_chars_model(limit=6), "bi-encoder", texts, 1)
+    capped = shapes_of(_chars_model(limit=6), "bi-encoder", texts, 1)
     assert [len(b[0]) for b in capped] == [3, 4, 2]  # 6, 10 and 12 tokens all run as 6: one shape
     pairs = measure.one_per_shape([["a", "b"], ["c", "d"], ["e"]], [[5, 3], [4, 5], [5]], 512)
     assert pairs == [["a", "b"], ["e"]]  # (2, 5) twice, then a batch of one: another shape

@@ -110,7 +110,7 @@ def test_each_side_loads_once_then_times_its_passes(monkeypatch):
     monkeypatch.setattr(work.State, "load", lambda self, job: loads.append("harness") or SimpleNamespace(model=None))
     workload = (texts, texts, [texts[:4], texts[4:8], texts[8:]], encode, lambda: encode(texts))
     monkeypatch.setattr(work, "_workload", lambda spec, model: workload)
-    monkeypatch.setattr(work, "warm_shapes", lambda model, kind, inputs, bs: workload[2])  # 3 shapes
+    monkeypatch.setattr(work, "shapes_of", lambda model, kind, inputs, bs: workload[2])  # 3 shapes
     measure = SimpleNamespace(warmup_batches=1, warm_min_s=0.0)
     job = SimpleNamespace(measure=measure, model=SimpleNamespace(kind="bi-encoder"))
     for side in ("harness", "plain"):

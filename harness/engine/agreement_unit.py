@@ -12,6 +12,7 @@ import numpy as np
 
 from harness.core.files import digest
 from harness.engine.measure import check_finite
+from harness.engine.rounds import beyond
 from harness.engine.specs import AgreementSpec, SpeedSpec
 from harness.inputs.texts import PAIR_SEP, as_pairs
 
@@ -24,7 +25,7 @@ def task_agreement(spec: SpeedSpec, loaded: Any, state: Any, timed: dict[str, An
     leaves the speed cell standing and says why in `agreement_source`."""
     if spec.agreement is None:
         return {}
-    if spec.agreement.slower_than and _slower(timed or {}, spec.agreement.slower_than):
+    if spec.agreement.slower_than and beyond(timed or {}, spec.agreement.slower_than):
         return {
             "agreement_source": f"{spec.agreement.source}: not measured: decisively slower than torch-fp32 at "
             f"every batch size of these texts in round 0, so no tolerance makes it an answer"
@@ -69,12 +70,3 @@ def _agreement(a: AgreementSpec, loaded: Any, is_reference: bool) -> dict[str, A
     result = task_agreement(base, outputs, queries, pool=POOL)
     return {"agreement": result.value, "agreement_loss": result.loss, "agreement_n": result.n,
             "agreement_metric": result.metric, "agreement_source": f"{a.source}; {result.note}"}  # fmt: skip
-
-
-def _slower(timed: dict[str, Any], limits: dict[str, float]) -> bool:
-    """Whether every limited metric of the timed fields lies past its limit (throughput below, p99 above)."""
-    for metric, limit in limits.items():
-        value = timed.get(metric)
-        if value is None or not (value < limit if metric == "throughput" else value > limit):
-            return False
-    return True

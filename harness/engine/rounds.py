@@ -196,11 +196,18 @@ def decisively_slower(folder: Path, groups: dict[int, str], match: dict[str, Any
         if bs == last:
             limits_last = limits
             continue
-        for metric, limit in limits.items():
-            own = values[metric].get(label, {}).get(0)
-            if own is None or not (own < limit if metric == BULK.metric else own > limit):
-                return None
+        if not beyond({m: values[m].get(label, {}).get(0) for m in limits}, limits):
+            return None
     return limits_last
+
+
+def beyond(values: dict[str, Any], limits: dict[str, float]) -> bool:
+    """Whether every limited metric lies past its limit: throughput below it, p99 above it (a missing one: no)."""
+    for metric, limit in limits.items():
+        value = values.get(metric)
+        if value is None or not (value < limit if metric == BULK.metric else value > limit):
+            return False
+    return True
 
 
 def run_spreads(rows: list[dict[str, Any]], match: dict[str, Any], baseline: str) -> dict[str, Spread | None]:

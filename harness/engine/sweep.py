@@ -332,17 +332,26 @@ def _accuracy_cells(cfg: DictConfig, job: Job, backend_cfg: Any, cells: list[Cel
 
 def _slower_than(cfg: DictConfig, job: Job, backend_cfg: Any, cell: Cell) -> dict[str, float] | None:
     """rounds.decisively_slower for the dataset's last round-0 cell of this configuration."""
-    group = {bs: slug("speed", cfg.model.name, cfg.dataset.name, f"bs{bs}") + "-" for bs in batch_sizes(cfg)}
-    match = {"machine": job.machine, "threads": job.threads, "model_source": cfg.model.source, "model": cfg.model.name}
-    return rounds.decisively_slower(Path(cfg.results_dir) / cfg.run, group, match, label_of(backend_cfg),
+    groups = {bs: _group_prefix(cfg, bs) for bs in batch_sizes(cfg)}
+    match = _group_match(cfg, job.machine, job.threads)
+    return rounds.decisively_slower(Path(cfg.results_dir) / cfg.run, groups, match, label_of(backend_cfg),
                                     int(cell.batch_size or 0))  # fmt: skip
+
+
+def _group_prefix(cfg: DictConfig, batch_size: Any) -> str:
+    """The cell-id prefix of a (model, dataset, batch size) group's speed cells."""
+    return slug("speed", cfg.model.name, cfg.dataset.name, f"bs{batch_size}") + "-"
+
+
+def _group_match(cfg: DictConfig, machine: str, threads: int) -> dict[str, Any]:
+    """The values a group's rows must have besides their cell-id prefix."""
+    return {"machine": machine, "threads": threads, "model_source": cfg.model.source, "model": cfg.model.name}
 
 
 def round_decision(cfg: DictConfig, cell: Cell, machine: str, threads: int, label: str) -> rounds.Decision | None:
     """With rounds=auto, whether this round of the cell's configuration is needed (None: it always is)."""
-    group = slug("speed", cfg.model.name, cfg.dataset.name, f"bs{cell.batch_size}") + "-"
-    match = {"machine": machine, "threads": threads, "model_source": cfg.model.source, "model": cfg.model.name}
-    prefixes = (group, slug("speed", cfg.model.name) + "-")
+    prefixes = (_group_prefix(cfg, cell.batch_size), slug("speed", cfg.model.name) + "-")
+    match = _group_match(cfg, machine, threads)
     return rounds.decide(cfg, prefixes, match, results.BASELINE, label, int(cell.batch_size or 0))
 
 

@@ -71,7 +71,7 @@ def token_counts(model: Any, kind: str, inputs: list[Any]) -> list[int]:
     return [len(x) for x in ids]
 
 
-def warm_shapes(model: Any, kind: str, inputs: list[Any], batch_size: int) -> list[list[Any]]:
+def shapes_of(model: Any, kind: str, inputs: list[Any], batch_size: int) -> list[list[Any]]:
     """One batch of each distinct shape the timed passes run (harness.engine.measure.one_per_shape): a batch-1
     cell of 256 short texts has ~20, not 256 (measure.warm_shapes runs them, untimed)."""
     counts = measure.batched(token_counts(model, kind, inputs), batch_size)
@@ -197,7 +197,7 @@ def bare(spec: BareSpec, state: State | None = None) -> dict[str, Any]:
         model = state.load(spec.job).model if spec.side == "harness" else load_plain(spec.job)
         texts, inputs, batches, call, call_all = _workload(spec, model)
         measure.warm_up(call, batches, spec.job.measure.warmup_batches)
-        shapes = warm_shapes(model, spec.job.model.kind, inputs, spec.batch_size)
+        shapes = shapes_of(model, spec.job.model.kind, inputs, spec.batch_size)
         measure.warm_shapes(call, shapes, batches, spec.job.measure.warm_min_s)  # as a cell does before timing
         state.overhead = (len(inputs), call_all)
         return {"seconds": None}
@@ -220,7 +220,7 @@ def speed(spec: SpeedSpec, state: State | None = None) -> dict[str, Any]:
     re-measured while another process used the CPU; then fidelity of the timed outputs to torch-fp32's.
 
     A worker reuses the model and its read-back across cells. Before timing, its first cell warms the runtime up
-    (`warmup_batches`) and every cell runs a batch of each shape once, untimed (`warm_shapes`): no shape is first
+    (`warmup_batches`) and every cell runs a batch of each shape once, untimed (`shapes_of`): no shape is first
     run inside a timed pass (README, "How numbers are kept honest")."""
     state = state or State()
     loaded = state.load(spec.job)
@@ -231,7 +231,7 @@ def speed(spec: SpeedSpec, state: State | None = None) -> dict[str, Any]:
     if not loaded.warm:  # the process's first call: runtime set-up, allocator, thread pools
         measure.warm_up(call, batches, m.warmup_batches)
         loaded.warm = True
-    measure.warm_shapes(call, warm_shapes(model, kind, inputs, spec.batch_size), batches, m.warm_min_s)  # untimed
+    measure.warm_shapes(call, shapes_of(model, kind, inputs, spec.batch_size), batches, m.warm_min_s)  # untimed
     timing, discarded, timed_window = _timed(call, call_all, batches, len(inputs), m, spec.batch_size)
     # what the user's process holds for this model: read before the runtime read-back (which may build a
     # second session) and the fidelity comparison, neither of which a user's process does
