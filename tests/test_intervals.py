@@ -111,3 +111,16 @@ def test_a_one_round_row_borrows_its_runtime_familys_spread_where_that_is_wider(
     # than its own family's, which is only ever a floor
     width = math.log(df.at["onnx", "speedup_high"] / df.at["onnx", "speedup_low"])
     assert width == pytest.approx(2 * stats.Spread(expected, 4).half_width(1))
+
+
+def test_the_verdict_names_as_leader_the_one_its_paired_ratio_puts_ahead(tmp_path):
+    """Stop 32, run r8: the summary read "openvino-qint8 leads openvino-qint8 [ov_precision=f32] by 0.82x": the
+    ranking is by each row's estimate over all its rounds, the ratio paired over the rounds both have. Here
+    openvino ranks first on two rounds (1.94x) while onnx, measured in round 0 only (1.8x), beat it there."""
+    df = _store(tmp_path, {("torch-fp32", ""): [100, 100], ("openvino", ""): [150, 250], ("onnx", ""): [180],
+                           ("torch-fp16", ""): [30, 31]})  # fmt: skip
+    assert df.set_index(["dataset", "backend"]).loc[("short", "openvino"), "speedup"] > 1.8  # ranked first
+    verdict = next(v for v in intervals.verdicts(df) if v.group[3] == "short" and v.scenario == "bulk")
+    assert (verdict.leader, verdict.runner_up) == ("onnx", "openvino")
+    assert verdict.estimate.ratio == pytest.approx(180 / 150)
+    assert "onnx leads openvino by 1.20x" in verdict.line()

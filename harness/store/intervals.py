@@ -253,4 +253,9 @@ def _verdict(group: tuple, scenario: str, ranked: pd.DataFrame, metric: str) -> 
     second = others[0]
     # as a ratio above 1 when the leader is ahead: throughput leader / runner-up, p99 runner-up / leader
     e = compare(first, second, metric) if metric == "throughput" else compare(second, first, metric)
+    if e is not None and e.ratio < 1.0:
+        # the ranking is by the pooled numbers, the ratio paired over the rounds both have: where they disagree
+        # the line follows the paired ratio (never "X leads Y by 0.82x"); the status is the same either way
+        first, second, e = second, first, e.inverse()
+        named = [str(r["_label"]) for _, r in ranked.iterrows() if str(r["_label"]) in set(kernels.twins_of(first))]
     return [Verdict(group, scenario, str(first["_label"]), str(second["_label"]), e, tuple(named))]

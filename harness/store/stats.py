@@ -96,6 +96,10 @@ class Estimate:
         """The interval reaches no further than +-band (relative) from the estimate."""
         return self.low >= self.ratio * (1.0 - band) and self.high <= self.ratio * (1.0 + band)
 
+    def inverse(self) -> Estimate:
+        """B / A for this A / B: the same rounds, the interval's bounds swapped."""
+        return Estimate(1.0 / self.ratio, 1.0 / self.high, 1.0 / self.low, self.n)
+
     @property
     def tied(self) -> bool:
         return self.contains_one() or self.within(TIE_BAND)
