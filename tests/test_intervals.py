@@ -124,3 +124,26 @@ def test_the_verdict_names_as_leader_the_one_its_paired_ratio_puts_ahead(tmp_pat
     assert (verdict.leader, verdict.runner_up) == ("onnx", "openvino")
     assert verdict.estimate.ratio == pytest.approx(180 / 150)
     assert "onnx leads openvino by 1.20x" in verdict.line()
+
+
+@pytest.mark.parametrize("ratio", [1.0, 1.02, 1.04, 1.08, 1.3, 0.9])
+def test_rounds_to_settle_is_the_first_round_count_whose_interval_decides(ratio):
+    """The sweep's summary says what an undecided group would need; the effort rule gives up by the same rule."""
+    spread = stats.Spread(0.05, 40)
+    n = stats.rounds_to_settle(stats.Estimate(ratio, math.nan, math.nan, 1), spread)
+    assert stats.rerun_interval([math.log(ratio)] * n, spread).decided
+    if n > 1:
+        assert not stats.rerun_interval([math.log(ratio)] * (n - 1), spread).decided
+
+
+def test_an_undecided_verdict_says_how_many_rounds_would_settle_it():
+    from harness.cli.progress import _needed
+
+    group = ("r", "m", "all-MiniLM-L6-v2", "short", 32, 2, "cpu")
+    spread = stats.Spread(0.05, 40)
+    undecided = intervals.Verdict(group, "bulk", "a", "b", stats.rerun_interval([0.02, 0.0], spread), (), spread)
+    assert undecided.status == "undecided"
+    n = stats.rounds_to_settle(undecided.estimate, spread)
+    assert n > 2 and _needed(undecided) == f" (needs ~{n} rounds at s 0.05, has 2)"
+    decided = intervals.Verdict(group, "bulk", "a", "b", stats.rerun_interval([0.5, 0.5], spread), (), spread)
+    assert decided.rounds_needed is None and _needed(decided) == ""

@@ -97,11 +97,17 @@ def _verdict_lines(df: pd.DataFrame) -> list[str]:
     lines += [f"  {v.line()}" for v in found]
     undecided = [v for v in found if v.status == "undecided"]
     if undecided:
-        names = "; ".join("/".join(str(g) for g in v.group[2:5]) + f" {v.scenario}" for v in undecided)
+        names = "; ".join("/".join(str(g) for g in v.group[2:5]) + f" {v.scenario}{_needed(v)}" for v in undecided)
         lines.append(f"undecided after the effort cap: {names} (the rounds up to the cap could not settle them at "
                      "this machine's spread between processes; rounds=N with a larger N measures more)")  # fmt: skip
         lines += [f"  {command}" for command in duel_commands(undecided)]
     return lines
+
+
+def _needed(v: Any) -> str:
+    """' (needs ~14 rounds at s 0.05)': what settling an undecided verdict would take on this machine."""
+    n = v.rounds_needed
+    return "" if n is None else f" (needs ~{n} rounds at s {v.spread.s:.2f}, has {v.estimate.n})"
 
 
 def duel_commands(undecided: list[Any]) -> list[str]:

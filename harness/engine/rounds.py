@@ -139,9 +139,7 @@ def settles(e: stats.Estimate, spread: Spread | None, left: int | None) -> bool:
     cap: always (the prior only decides what to measure, it never gives up)."""
     if spread is None or left is None:
         return True
-    half = spread.half_width(e.n + left)
-    m = abs(math.log(e.ratio))
-    return m > half or m + half <= math.log(1.0 + stats.DECIDED_BAND)
+    return stats.rounds_to_settle(e, spread) <= e.n + left
 
 
 def _narrows(own: stats.Estimate, spread: Spread | None, left: int | None) -> bool:

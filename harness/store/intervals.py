@@ -196,6 +196,15 @@ class Verdict:
     runner_up: str | None  # None: every other configuration runs the leader's kernels
     estimate: Estimate | None  # runner-up / leader (bulk: throughput; online: leader's p99 / runner-up's)
     twins: tuple[str, ...] = ()
+    spread: Spread | None = None  # the one behind the estimate's interval
+
+    @property
+    def rounds_needed(self) -> int | None:
+        """Undecided: the rounds (both measured in each) its interval would need at this spread to settle,
+        around the ratio measured so far (stats.rounds_to_settle); None otherwise or without a spread."""
+        if self.status != "undecided" or self.spread is None or self.estimate is None:
+            return None
+        return stats.rounds_to_settle(self.estimate, self.spread)
 
     @property
     def status(self) -> str:
@@ -252,10 +261,11 @@ def _verdict(group: tuple, scenario: str, ranked: pd.DataFrame, metric: str) -> 
         return [Verdict(group, scenario, str(first["_label"]), None, None, tuple(named))]
     second = others[0]
     # as a ratio above 1 when the leader is ahead: throughput leader / runner-up, p99 runner-up / leader
-    e = compare(first, second, metric) if metric == "throughput" else compare(second, first, metric)
+    a, b = (first, second) if metric == "throughput" else (second, first)
+    e, spread = compare(a, b, metric), spread_of(a, metric) or spread_of(b, metric)
     if e is not None and e.ratio < 1.0:
         # the ranking is by the pooled numbers, the ratio paired over the rounds both have: where they disagree
         # the line follows the paired ratio (never "X leads Y by 0.82x"); the status is the same either way
         first, second, e = second, first, e.inverse()
         named = [str(r["_label"]) for _, r in ranked.iterrows() if str(r["_label"]) in set(kernels.twins_of(first))]
-    return [Verdict(group, scenario, str(first["_label"]), str(second["_label"]), e, tuple(named))]
+    return [Verdict(group, scenario, str(first["_label"]), str(second["_label"]), e, tuple(named), spread)]

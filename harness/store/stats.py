@@ -123,6 +123,19 @@ def rerun_interval(logs: Mapping[int, float] | Iterable[float], spread: Spread |
     return Estimate(math.exp(mean), math.exp(mean - half), math.exp(mean + half), n)
 
 
+def rounds_to_settle(e: Estimate, spread: Spread) -> int:
+    """The rounds a comparison needs before its rerun interval around the ratio measured so far excludes 1
+    (half-width below |log ratio|) or lies within +-DECIDED_BAND (|log ratio| + half-width inside the band's
+    log): with half(n) = t s sqrt(2 / n), the least n of either; e.g. 1.02x at s 0.05 (40 df) needs 25."""
+    m = abs(math.log(e.ratio))
+    ts2 = 2.0 * (spread.t * spread.s) ** 2
+    band = math.log(1.0 + DECIDED_BAND)
+    need = math.floor(ts2 / m**2) + 1 if m > 0 else math.inf
+    if m < band:
+        need = min(need, math.ceil(ts2 / (band - m) ** 2 - 1e-9))
+    return max(int(need), 1)
+
+
 def paired(a: Mapping[int, float], b: Mapping[int, float], spread: Spread | None) -> Estimate | None:
     """A / B from their common rounds (values per round, e.g. throughput), with its rerun interval."""
     return rerun_interval(log_ratios(a, b), spread)
