@@ -156,7 +156,9 @@ def test_later_rounds_are_estimated_by_the_configurations_a_group_measured_not_a
     big = {("x", "a", 32, 1): [10.0] * 5, ("x", "a", 32, 2): [10.0] * 5, ("x", "b", 32, 1): [10.0] * 2}
     note = _later_rounds(plan, big, counts, 0.3)
     assert plan.estimate_s == 3 / 5 * 50 + 1 / 5 * 50 + 20  # a group of 2 measures both again
-    assert "3.0, 1.0 configurations a group" in note
+    assert "3.0, 1.0 configurations a group in rounds 2-3" in note
+    three = {1: 3.0, 2: 1.0, 3: 0.5}  # earlier sweeps had a 4th round; this one (cap 3) plans rounds 2-3 only
+    assert "about 3.0, 1.0 configurations a group in rounds 2-3" in _later_rounds(Plan(), big, three, 0.3)
     before = Plan()
     _later_rounds(before, {("x", "a", 32, 1): [10.0] * 5}, {}, 0.3)  # nothing learned yet: the share
     assert before.estimate_s == 15.0

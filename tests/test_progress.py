@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 from omegaconf import OmegaConf
@@ -80,4 +81,38 @@ def test_cells_that_several_jobs_name_are_counted_once(monkeypatch):
     progress.cells_skipped(["a", "b"])  # the second job: 'a' written above, 'b' in the store from before
     progress.cells_skipped(["a", "b"])
     assert (bar.bar.n, bar.bar.total, bar.skipped) == (2, 3, 1)
+    bar.bar.close()
+
+
+def test_with_a_plan_the_bar_counts_down_the_plans_estimate_not_a_cells_per_second_forecast(monkeypatch):
+    """The default sweep's bar read 45:10 left after its first cell (17 s) of a ~7-minute sweep: tqdm forecasts
+    from cells per second, and most later-round cells end at once (not needed). With the plan's estimate the bar
+    shows what is left of that."""
+    from harness.cli import progress
+
+    monkeypatch.setattr(progress, "_EXPECTED", 156)
+    monkeypatch.setattr(progress, "_ESTIMATE_S", 420.0)
+    bar = progress.SweepProgress()
+    bar.on_multirun_start(OmegaConf.create({}))
+    monkeypatch.setattr(progress, "_ACTIVE", bar)
+    bar.start -= 17.0
+    progress.cell_done({"cell_id": "a", "model": "m", "dataset": "short", "backend": "torch-fp32", "variant": ""})
+    line = str(bar.bar)
+    assert re.search(r"m short torch-fp32; about 6:4[23] left by the plan", line) and "<" not in line  # no forecast
+    bar.start -= 500.0
+    progress.cells_skipped(["b"])
+    assert "m short torch-fp32; past the plan's 7:00" in str(bar.bar)
+    bar.bar.close()
+    assert progress.left_of_plan(4000, 100) == "about 1:05:00 left by the plan"
+
+
+def test_without_a_plan_the_bar_keeps_tqdms_forecast(monkeypatch):
+    from harness.cli import progress
+
+    monkeypatch.setattr(progress, "_EXPECTED", 3)
+    monkeypatch.setattr(progress, "_ESTIMATE_S", None)
+    bar = progress.SweepProgress()
+    bar.on_multirun_start(OmegaConf.create({}))
+    bar.advance(["a"], "m short onnx")
+    assert "<" in str(bar.bar) and "left by the plan" not in str(bar.bar)
     bar.bar.close()

@@ -175,12 +175,30 @@ def timed_share(rows: list[dict[str, Any]], wall_s: float) -> str:
 _ACTIVE: SweepProgress | None = None  # the bar of the sweep running in this process, if any
 FAILED: list[str] = []  # the failure lines of the sweeps this process ran (`harness sweep` exits 1 on one)
 _EXPECTED: int | None = None  # the cells the sweep's plan counted (harness.cli), if it made one
+_ESTIMATE_S: float | None = None  # and the duration it estimated from this machine's rows
+# with a plan's estimate the bar shows what is left of it, not tqdm's cells-per-second forecast: later rounds'
+# cells mostly end at once (not needed), so that forecast read 45 min at the first cell of a 7-min sweep
+PLANNED_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
 
-def expect_cells(n: int) -> None:
-    """The next sweep in this process has `n` cells (its plan's count: variants and every round)."""
-    global _EXPECTED
-    _EXPECTED = n
+def expect_cells(n: int, estimate_s: float | None = None) -> None:
+    """The next sweep in this process has `n` cells (its plan's count: variants and every round) and takes
+    about `estimate_s` (the plan's estimate; None: unknown)."""
+    global _EXPECTED, _ESTIMATE_S
+    _EXPECTED, _ESTIMATE_S = n, estimate_s or None
+
+
+def left_of_plan(estimate_s: float, elapsed_s: float) -> str:
+    """'about 4:10 left by the plan', or 'past the plan's 6:40' once the sweep runs longer than estimated."""
+    left = estimate_s - elapsed_s
+    if left <= 0:
+        return f"past the plan's {_clock(estimate_s)}"
+    return f"about {_clock(left)} left by the plan"
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 def cell_done(row: dict[str, Any]) -> None:
@@ -208,6 +226,7 @@ class SweepProgress(Callback):
         self.skipped = 0
         self.in_process = False
         self.counted: set[str] = set()  # cell ids the bar has counted
+        self.what = ""  # the last cell measured
 
     def __getstate__(self) -> dict[str, Any]:
         """Launchers (joblib, submitit) pickle callbacks: an open progress bar does not travel."""
@@ -218,7 +237,9 @@ class SweepProgress(Callback):
         self.start = time.monotonic()
         self.since = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.planned = _EXPECTED or count_cells(config)
-        self.bar = tqdm(total=self.planned, unit="cell", desc="sweep", file=sys.stderr, dynamic_ncols=True)
+        self.estimate_s = _ESTIMATE_S or 0.0
+        fmt = {"bar_format": PLANNED_FORMAT} if self.estimate_s else {}
+        self.bar = tqdm(total=self.planned, unit="cell", desc="sweep", file=sys.stderr, dynamic_ncols=True, **fmt)
         _ACTIVE = self
 
     def advance(self, ids: list[str | None], what: str | None, skipped: bool = False) -> None:
@@ -230,8 +251,12 @@ class SweepProgress(Callback):
         self.skipped += n if skipped else 0
         if self.bar.n + n > self.bar.total:  # more cells than counted (a companion variant, adaptive rounds)
             self.bar.total = self.bar.n + n
-        if what:
-            self.bar.set_postfix_str(what)
+        self.what = what or self.what
+        if self.estimate_s:
+            left = left_of_plan(self.estimate_s, time.monotonic() - self.start)
+            self.bar.set_postfix_str(f"{self.what}; {left}" if self.what else left, refresh=False)
+        elif what:
+            self.bar.set_postfix_str(what, refresh=False)
         self.bar.update(n)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:

@@ -49,7 +49,7 @@ def main(args: list[str]) -> int:
     from harness.cli import progress
 
     if plan is not None:
-        progress.expect_cells(plan.cells)  # the bar counts every cell, the machine's variants included
+        progress.expect_cells(plan.cells, plan.estimate_s)  # every cell, the machine's variants included
     sys.argv = ["harness sweep", *args]
     from harness.engine.grid import register_configs
 

@@ -212,10 +212,11 @@ def _later_rounds(plan: Plan, later: dict[tuple, list[float]], counts: dict[int,
     for (_, _, _, r), seconds in later.items():
         n = counts.get(r, counts[max(counts)]) if counts else share * len(seconds)
         plan.estimate_s += min(1.0, n / len(seconds)) * sum(seconds)
-    if counts:
-        per = ", ".join(f"{counts[r]:.1f}" for r in sorted(counts))
-        return (f"about {per} configurations a group in rounds 2-{len(counts) + 1} in the estimate, as in this "
-                "machine's earlier sweeps")  # fmt: skip
+    planned = sorted({r for (_, _, _, r) in later})  # rounds this sweep may measure (earlier sweeps may have had more)
+    if counts and planned:
+        per = ", ".join(f"{counts.get(r, counts[max(counts)]):.1f}" for r in planned)
+        return (f"about {per} configurations a group in rounds {planned[0] + 1}-{planned[-1] + 1} in the estimate, "
+                "as in this machine's earlier sweeps")  # fmt: skip
     return f"{share:.0%} of them in the estimate"
 
 
