@@ -105,7 +105,7 @@ def _verdict_lines(df: pd.DataFrame) -> list[str]:
 
 
 def _needed(v: Any) -> str:
-    """' (needs ~14 rounds at s 0.05)': what settling an undecided verdict would take on this machine."""
+    """' (needs ~25 rounds at s 0.05, has 3)': what settling an undecided verdict would take on this machine."""
     n = v.rounds_needed
     return "" if n is None else f" (needs ~{n} rounds at s {v.spread.s:.2f}, has {v.estimate.n})"
 
@@ -178,7 +178,7 @@ _EXPECTED: int | None = None  # the cells the sweep's plan counted (harness.cli)
 _ESTIMATE_S: float | None = None  # and the duration it estimated from this machine's rows
 # with a plan's estimate the bar shows what is left of it, not tqdm's cells-per-second forecast: later rounds'
 # cells mostly end at once (not needed), so that forecast read 45 min at the first cell of a 7-min sweep
-PLANNED_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+PLANNED_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]"
 
 
 def expect_cells(n: int, estimate_s: float | None = None) -> None:

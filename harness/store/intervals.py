@@ -267,5 +267,6 @@ def _verdict(group: tuple, scenario: str, ranked: pd.DataFrame, metric: str) -> 
         # the ranking is by the pooled numbers, the ratio paired over the rounds both have: where they disagree
         # the line follows the paired ratio (never "X leads Y by 0.82x"); the status is the same either way
         first, second, e = second, first, e.inverse()
-        named = [str(r["_label"]) for _, r in ranked.iterrows() if str(r["_label"]) in set(kernels.twins_of(first))]
+        twins = set(kernels.twins_of(first))
+        named = [str(r["_label"]) for _, r in ranked.iterrows() if str(r["_label"]) in twins]
     return [Verdict(group, scenario, str(first["_label"]), str(second["_label"]), e, tuple(named), spread)]
