@@ -209,12 +209,13 @@ def _later_rounds(plan: Plan, later: dict[tuple, list[float]], counts: dict[int,
     """Add the later rounds' expected seconds to `plan`: of a group's pending cells of round r, as many as this
     machine's earlier adaptive sweeps measured a group in round r (`cost.later_round_counts`; all of a small
     group), at their mean estimate; before any, `share` of them. Says which."""
-    for (_, _, _, r), seconds in later.items():
-        n = counts.get(r, counts[max(counts)]) if counts else share * len(seconds)
-        plan.estimate_s += min(1.0, n / len(seconds)) * sum(seconds)
     planned = sorted({r for (_, _, _, r) in later})  # rounds this sweep may measure (earlier sweeps may have had more)
-    if counts and planned:
-        per = ", ".join(f"{counts.get(r, counts[max(counts)]):.1f}" for r in planned)
+    expected = {r: counts.get(r, counts[max(counts)]) for r in planned} if counts else {}
+    for (_, _, _, r), seconds in later.items():
+        n = expected[r] if expected else share * len(seconds)
+        plan.estimate_s += min(1.0, n / len(seconds)) * sum(seconds)
+    if expected:
+        per = ", ".join(f"{expected[r]:.1f}" for r in planned)
         return (f"about {per} configurations a group in rounds {planned[0] + 1}-{planned[-1] + 1} in the estimate, "
                 "as in this machine's earlier sweeps")  # fmt: skip
     return f"{share:.0%} of them in the estimate"

@@ -177,8 +177,12 @@ def compare(a: Any, b: Any, metric: str = "throughput") -> Estimate | None:
     """A / B for two rows of one group (same dataset, batch size, machine), paired by round: torch-fp32
     cancels. For latency (`latency_p99_ms`) the ratio is A's p99 over B's (below 1: A answers faster).
     None when they share no round."""
-    spread = spread_of(a, metric) or spread_of(b, metric)
-    return stats.paired(by_round(a, metric), by_round(b, metric), spread)
+    return stats.paired(by_round(a, metric), by_round(b, metric), pair_spread(a, b, metric))
+
+
+def pair_spread(a: Any, b: Any, metric: str = "throughput") -> Spread | None:
+    """The spread `compare` gives A / B's interval: A's, else B's."""
+    return spread_of(a, metric) or spread_of(b, metric)
 
 
 GROUP = kernels.CELL  # a verdict's group is the cell the same-kernel comparison stays inside
@@ -249,24 +253,23 @@ def _verdict(group: tuple, scenario: str, ranked: pd.DataFrame, metric: str) -> 
     if len(ranked) < 2:
         return []
     first = ranked.iloc[0]
-    twins = set(kernels.twins_of(first))
-    others: list[Any] = []
-    named: list[str] = []
-    for _, r in ranked.iloc[1:].iterrows():
-        if str(r["_label"]) in twins:
-            named.append(str(r["_label"]))
-        else:
-            others.append(r)
+    named = _twins_in(ranked, first)
+    others = [r for _, r in ranked.iloc[1:].iterrows() if str(r["_label"]) not in named]
     if not others:
         return [Verdict(group, scenario, str(first["_label"]), None, None, tuple(named))]
     second = others[0]
     # as a ratio above 1 when the leader is ahead: throughput leader / runner-up, p99 runner-up / leader
     a, b = (first, second) if metric == "throughput" else (second, first)
-    e, spread = compare(a, b, metric), spread_of(a, metric) or spread_of(b, metric)
+    e, spread = compare(a, b, metric), pair_spread(a, b, metric)
     if e is not None and e.ratio < 1.0:
         # the ranking is by the pooled numbers, the ratio paired over the rounds both have: where they disagree
         # the line follows the paired ratio (never "X leads Y by 0.82x"); the status is the same either way
         first, second, e = second, first, e.inverse()
-        twins = set(kernels.twins_of(first))
-        named = [str(r["_label"]) for _, r in ranked.iterrows() if str(r["_label"]) in twins]
+        named = _twins_in(ranked, first)
     return [Verdict(group, scenario, str(first["_label"]), str(second["_label"]), e, tuple(named), spread)]
+
+
+def _twins_in(ranked: pd.DataFrame, leader: Any) -> list[str]:
+    """The labels of `ranked` that run `leader`'s kernels (harness.store.kernels), best first."""
+    twins = set(kernels.twins_of(leader))
+    return [str(r["_label"]) for _, r in ranked.iterrows() if str(r["_label"]) in twins]
